@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (local stack + simulated fleet), `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint typecheck bench stack-up stack-down clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check app.py chalicelib tests bench stripe_emulator sim
+	$(BIN)/mypy
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+run: $(STAMP)
+	$(BIN)/python -m sim.run
+
+stack-up: $(STAMP)
+	$(BIN)/python -m sim.stack up
+
+stack-down: $(STAMP)
+	$(BIN)/python -m sim.stack down
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) .local

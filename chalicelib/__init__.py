@@ -1,0 +1,1 @@
+"""Usage billing on the edge: everything the Lambda functions import lives here."""

@@ -1,0 +1,154 @@
+"""The ingest service: a verified batch of envelopes becomes samples, once.
+
+Pure routing (`route_ticks`) decides, per tick, sample / free / quarantine
+from the edge's org records; `ingest_batch` is the thin shell around the store.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.envelopes import Rejected, Tick, validate_batch
+from chalicelib.observability import logger
+from chalicelib.orgs import Org
+from chalicelib.samples import Sample, late_cutoff, samples_from_tick
+from chalicelib.settings import Settings
+from chalicelib.store.base import BillingStore, QuarantineItem, StoreUnavailable
+
+UNKNOWN_ORG = "unknown_org"
+INVALID = "invalid"
+
+
+@dataclass
+class Routed:
+    samples: list[Sample] = field(default_factory=list)
+    pro_ticks: int = 0
+    free_ticks: int = 0
+    held: list[tuple[int, Tick, str]] = field(default_factory=list)  # (index, tick, reason)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    pro: int
+    free: int
+    ignored: int
+    samples: int
+    late: int
+    quarantined: list[dict[str, Any]]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "pro": self.pro,
+            "free": self.free,
+            "ignored": self.ignored,
+            "samples": self.samples,
+            "late": self.late,
+            "quarantined": self.quarantined,
+        }
+
+
+def plan_of(tick: Tick, orgs: dict[str, Org] | None) -> str | None:
+    """The edge's plan for the tick's org; the envelope's only when the lookup itself failed."""
+    org_id = tick.envelope.org_id
+    if orgs is None:
+        return tick.envelope.plan
+    org = orgs.get(org_id or "")
+    return org.plan if org else None
+
+
+def route_ticks(
+    ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, settings: Settings, now: int
+) -> Routed:
+    routed = Routed()
+    late_after = late_cutoff(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, settings.LATE_MARGIN_SECONDS)
+    for index, tick in ticks:
+        org_id = tick.envelope.org_id
+        if not org_id:
+            routed.held.append((index, tick, "usage_tick without org_id"))
+            continue
+        plan = plan_of(tick, orgs)
+        if plan is None:
+            routed.held.append((index, tick, f"org {org_id} is not known to the edge"))
+        elif plan == "pro":
+            routed.pro_ticks += 1
+            routed.samples.extend(
+                samples_from_tick(
+                    tick, org_id, settings.BUCKET_SECONDS, settings.sample_retention_seconds, late_after
+                )
+            )
+        else:
+            routed.free_ticks += 1
+    return routed
+
+
+def _raw_json(raw: Any) -> str:
+    # Decimals back to JSON numbers, so a replay parses exactly what the cell sent.
+    return json.dumps(raw, default=lambda v: float(v) if v.is_finite() else str(v))
+
+
+def _quarantine_items(
+    raw_items: list[Any], rejected: list[Rejected], held: list[tuple[int, Tick, str]], cell_id: str, now: int
+) -> list[QuarantineItem]:
+    items = [QuarantineItem(r.quarantine_id, INVALID, r.reason, cell_id, _raw_json(r.raw), now) for r in rejected]
+    items += [
+        QuarantineItem(t.envelope.id, UNKNOWN_ORG, reason, cell_id, _raw_json(raw_items[i]), now)
+        for i, t, reason in held
+    ]
+    return items
+
+
+def lookup_orgs(store: BillingStore, ticks: list[tuple[int, Tick]]) -> dict[str, Org] | None:
+    org_ids = {t.envelope.org_id for _, t in ticks if t.envelope.org_id}
+    if not org_ids:
+        return {}
+    try:
+        return store.get_orgs(org_ids)
+    except StoreUnavailable as exc:
+        logger.warning("org_lookup_failed_using_envelope_plan", extra={"orgs": len(org_ids), "error": str(exc)})
+        return None
+
+
+def ingest_batch(items: list[Any], cell_id: str, store: BillingStore, settings: Settings, now: int) -> IngestResult:
+    """Validate, route and store one batch. Raises StoreUnavailable (-> 503) if a write fails."""
+    validated = validate_batch(items, settings.MAX_INTERVAL_SECONDS, now, settings.sample_retention_seconds)
+    orgs = lookup_orgs(store, validated.ticks)
+    routed = route_ticks(validated.ticks, orgs, settings, now)
+    quarantine = _quarantine_items(items, validated.rejected, routed.held, cell_id, now)
+    late = store.put_samples(routed.samples)
+    if quarantine:
+        store.put_quarantine(quarantine)
+        for q in quarantine:
+            logger.warning(
+                "envelope_quarantined",
+                extra={"cell_id": cell_id, "event_id": q.quarantine_id, "kind": q.kind, "reason": q.reason},
+            )
+    listed = [{"index": r.index, "id": r.quarantine_id, "reason": r.reason} for r in validated.rejected]
+    listed += [{"index": i, "id": t.envelope.id, "reason": reason} for i, t, reason in routed.held]
+    return IngestResult(
+        accepted=routed.pro_ticks + routed.free_ticks + len(validated.others),
+        pro=routed.pro_ticks,
+        free=routed.free_ticks,
+        ignored=len(validated.others),
+        samples=len(routed.samples),
+        late=late,
+        quarantined=sorted(listed, key=lambda q: q["index"]),
+    )
+
+
+def replay_quarantine(store: BillingStore, settings: Settings, now: int) -> dict[str, int]:
+    """Re-route ticks held for an unknown org; those whose org now exists are stored and released."""
+    held = list(store.quarantine(UNKNOWN_ORG))
+    replayed = still_held = 0
+    for item in held:
+        result = ingest_batch([json.loads(item.raw_json, parse_float=Decimal)], item.cell_id, store, settings, now)
+        if result.accepted:
+            store.delete_quarantine([item.quarantine_id])
+            replayed += 1
+        else:
+            still_held += 1
+    return {"held": len(held), "replayed": replayed, "still_held": still_held}

@@ -1,0 +1,61 @@
+"""The composition root: builds the store, archive, clock and Stripe gateway from settings.
+
+Handlers ask `services()` for their dependencies; tests and the fleet
+simulation install their own with `use()` instead of patching modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.archive import Archive, S3Archive
+from chalicelib.clock import Clock, SystemClock
+from chalicelib.settings import Settings, current_settings
+from chalicelib.store.base import BillingStore
+from chalicelib.store.dynamodb import DynamoStore
+
+# Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
+_BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: BillingStore
+    archive: Archive
+    clock: Clock
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def now(self) -> int:
+        return self.clock.now()
+
+
+_current: Services | None = None
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Services:
+    dynamodb = boto3.client("dynamodb", config=_BOTO)
+    s3 = boto3.client("s3", config=_BOTO)
+    return Services(
+        settings=settings,
+        store=DynamoStore(dynamodb, settings.TABLE_PREFIX, settings.sample_retention_seconds),
+        archive=S3Archive(s3, settings.ARCHIVE_BUCKET),
+        clock=clock or SystemClock(),
+    )
+
+
+def services() -> Services:
+    global _current
+    if _current is None:
+        _current = build(current_settings())
+    return _current
+
+
+def use(custom: Services | None) -> None:
+    """Install (or, with None, forget) the services every handler uses."""
+    global _current
+    _current = custom

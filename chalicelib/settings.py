@@ -1,0 +1,138 @@
+"""One typed settings object, read from the environment (per stage in .chalice/config.json).
+
+A bad flag must stop the function at start-up with the flag's name and value in
+the message: a billing system that guesses a default for a mistyped BILL_FROM
+bills the wrong hours.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SECRET_NAMES = ("EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET")
+
+# Stripe rejects meter events older than 35 days; samples must outlive that so
+# parity and re-rolls can still read them.
+STRIPE_BACKDATE_SECONDS = 35 * 86400
+
+
+class SettingsError(ValueError):
+    """A flag or secret is missing or malformed; the message names it."""
+
+
+class Settings(BaseModel):
+    # A plain model over an explicit mapping (not BaseSettings) so tests pass their own
+    # environment and nothing leaks in from the process.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    SHADOW: bool = True
+    BILL_FROM: int = 0
+    BUCKET_SECONDS: int = 3600
+    GRACE_SECONDS: int = 600
+    WORKER_ENV: str = "dev"
+
+    TABLE_PREFIX: str = "opensandbox-billing-dev"
+    ARCHIVE_BUCKET: str = ""
+    SAMPLE_RETENTION_DAYS: int = Field(default=45, ge=36)
+
+    HMAC_WINDOW_SECONDS: int = 300
+    MAX_BODY_BYTES: int = 1_048_576
+    MAX_BATCH_ENVELOPES: int = 1000
+    MAX_INTERVAL_SECONDS: int = 3600
+
+    # Ingest marks a sample late when its bucket closes within this margin, so a
+    # write in flight can never slip past the rollup's read: it must exceed the
+    # API Lambda's timeout (see docs/design.md, "stragglers").
+    LATE_MARGIN_SECONDS: int = 120
+
+    SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
+    SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)
+    LEASE_SECONDS: int = Field(default=900, ge=60)
+
+    STRIPE_API_BASE: str | None = None
+    STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=10)
+    SECRETS_PARAMETER_PREFIX: str | None = None
+
+    EVENT_SECRET: str | None = None
+    STRIPE_API_KEY: str | None = None
+    STRIPE_WEBHOOK_SECRET: str | None = None
+    SESSION_JWT_SECRET: str | None = None
+
+    @field_validator("SHADOW", mode="before")
+    @classmethod
+    def _shadow_unless_exactly_false(cls, value: object) -> bool:
+        # CONTRACT 6: anything but the literal "false" keeps shadow on; a typo never arms billing.
+        if isinstance(value, bool):
+            return value
+        return str(value).strip() != "false"
+
+    @field_validator("BUCKET_SECONDS")
+    @classmethod
+    def _bucket_divides_day(cls, value: int) -> int:
+        if value < 60 or 86400 % value:
+            raise ValueError(f"BUCKET_SECONDS={value} must be >= 60 and divide 86400")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.BILL_FROM < 0 or self.BILL_FROM % self.BUCKET_SECONDS:
+            raise ValueError(
+                f"BILL_FROM={self.BILL_FROM} must be a non-negative multiple of "
+                f"BUCKET_SECONDS={self.BUCKET_SECONDS}"
+            )
+        if self.GRACE_SECONDS <= self.LATE_MARGIN_SECONDS:
+            raise ValueError(
+                f"GRACE_SECONDS={self.GRACE_SECONDS} must exceed "
+                f"LATE_MARGIN_SECONDS={self.LATE_MARGIN_SECONDS}"
+            )
+        return self
+
+    @property
+    def stage_is_prod(self) -> bool:
+        return self.WORKER_ENV == "prod"
+
+    @property
+    def sample_retention_seconds(self) -> int:
+        return self.SAMPLE_RETENTION_DAYS * 86400
+
+    def table_name(self, logical: str) -> str:
+        return f"{self.TABLE_PREFIX}-{logical}"
+
+    def secret(self, name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET"]) -> str:
+        """The secret from the environment, else from SSM under SECRETS_PARAMETER_PREFIX."""
+        value = getattr(self, name)
+        if value:
+            return str(value)
+        if self.SECRETS_PARAMETER_PREFIX:
+            return _ssm_secret(self.SECRETS_PARAMETER_PREFIX + name)
+        raise SettingsError(f"secret {name} is not set (env var or SSM {name} under SECRETS_PARAMETER_PREFIX)")
+
+
+def _ssm_secret(parameter_name: str) -> str:
+    # Powertools caches the value (5 min by default), so a warm Lambda asks SSM rarely.
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_parameter(parameter_name, decrypt=True))
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Validate the environment; raise SettingsError naming every bad flag and its value."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate({k: v for k, v in env.items() if k in Settings.model_fields})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            shown = f"={env[loc]!r}" if loc in env else ""
+            problems.append(f"{loc}{shown}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def current_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,369 @@
+"""DynamoDB adapter of the store port (boto3 low-level client).
+
+Key layout and every access pattern: docs/data-model.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.orgs import Org
+from chalicelib.samples import SAMPLE_SHARDS, Sample
+from chalicelib.store.base import (
+    BillingStore,
+    OrgAggregate,
+    QuarantineItem,
+    StoredSample,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+QUARANTINE_SHARDS = 8
+_BATCH_WRITE = 25
+_BATCH_GET = 100
+_MAX_ATTEMPTS = 8
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def sample_pk(bucket_start: int, shard: int) -> str:
+    return f"s#{bucket_start}#{shard:02d}"
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def guarded(fn: Callable[P, T]) -> Callable[P, T]:
+    """Turn any DynamoDB failure into StoreUnavailable (answered 503: the sender retries)."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                raise
+            raise StoreUnavailable(f"{fn.__name__}: {exc.response.get('Error', {}).get('Code')}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"{fn.__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.05 * (2**attempt), 1.0))
+
+
+def org_to_item(org: Org) -> dict[str, Any]:
+    return to_item(
+        {
+            "org_id": org.org_id,
+            "plan": org.plan,
+            "billing_mode": org.billing_mode,
+            "stripe_customer_id": org.stripe_customer_id,
+            "max_memory_gb": org.max_memory_gb,
+            "subscription_id": org.subscription_id,
+            "subscription_item_ids": list(org.subscription_item_ids) or None,
+            "plan_changed_at": org.plan_changed_at,
+            "updated_at": org.updated_at,
+        }
+    )
+
+
+def org_from_item(item: dict[str, Any]) -> Org:
+    d = from_item(item)
+    return Org(
+        org_id=d["org_id"],
+        plan=d.get("plan", "free"),
+        billing_mode=d.get("billing_mode", "legacy"),
+        stripe_customer_id=d.get("stripe_customer_id"),
+        max_memory_gb=int(d["max_memory_gb"]) if d.get("max_memory_gb") is not None else None,
+        subscription_id=d.get("subscription_id"),
+        subscription_item_ids=tuple(d.get("subscription_item_ids") or ()),
+        plan_changed_at=int(d.get("plan_changed_at", 0)),
+        updated_at=int(d.get("updated_at", 0)),
+    )
+
+
+def sample_to_item(s: Sample) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "pk": sample_pk(s.bucket_start, s.shard),
+        "sk": s.event_id,
+        "org_id": s.org_id,
+        "sandbox_id": s.sandbox_id,
+        "cell_id": s.cell_id,
+        "worker_id": s.worker_id,
+        "memory_mb": s.memory_mb,
+        "cpu_count": s.cpu_count,
+        "bucket": s.bucket_start,
+        "start": s.start,
+        "end": s.end,
+        "seconds": s.seconds,
+        "expires_at": s.expires_at,
+    }
+    if s.late:
+        # Sparse index: only late samples are projected, so only they pay the index write.
+        data["late_pk"] = f"late#{s.shard:02d}"
+        data["late_sk"] = f"{s.bucket_start:012d}#{s.event_id}"
+    return to_item(data)
+
+
+def stored_sample(item: dict[str, Any]) -> StoredSample:
+    d = from_item(item)
+    return StoredSample(
+        event_id=d["sk"],
+        org_id=d["org_id"],
+        memory_mb=int(d["memory_mb"]),
+        bucket_start=int(d["bucket"]),
+        start=Decimal(d["start"]),
+        end=Decimal(d["end"]),
+        seconds=Decimal(d["seconds"]),
+        late="late_pk" in d,
+    )
+
+
+def aggregate_to_item(agg: OrgAggregate, expires_at: int) -> dict[str, Any]:
+    return to_item(
+        {
+            "pk": f"agg#{agg.bucket_start}",
+            "sk": agg.org_id,
+            "seconds_by_memory": {str(mb): s for mb, s in sorted(agg.seconds_by_memory.items())},
+            "samples": agg.samples,
+            "expires_at": expires_at,
+        }
+    )
+
+
+def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
+    d = from_item(item)
+    return OrgAggregate(
+        org_id=d["sk"],
+        bucket_start=int(d["pk"].split("#", 1)[1]),
+        seconds_by_memory={int(mb): Decimal(s) for mb, s in d.get("seconds_by_memory", {}).items()},
+        samples=int(d.get("samples", 0)),
+    )
+
+
+class DynamoStore(BillingStore):
+    def __init__(self, client: Any, table_prefix: str, retention_seconds: int) -> None:
+        self.client = client
+        self.samples_table = f"{table_prefix}-samples"
+        self.orgs_table = f"{table_prefix}-orgs"
+        self.outbox_table = f"{table_prefix}-outbox"
+        self.control_table = f"{table_prefix}-control"
+        self.retention_seconds = retention_seconds
+
+    # --- batch helpers -------------------------------------------------
+    def _batch_write(self, table: str, requests: list[dict[str, Any]]) -> None:
+        for i in range(0, len(requests), _BATCH_WRITE):
+            pending: dict[str, Any] = {table: requests[i : i + _BATCH_WRITE]}
+            for attempt in range(_MAX_ATTEMPTS):
+                out = self.client.batch_write_item(RequestItems=pending)
+                pending = out.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                _backoff(attempt)
+            else:
+                raise StoreUnavailable(f"batch write to {table}: items stayed unprocessed")
+
+    def _batch_get(self, table: str, keys: list[dict[str, Any]], consistent: bool = False) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for i in range(0, len(keys), _BATCH_GET):
+            pending: dict[str, Any] = {table: {"Keys": keys[i : i + _BATCH_GET], "ConsistentRead": consistent}}
+            for attempt in range(_MAX_ATTEMPTS):
+                out = self.client.batch_get_item(RequestItems=pending)
+                found.extend(out.get("Responses", {}).get(table, []))
+                pending = out.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                _backoff(attempt)
+            else:
+                raise StoreUnavailable(f"batch get from {table}: keys stayed unprocessed")
+        return found
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            out = self.client.query(**kwargs)
+            yield from out.get("Items", [])
+            if "LastEvaluatedKey" not in out:
+                return
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    # --- orgs ----------------------------------------------------------
+    @guarded
+    def get_orgs(self, org_ids: Iterable[str]) -> dict[str, Org]:
+        keys = [{"org_id": {"S": o}} for o in sorted(set(org_ids))]
+        return {o.org_id: o for o in map(org_from_item, self._batch_get(self.orgs_table, keys))}
+
+    @guarded
+    def get_org(self, org_id: str) -> Org | None:
+        out = self.client.get_item(TableName=self.orgs_table, Key={"org_id": {"S": org_id}}, ConsistentRead=True)
+        return org_from_item(out["Item"]) if "Item" in out else None
+
+    @guarded
+    def put_org(self, org: Org) -> Org:
+        self.client.put_item(TableName=self.orgs_table, Item=org_to_item(org))
+        return org
+
+    # --- samples -------------------------------------------------------
+    @guarded
+    def put_samples(self, samples: list[Sample]) -> int:
+        on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in samples if not s.late]
+        self._batch_write(self.samples_table, on_time)
+        new_late = 0
+        for s in (s for s in samples if s.late):
+            # A late sample may replay one the rollup already counted: only a first write may
+            # enter the late path, hence the condition (cost stays proportional to stragglers).
+            try:
+                self.client.put_item(
+                    TableName=self.samples_table,
+                    Item=sample_to_item(s),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                new_late += 1
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+        return new_late
+
+    def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
+        for shard in range(SAMPLE_SHARDS):
+            yield from self._shard_samples(bucket_start, shard)
+
+    @guarded
+    def _shard_samples(self, bucket_start: int, shard: int) -> list[StoredSample]:
+        items = self._query(
+            TableName=self.samples_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
+            ConsistentRead=True,
+        )
+        return [stored_sample(i) for i in items]
+
+    # --- quarantine ----------------------------------------------------
+    def _quarantine_pk(self, quarantine_id: str) -> str:
+        from chalicelib.samples import shard_of
+
+        return f"quarantine#{shard_of(quarantine_id) % QUARANTINE_SHARDS}"
+
+    @guarded
+    def put_quarantine(self, items: list[QuarantineItem]) -> None:
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": to_item(
+                        {
+                            "pk": self._quarantine_pk(q.quarantine_id),
+                            "sk": q.quarantine_id,
+                            "kind": q.kind,
+                            "reason": q.reason,
+                            "cell_id": q.cell_id,
+                            "raw": q.raw_json,
+                            "received_at": q.received_at,
+                        }
+                    )
+                }
+            }
+            for q in {q.quarantine_id: q for q in items}.values()
+        ]
+        self._batch_write(self.control_table, requests)
+
+    def quarantine(self, kind: str | None = None) -> Iterator[QuarantineItem]:
+        for shard in range(QUARANTINE_SHARDS):
+            for d in self._quarantine_shard(shard):
+                if kind is None or d["kind"] == kind:
+                    yield QuarantineItem(
+                        quarantine_id=d["sk"],
+                        kind=d["kind"],
+                        reason=d["reason"],
+                        cell_id=d.get("cell_id", ""),
+                        raw_json=d["raw"],
+                        received_at=int(d["received_at"]),
+                    )
+
+    @guarded
+    def _quarantine_shard(self, shard: int) -> list[dict[str, Any]]:
+        items = self._query(
+            TableName=self.control_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"quarantine#{shard}"}},
+        )
+        return [from_item(i) for i in items]
+
+    @guarded
+    def delete_quarantine(self, quarantine_ids: list[str]) -> None:
+        requests = [
+            {"DeleteRequest": {"Key": {"pk": {"S": self._quarantine_pk(q)}, "sk": {"S": q}}}}
+            for q in dict.fromkeys(quarantine_ids)
+        ]
+        self._batch_write(self.control_table, requests)
+
+    # --- aggregates ----------------------------------------------------
+    @guarded
+    def bucket_state(self, bucket_start: int) -> dict[str, Any] | None:
+        out = self.client.get_item(
+            TableName=self.control_table,
+            Key={"pk": {"S": "bucket"}, "sk": {"S": f"{bucket_start:012d}"}},
+            ConsistentRead=True,
+        )
+        return from_item(out["Item"]) if "Item" in out else None
+
+    @guarded
+    def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
+        if self.bucket_state(bucket_start) is not None:
+            return False
+        expires = bucket_start + self.retention_seconds
+        # Identical content from every writer, so racing writers put the same items.
+        self._batch_write(
+            self.control_table,
+            [{"PutRequest": {"Item": aggregate_to_item(a, expires)}} for a in aggregates],
+        )
+        try:
+            self.client.put_item(
+                TableName=self.control_table,
+                Item=to_item(
+                    {
+                        "pk": "bucket",
+                        "sk": f"{bucket_start:012d}",
+                        "bucket_start": bucket_start,
+                        "state": "aggregated",
+                        "orgs": len(aggregates),
+                        "report": json.dumps(report, sort_keys=True, default=str),
+                        "expires_at": expires,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @guarded
+    def aggregates(self, bucket_start: int) -> list[OrgAggregate]:
+        items = self._query(
+            TableName=self.control_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"agg#{bucket_start}"}},
+            ConsistentRead=True,
+        )
+        return [aggregate_from_item(i) for i in items]

@@ -1,0 +1,155 @@
+"""Shared fixtures: moto tables built from infra/template.json, a fixed clock, signed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.clock import FixedClock
+from chalicelib.hmac_auth import sign_body, sign_get
+from chalicelib.services import Services, use
+from chalicelib.settings import Settings, current_settings, load_settings
+from chalicelib.archive import S3Archive
+from chalicelib.store.dynamodb import DynamoStore
+from chalicelib.tables import create_tables
+
+SECRET = "test-event-secret"
+PREFIX = "opensandbox-billing-test"
+ARCHIVE = "opensandbox-billing-test-raw"
+# 2026-11-25T00:00:00Z: a bucket boundary, so tests read in whole hours.
+T0 = 1795564800
+
+BASE_ENV = {
+    "SHADOW": "true",
+    "BILL_FROM": "0",
+    "BUCKET_SECONDS": "3600",
+    "GRACE_SECONDS": "600",
+    "WORKER_ENV": "dev",
+    "TABLE_PREFIX": PREFIX,
+    "ARCHIVE_BUCKET": ARCHIVE,
+    "EVENT_SECRET": SECRET,
+    "STRIPE_API_KEY": "sk_test_emulator",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test",
+    "SESSION_JWT_SECRET": "jwt-test-secret",
+}
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The stage environment the app sees (tests may update it before building services)."""
+    for key, value in BASE_ENV.items():
+        monkeypatch.setenv(key, value)
+    current_settings.cache_clear()
+    return dict(BASE_ENV)
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamodb(aws: None) -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_tables(client, PREFIX)
+    return client
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=ARCHIVE)
+    return client
+
+
+@pytest.fixture
+def store(dynamodb: Any, settings: Settings) -> DynamoStore:
+    return DynamoStore(dynamodb, PREFIX, settings.sample_retention_seconds)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0 + 2 * 3600)
+
+
+@pytest.fixture
+def svc(settings: Settings, store: DynamoStore, s3: Any, clock: FixedClock) -> Iterator[Services]:
+    services = Services(settings=settings, store=store, archive=S3Archive(s3, ARCHIVE), clock=clock)
+    use(services)
+    yield services
+    use(None)
+
+
+@pytest.fixture
+def client(svc: Services) -> Iterator[Any]:
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(__file__))) as c:
+        yield c
+
+
+def signed_post(body: Any, now: int, cell_id: str | None = "cell-a", secret: str = SECRET) -> dict[str, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "X-Timestamp": str(now), "X-Signature": sign_body(secret, now, raw)}
+    if cell_id is not None:
+        headers["X-Cell-Id"] = cell_id
+    return {"body": raw, "headers": headers}
+
+
+def signed_get(path: str, query: str, now: int, secret: str = SECRET) -> dict[str, Any]:
+    return {"X-Timestamp": str(now), "X-Signature": sign_get(secret, now, path, query)}
+
+
+def tick(
+    event_id: str,
+    org_id: str | None,
+    ts: str,
+    interval_s: Any = 20,
+    memory_mb: int | None = 1024,
+    plan: str | None = "pro",
+    **payload: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"interval_s": interval_s, "cpu_count": 1, "cost_cents": 0, **payload}
+    if memory_mb is not None:
+        body["memory_mb"] = memory_mb
+    return {
+        "id": event_id,
+        "type": "usage_tick",
+        "sandbox_id": f"sbx-{org_id}",
+        "org_id": org_id,
+        "plan": plan,
+        "worker_id": "worker-1",
+        "cell_id": "cell-a",
+        "payload": body,
+        "timestamp": ts,
+    }
+
+
+def iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,136 @@
+"""GET /internal/usage-parity, GET /internal/org-policy and PUT /internal/orgs/{org_id}."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from chalicelib.hmac_auth import sign_get
+from chalicelib.clock import FixedClock
+from chalicelib.orgs import Org
+from chalicelib.services import Services
+from tests.conftest import SECRET, T0, iso, signed_get, signed_post, tick
+
+PARITY = "/internal/usage-parity"
+
+
+def parity(client: Any, svc: Services, start: int, end: int) -> Any:
+    query = f"from={start}&to={end}"
+    return client.http.get(f"{PARITY}?{query}", headers=signed_get(PARITY, query, svc.now()))
+
+
+@pytest.fixture
+def usage(client: Any, svc: Services, clock: FixedClock) -> None:
+    svc.store.put_org(Org("org-a", plan="pro"))
+    svc.store.put_org(Org("org-b", plan="pro", billing_mode="unified"))
+    svc.store.put_org(Org("org-free", plan="free"))
+    ticks = [tick(f"a{i}", "org-a", iso(T0 + 20 * (i + 1)), memory_mb=4096) for i in range(180)]  # 1 h at 4 GB
+    ticks += [tick("b1", "org-b", iso(T0 + 3600 + 5), interval_s=10, memory_mb=2048)]  # 5 s before, 5 s after
+    ticks += [tick("f1", "org-free", iso(T0 + 100))]
+    clock.set(T0 + 3700)  # the cells send in near real time: nothing is late
+    res = client.http.post("/ingest", **signed_post(ticks, svc.now()))
+    assert res.status_code == 202 and res.json_body["late"] == 0
+    clock.set(T0 + 7200)
+
+
+def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Services, usage: None) -> None:
+    res = parity(client, svc, T0, T0 + 3600)
+    assert res.status_code == 200
+    body = res.json_body
+    assert body["window"] == {"from": T0, "to": T0 + 3600} and body["as_of"] == svc.now()
+    assert body["orgs"] == [
+        {"org_id": "org-a", "gb_seconds": 4 * 3600.0, "samples": 180},
+        {"org_id": "org-b", "gb_seconds": 10.0, "samples": 1},
+    ]
+
+
+def test_parity_next_hour_gets_the_other_half_of_a_split_tick(client: Any, svc: Services, usage: None) -> None:
+    res = parity(client, svc, T0 + 3600, T0 + 7200)
+    assert res.json_body["orgs"] == [{"org_id": "org-b", "gb_seconds": 10.0, "samples": 1}]
+
+
+def test_parity_partial_window_clips_samples(client: Any, svc: Services, usage: None) -> None:
+    res = parity(client, svc, T0 + 1800, T0 + 1810)
+    assert res.json_body["orgs"] == [{"org_id": "org-a", "gb_seconds": 40.0, "samples": 1}]
+
+
+def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, usage: None) -> None:
+    assert svc.store.bucket_state(T0) is None
+    first = parity(client, svc, T0, T0 + 3600).json_body
+    assert svc.store.bucket_state(T0) is not None  # settled by the first asker
+    # Later askers read the aggregates: deleting a raw sample no longer changes the answer.
+    from chalicelib.samples import shard_of
+    from chalicelib.store.dynamodb import sample_pk
+
+    svc.store.client.delete_item(  # type: ignore[attr-defined]
+        TableName=svc.store.samples_table, Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}}  # type: ignore[attr-defined]
+    )
+    assert parity(client, svc, T0, T0 + 3600).json_body["orgs"] == first["orgs"]
+
+
+@pytest.mark.parametrize(
+    "query, fragment",
+    [("from=10", "required"), ("from=x&to=y", "integers"), ("from=100&to=100", "greater"), ("from=0&to=999999999", "maximum")],
+)
+def test_parity_bad_windows_are_400(client: Any, svc: Services, query: str, fragment: str) -> None:
+    res = client.http.get(f"{PARITY}?{query}", headers=signed_get(PARITY, query, svc.now()))
+    assert res.status_code == 400 and fragment in res.json_body["error"]
+
+
+def test_parity_auth(client: Any, svc: Services) -> None:
+    query = f"from={T0}&to={T0 + 3600}"
+    assert client.http.get(f"{PARITY}?{query}").status_code == 400
+    wrong = {"X-Timestamp": str(svc.now()), "X-Signature": sign_get(SECRET, svc.now(), PARITY, "from=1&to=2")}
+    assert client.http.get(f"{PARITY}?{query}", headers=wrong).status_code == 401
+    stale = signed_get(PARITY, query, svc.now() - 400)
+    assert client.http.get(f"{PARITY}?{query}", headers=stale).status_code == 401
+    # Parameters signed in the other order still verify (API Gateway does not keep the raw query).
+    swapped = signed_get(PARITY, f"to={T0 + 3600}&from={T0}", svc.now())
+    assert client.http.get(f"{PARITY}?{query}", headers=swapped).status_code == 200
+
+
+def test_org_policy(client: Any, svc: Services) -> None:
+    svc.store.put_org(Org("org-a", plan="pro", max_memory_gb=16))
+    q = "org_id=org-a"
+    res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
+    assert res.json_body == {"org_id": "org-a", "plan": "pro", "maxMemoryMb": 16384}
+    q = "org_id=nobody"
+    res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
+    assert res.status_code == 404 and "nobody" in res.json_body["error"]
+
+
+def test_put_org_creates_and_updates(client: Any, svc: Services) -> None:
+    body = {"billing_mode": "unified", "plan": "pro", "stripe_customer_id": "cus_1"}
+    res = client.http.put("/internal/orgs/org-z", **signed_post(body, svc.now(), cell_id=None))
+    assert res.status_code == 200
+    assert res.json_body["plan"] == "pro" and res.json_body["stripe_customer_id"] == "cus_1"
+    res = client.http.put("/internal/orgs/org-z", **signed_post({"billing_mode": "legacy"}, svc.now(), cell_id=None))
+    assert res.json_body["billing_mode"] == "legacy" and res.json_body["stripe_customer_id"] == "cus_1"
+    org = svc.store.get_org("org-z")
+    assert org is not None and org.plan == "pro" and org.billing_mode == "legacy"
+
+
+@pytest.mark.parametrize("body", [{"billing_mode": "weird"}, {"plan": "pro"}, {"billing_mode": "legacy", "extra": 1}])
+def test_put_org_rejects_bad_bodies(client: Any, svc: Services, body: dict[str, Any]) -> None:
+    res = client.http.put("/internal/orgs/org-z", **signed_post(body, svc.now(), cell_id=None))
+    assert res.status_code == 400 and "invalid org body" in res.json_body["error"]
+
+
+def test_health(client: Any, svc: Services) -> None:
+    assert client.http.get("/health").json_body == {"ok": True, "env": "dev", "shadow": True}
+
+
+def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
+    from chalicelib.parity import Window, usage_parity
+    from chalicelib.samples import samples_from_tick
+    from chalicelib.envelopes import Tick, Envelope, UsageTick
+
+    svc.store.put_org(Org("org-x", plan="pro"))
+    env = Envelope.model_validate(json.loads(json.dumps(tick("d1", "org-x", iso(T0 + 50)))))
+    t = Tick(env, UsageTick(memory_mb=1536, interval_s=Decimal("0.1")))
+    svc.store.put_samples(samples_from_tick(t, "org-x", 3600, 86400 * 40, 0))
+    body = usage_parity(svc.store, svc.settings, Window(T0, T0 + 60), svc.now())
+    assert body["orgs"][0]["gb_seconds"] == 0.15

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.settings import SettingsError, load_settings
+
+
+def test_defaults_follow_the_contract() -> None:
+    s = load_settings({})
+    assert (s.SHADOW, s.BILL_FROM, s.BUCKET_SECONDS, s.GRACE_SECONDS, s.WORKER_ENV) == (True, 0, 3600, 600, "dev")
+    assert s.sample_retention_seconds > 35 * 86400
+
+
+@pytest.mark.parametrize("value, shadow", [("false", False), ("true", True), ("False", True), ("0", True), ("", True), ("no", True)])
+def test_shadow_is_off_only_for_exactly_false(value: str, shadow: bool) -> None:
+    assert load_settings({"SHADOW": value}).SHADOW is shadow
+
+
+@pytest.mark.parametrize(
+    "env, names",
+    [
+        ({"BILL_FROM": "yesterday"}, ["BILL_FROM='yesterday'"]),
+        ({"BILL_FROM": "1800"}, ["BILL_FROM=1800", "multiple of BUCKET_SECONDS=3600"]),
+        ({"BILL_FROM": "-3600"}, ["BILL_FROM=-3600"]),
+        ({"BUCKET_SECONDS": "7"}, ["BUCKET_SECONDS='7'"]),
+        ({"BUCKET_SECONDS": "5000"}, ["BUCKET_SECONDS"]),
+        ({"GRACE_SECONDS": "60"}, ["GRACE_SECONDS=60", "LATE_MARGIN_SECONDS"]),
+        ({"SAMPLE_RETENTION_DAYS": "10"}, ["SAMPLE_RETENTION_DAYS='10'"]),
+    ],
+)
+def test_bad_flags_fail_loudly_naming_flag_and_value(env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_bill_from_multiple_of_bucket_is_accepted() -> None:
+    assert load_settings({"BILL_FROM": "7200", "BUCKET_SECONDS": "900"}).BILL_FROM == 7200
+
+
+def test_secret_missing_names_it() -> None:
+    with pytest.raises(SettingsError, match="EVENT_SECRET"):
+        load_settings({}).secret("EVENT_SECRET")
+    assert load_settings({"EVENT_SECRET": "s"}).secret("EVENT_SECRET") == "s"
+
+
+def test_secret_from_ssm(aws: None) -> None:
+    import boto3
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/opensandbox-billing/dev/EVENT_SECRET", Value="from-ssm", Type="SecureString"
+    )
+    s = load_settings({"SECRETS_PARAMETER_PREFIX": "/opensandbox-billing/dev/"})
+    assert s.secret("EVENT_SECRET") == "from-ssm"
