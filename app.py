@@ -1,8 +1,13 @@
 """The Chalice app: routes and the schedule, wired to handlers in chalicelib."""
 
-from chalice import Chalice
+from typing import Any
 
+from chalice import Chalice, Rate
+from chalice.app import CloudWatchEvent
+
+from chalicelib.rollup import run_rollup
 from chalicelib.routes import ingest, internal, ops
+from chalicelib.services import services
 from chalicelib.settings import current_settings
 
 # Validate every flag at cold start: a bad BILL_FROM stops the function loudly, naming the flag.
@@ -12,3 +17,8 @@ app = Chalice(app_name="edge-billing")
 app.register_blueprint(ingest.bp)
 app.register_blueprint(internal.bp)
 app.register_blueprint(ops.bp)
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES), name="rollup")
+def scheduled_rollup(event: CloudWatchEvent) -> dict[str, Any]:
+    return run_rollup(services(), trigger="schedule").body()

@@ -17,6 +17,7 @@ from chalicelib.clock import Clock, SystemClock
 from chalicelib.settings import Settings, current_settings
 from chalicelib.store.base import BillingStore
 from chalicelib.store.dynamodb import DynamoStore
+from chalicelib.stripe_gateway import StripeClientGateway, StripeGateway, make_client
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
 _BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
@@ -32,6 +33,13 @@ class Services:
 
     def now(self) -> int:
         return self.clock.now()
+
+    def stripe_gateway(self) -> StripeGateway:
+        """Built on first use: routes that never touch Stripe need no Stripe key."""
+        if "stripe" not in self.extras:
+            self.extras["stripe"] = StripeClientGateway(make_client(self.settings))
+        gateway: StripeGateway = self.extras["stripe"]
+        return gateway
 
 
 _current: Services | None = None

@@ -51,7 +51,11 @@ class Settings(BaseModel):
 
     SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)
-    LEASE_SECONDS: int = Field(default=900, ge=60)
+    # The first run (no cursor yet) rolls this many closed buckets back; later runs continue from the cursor.
+    ROLLUP_LOOKBACK_BUCKETS: int = Field(default=48, ge=1, le=24 * 35)
+    SEND_BUDGET_SECONDS: int = Field(default=200, ge=1)
+    # Longer than the rollup Lambda's timeout, so a crashed run's lease lapses before it could overlap.
+    LEASE_SECONDS: int = Field(default=360, ge=60)
 
     STRIPE_API_BASE: str | None = None
     STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=10)

@@ -37,6 +37,8 @@ BASE_ENV = {
     "STRIPE_API_KEY": "sk_test_emulator",
     "STRIPE_WEBHOOK_SECRET": "whsec_test",
     "SESSION_JWT_SECRET": "jwt-test-secret",
+    # Tests start a few hours after T0: a short first-run look-back keeps moto fast.
+    "ROLLUP_LOOKBACK_BUCKETS": "4",
 }
 
 

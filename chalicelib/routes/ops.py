@@ -1,10 +1,11 @@
-"""GET /health."""
+"""GET /health, and POST /run (one rollup on demand; 404 in prod, where only the schedule moves money)."""
 
 from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.routes.http import answer
+from chalicelib.rollup import run_rollup
+from chalicelib.routes.http import answer, check_body_hmac, error, json_errors
 from chalicelib.services import services
 
 bp = Blueprint(__name__)
@@ -14,3 +15,13 @@ bp = Blueprint(__name__)
 def health() -> Response:
     svc = services()
     return answer(200, {"ok": True, "env": svc.settings.WORKER_ENV, "shadow": svc.settings.SHADOW})
+
+
+@bp.route("/run", methods=["POST"], content_types=["application/json", "text/plain", "application/octet-stream"])
+@json_errors
+def run() -> Response:
+    svc = services()
+    if svc.settings.stage_is_prod:
+        return error(404, "not found")
+    check_body_hmac(bp.current_request, svc)
+    return answer(200, run_rollup(svc, trigger="http").body())

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.orgs import Org
+from chalicelib.outbox import OutboxRow, State
 from chalicelib.samples import Sample
 
 
@@ -62,6 +63,18 @@ class OrgAggregate:
         return sum((gb_seconds(mb, s) for mb, s in self.seconds_by_memory.items()), Decimal(0))
 
 
+@dataclass(frozen=True)
+class LateChunk:
+    """Late samples of one (org, bucket), billed together: delta rows, aggregate update and
+    flag removal commit atomically, so a crash or a racing run can never bill them twice."""
+
+    org_id: str
+    bucket_start: int
+    rows: list[OutboxRow]
+    seconds_by_memory: dict[int, Decimal]
+    event_ids: list[str]
+
+
 class BillingStore(ABC):
     # --- orgs ---
     @abstractmethod
@@ -102,3 +115,44 @@ class BillingStore(ABC):
 
     @abstractmethod
     def aggregates(self, bucket_start: int) -> list[OrgAggregate]: ...
+
+    @abstractmethod
+    def mark_bucket_rolled(self, bucket_start: int, report: dict[str, Any]) -> bool:
+        """aggregated -> rolled, once; False if it was rolled already."""
+
+    # --- the rollup's lease and cursor ---
+    @abstractmethod
+    def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool: ...
+
+    @abstractmethod
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    @abstractmethod
+    def cursor(self, name: str) -> int | None: ...
+
+    @abstractmethod
+    def advance_cursor(self, name: str, value: int) -> None:
+        """Move the cursor forward (never back)."""
+
+    # --- outbox ---
+    @abstractmethod
+    def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
+        """Create rows that do not exist yet (an existing row keeps its state); returns how many were new."""
+
+    @abstractmethod
+    def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]: ...
+
+    @abstractmethod
+    def get_outbox_row(self, row_id: str) -> OutboxRow | None: ...
+
+    @abstractmethod
+    def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
+        """Conditional state change; False if the row was not in `expected`."""
+
+    # --- stragglers ---
+    @abstractmethod
+    def late_samples(self, limit: int = 10_000) -> list[StoredSample]: ...
+
+    @abstractmethod
+    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
+        """Atomically: create the delta rows, add to the aggregate, clear the samples' late flags."""

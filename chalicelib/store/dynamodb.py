@@ -16,9 +16,11 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.orgs import Org
+from chalicelib.outbox import QUEUED_STATES, OutboxRow, State
 from chalicelib.samples import SAMPLE_SHARDS, Sample
 from chalicelib.store.base import (
     BillingStore,
+    LateChunk,
     OrgAggregate,
     QuarantineItem,
     StoredSample,
@@ -140,16 +142,17 @@ def stored_sample(item: dict[str, Any]) -> StoredSample:
     )
 
 
+def aggregate_key(bucket_start: int, org_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"agg#{bucket_start}"}, "sk": {"S": org_id}}
+
+
 def aggregate_to_item(agg: OrgAggregate, expires_at: int) -> dict[str, Any]:
-    return to_item(
-        {
-            "pk": f"agg#{agg.bucket_start}",
-            "sk": agg.org_id,
-            "seconds_by_memory": {str(mb): s for mb, s in sorted(agg.seconds_by_memory.items())},
-            "samples": agg.samples,
-            "expires_at": expires_at,
-        }
-    )
+    # Seconds per memory size as top-level "mb_<size>" numbers, so the late path can ADD to
+    # them atomically (ADD does not reach into maps).
+    data: dict[str, Any] = {"pk": f"agg#{agg.bucket_start}", "sk": agg.org_id, "samples": agg.samples,
+                            "expires_at": expires_at}
+    data.update({f"mb_{mb}": s for mb, s in agg.seconds_by_memory.items()})
+    return to_item(data)
 
 
 def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
@@ -157,7 +160,7 @@ def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
     return OrgAggregate(
         org_id=d["sk"],
         bucket_start=int(d["pk"].split("#", 1)[1]),
-        seconds_by_memory={int(mb): Decimal(s) for mb, s in d.get("seconds_by_memory", {}).items()},
+        seconds_by_memory={int(k[3:]): Decimal(v) for k, v in sorted(d.items()) if k.startswith("mb_")},
         samples=int(d.get("samples", 0)),
     )
 
@@ -201,7 +204,7 @@ class DynamoStore(BillingStore):
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
-            out = self.client.query(**kwargs)
+            out = guarded(self.client.query)(**kwargs)
             yield from out.get("Items", [])
             if "LastEvaluatedKey" not in out:
                 return
@@ -245,18 +248,15 @@ class DynamoStore(BillingStore):
         return new_late
 
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
+        # Streams page by page: the rollup's memory stays bounded by one page, not the bucket.
         for shard in range(SAMPLE_SHARDS):
-            yield from self._shard_samples(bucket_start, shard)
-
-    @guarded
-    def _shard_samples(self, bucket_start: int, shard: int) -> list[StoredSample]:
-        items = self._query(
-            TableName=self.samples_table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
-            ConsistentRead=True,
-        )
-        return [stored_sample(i) for i in items]
+            items = self._query(
+                TableName=self.samples_table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
+                ConsistentRead=True,
+            )
+            yield from map(stored_sample, items)
 
     # --- quarantine ----------------------------------------------------
     def _quarantine_pk(self, quarantine_id: str) -> str:
@@ -367,3 +367,244 @@ class DynamoStore(BillingStore):
             ConsistentRead=True,
         )
         return [aggregate_from_item(i) for i in items]
+
+    @guarded
+    def mark_bucket_rolled(self, bucket_start: int, report: dict[str, Any]) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.control_table,
+                Key={"pk": {"S": "bucket"}, "sk": {"S": f"{bucket_start:012d}"}},
+                UpdateExpression="SET #s = :rolled, #r = :report",
+                ConditionExpression="#s = :aggregated",
+                ExpressionAttributeNames={"#s": "state", "#r": "report"},
+                ExpressionAttributeValues=to_item(
+                    {":rolled": "rolled", ":aggregated": "aggregated",
+                     ":report": json.dumps(report, sort_keys=True, default=str)}
+                ),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    # --- lease and cursor ----------------------------------------------
+    @guarded
+    def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool:
+        try:
+            self.client.put_item(
+                TableName=self.control_table,
+                Item=to_item({"pk": "lease", "sk": name, "owner": owner, "lease_until": now + seconds,
+                              "acquired_at": now}),
+                ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @guarded
+    def release_lease(self, name: str, owner: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.control_table,
+                Key={"pk": {"S": "lease"}, "sk": {"S": name}},
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": owner}},
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+    @guarded
+    def cursor(self, name: str) -> int | None:
+        out = self.client.get_item(
+            TableName=self.control_table, Key={"pk": {"S": "cursor"}, "sk": {"S": name}}, ConsistentRead=True
+        )
+        return int(out["Item"]["value"]["N"]) if "Item" in out else None
+
+    @guarded
+    def advance_cursor(self, name: str, value: int) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.control_table,
+                Item=to_item({"pk": "cursor", "sk": name, "value": value}),
+                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ExpressionAttributeNames={"#v": "value"},
+                ExpressionAttributeValues={":v": {"N": str(value)}},
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+    # --- outbox ----------------------------------------------------------
+    @guarded
+    def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
+        created = 0
+        for row in rows:
+            try:
+                self.client.put_item(
+                    TableName=self.outbox_table, Item=outbox_to_item(row), ConditionExpression="attribute_not_exists(id)"
+                )
+                created += 1
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+        return created
+
+    @guarded
+    def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]:
+        rows: list[OutboxRow] = []
+        items = self._query(
+            TableName=self.outbox_table,
+            IndexName="queue",
+            KeyConditionExpression="#q = :q AND bucket_start >= :b",
+            ExpressionAttributeNames={"#q": "queue"},
+            ExpressionAttributeValues={":q": {"S": queue}, ":b": {"N": str(min_bucket)}},
+        )
+        for item in items:
+            rows.append(outbox_from_item(item))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    @guarded
+    def get_outbox_row(self, row_id: str) -> OutboxRow | None:
+        out = self.client.get_item(TableName=self.outbox_table, Key={"id": {"S": row_id}}, ConsistentRead=True)
+        return outbox_from_item(out["Item"]) if "Item" in out else None
+
+    @guarded
+    def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
+        names = {"#s": "state", "#q": "queue", "#t": "changed_at"}
+        values: dict[str, Any] = {":new": new, ":expected": expected, ":now": now}
+        update = "SET #s = :new, #t = :now"
+        if new in QUEUED_STATES:
+            update += ", #q = :new"
+        if new == "sent":
+            names["#sa"] = "sent_at"
+            update += ", #sa = :now"
+        if detail is not None:
+            names["#d"] = "detail"
+            values[":detail"] = detail[:500]
+            update += ", #d = :detail"
+        if new not in QUEUED_STATES:
+            update += " REMOVE #q"
+        try:
+            self.client.update_item(
+                TableName=self.outbox_table,
+                Key={"id": {"S": row_id}},
+                UpdateExpression=update,
+                ConditionExpression="#s = :expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    # --- stragglers ------------------------------------------------------
+    @guarded
+    def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
+        found: list[StoredSample] = []
+        for shard in range(SAMPLE_SHARDS):
+            items = self._query(
+                TableName=self.samples_table,
+                IndexName="late",
+                KeyConditionExpression="late_pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"late#{shard:02d}"}},
+            )
+            for item in items:
+                found.append(stored_sample(item))
+                if len(found) >= limit:
+                    return found
+        return found
+
+    @guarded
+    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
+        from chalicelib.samples import shard_of
+
+        actions: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.outbox_table, "Item": outbox_to_item(r),
+                     "ConditionExpression": "attribute_not_exists(id)"}}
+            for r in chunk.rows
+        ]
+        adds = {f"mb_{mb}": s for mb, s in chunk.seconds_by_memory.items()}
+        names = {f"#a{i}": k for i, k in enumerate(adds)} | {"#n": "samples", "#e": "expires_at"}
+        values = {f":a{i}": v for i, v in enumerate(adds.values())} | {
+            ":n": len(chunk.event_ids), ":e": chunk.bucket_start + self.retention_seconds}
+        add_expr = ", ".join([f"#a{i} :a{i}" for i in range(len(adds))] + ["#n :n"])
+        actions.append({"Update": {
+            "TableName": self.control_table,
+            "Key": aggregate_key(chunk.bucket_start, chunk.org_id),
+            "UpdateExpression": f"ADD {add_expr} SET #e = :e",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
+        }})
+        for event_id in chunk.event_ids:
+            actions.append({"Update": {
+                "TableName": self.samples_table,
+                "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id))}, "sk": {"S": event_id}},
+                "UpdateExpression": "REMOVE late_pk, late_sk",
+                "ConditionExpression": "attribute_exists(late_pk)",
+            }})
+        try:
+            self.client.transact_write_items(
+                TransactItems=actions, ClientRequestToken=delta_token(chunk)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+
+def delta_token(chunk: LateChunk) -> str:
+    # Idempotent for 10 minutes: a retried transact call after a lost answer is not re-applied.
+    import hashlib
+
+    return hashlib.sha256("|".join([chunk.org_id, str(chunk.bucket_start), *sorted(chunk.event_ids)]).encode()).hexdigest()[:36]
+
+
+def outbox_to_item(row: OutboxRow) -> dict[str, Any]:
+    return to_item(
+        {
+            "id": row.id,
+            "org_id": row.org_id,
+            "bucket_start": row.bucket_start,
+            "bucket_end": row.bucket_end,
+            "meter": row.meter,
+            "value": row.value,
+            "kind": row.kind,
+            "state": row.state,
+            "queue": row.queue,
+            "samples": row.samples,
+            "run_id": row.run_id or None,
+            "created_at": row.created_at,
+            "sent_at": row.sent_at,
+            "detail": row.detail,
+        }
+    )
+
+
+def outbox_from_item(item: dict[str, Any]) -> OutboxRow:
+    d = from_item(item)
+    return OutboxRow(
+        id=d["id"],
+        org_id=d["org_id"],
+        bucket_start=int(d["bucket_start"]),
+        bucket_end=int(d["bucket_end"]),
+        meter=d["meter"],
+        value=Decimal(d["value"]),
+        kind=d["kind"],
+        state=d["state"],
+        samples=int(d.get("samples", 0)),
+        run_id=d.get("run_id", ""),
+        created_at=int(d.get("created_at", 0)),
+        sent_at=int(d["sent_at"]) if d.get("sent_at") is not None else None,
+        detail=d.get("detail"),
+    )

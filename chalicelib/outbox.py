@@ -1,0 +1,56 @@
+"""Outbox rows: one meter event to ship to Stripe, with a deterministic identifier.
+
+States and their only transitions (each a conditional write):
+    shadow  -> pending      (promotion, when live and bucket_start >= BILL_FROM)
+    pending -> sent         (Stripe accepted it, or already had its identifier)
+    pending -> unbillable   (bucket older than Stripe's 35-day window)
+    pending -> failed       (Stripe rejected it for good; an operator requeues it)
+    failed  -> pending      (operator requeue)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Literal
+
+State = Literal["shadow", "pending", "sent", "unbillable", "failed"]
+Kind = Literal["first", "delta"]
+QUEUED_STATES = ("shadow", "pending")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: str
+    org_id: str
+    bucket_start: int
+    bucket_end: int
+    meter: str
+    value: Decimal
+    kind: Kind
+    state: State
+    samples: int = 0
+    run_id: str = ""
+    created_at: int = 0
+    sent_at: int | None = None
+    detail: str | None = None
+
+    @property
+    def queue(self) -> str | None:
+        """The index partition that finds this row again (sparse: only queued rows are indexed)."""
+        return self.state if self.state in QUEUED_STATES else None
+
+    def moved(self, state: State) -> "OutboxRow":
+        return replace(self, state=state)
+
+
+def first_identifier(org_id: str, bucket_start: int, meter: str) -> str:
+    """CONTRACT 5: the first emission of (org, bucket, meter)."""
+    return f"{org_id}:{bucket_start}:{meter}"
+
+
+def delta_identifier(org_id: str, bucket_start: int, meter: str, sample_ids: list[str]) -> str:
+    """A straggler delta, named by the exact set of late samples it bills (so it is replay-safe)."""
+    digest = hashlib.sha256("\n".join(sorted(sample_ids)).encode()).hexdigest()[:16]
+    return f"{org_id}:{bucket_start}:{meter}:late:{digest}"
