@@ -1,0 +1,79 @@
+"""infra/template.json is the one table definition: it lints, it merges into `chalice package`,
+and the moto tables the tests use are built from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.tables import TEMPLATE, table_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True, check=False)
+
+
+def test_infra_template_passes_cfn_lint() -> None:
+    out = cfn_lint(TEMPLATE)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("pkg")
+    project = work / "project"
+    project.mkdir()
+    for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    shutil.rmtree(project / ".chalice" / "deployments", ignore_errors=True)
+    env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1", "EVENT_SECRET": "x"}
+    chalice = Path(sys.executable).parent / "chalice"
+    out = subprocess.run(
+        [str(chalice), "package", "--stage", "prod", "--merge-template", "infra/template.json", str(work / "out")],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
+
+
+def test_packaged_template_is_deployable_and_lints(packaged: dict[str, Any]) -> None:
+    out = cfn_lint(packaged["path"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    resources = packaged["template"]["Resources"]
+    types = {r["Type"] for r in resources.values()}
+    assert {"AWS::Serverless::Function", "AWS::DynamoDB::Table", "AWS::S3::Bucket"} <= types
+    schedule = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"
+                or "Events" in r.get("Properties", {})]
+    assert schedule, "the 15-minute rollup schedule is in the package"
+
+
+def test_packaged_functions_carry_stage_flags_not_secrets(packaged: dict[str, Any]) -> None:
+    fns = [r for r in packaged["template"]["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    for fn in fns:
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["WORKER_ENV"] == "prod" and env["SHADOW"] == "true"
+        assert not {"EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET"} & set(env)
+
+
+def test_table_specs_mirror_the_template() -> None:
+    specs = {s["create"]["TableName"]: s for s in table_specs("p-dev")}
+    assert set(specs) == {"p-dev-samples", "p-dev-orgs", "p-dev-outbox", "p-dev-control"}
+    assert specs["p-dev-samples"]["ttl"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert all(s["pitr"] for s in specs.values())
+    assert [g["IndexName"] for g in specs["p-dev-samples"]["create"]["GlobalSecondaryIndexes"]] == ["late"]
+
+
+def test_moto_tables_are_the_template_tables(dynamodb: Any) -> None:
+    described = dynamodb.describe_table(TableName="opensandbox-billing-test-outbox")["Table"]
+    assert [k["AttributeName"] for k in described["KeySchema"]] == ["id"]
+    assert described["GlobalSecondaryIndexes"][0]["IndexName"] == "queue"
