@@ -48,6 +48,8 @@ def settle(store: BillingStore, settings: Settings, bucket_start: int, now: int)
         return None
     if store.bucket_state(bucket_start) is not None:
         return store.aggregates(bucket_start)
+    if not settings.HOME_REGION:
+        return None  # conditional writes belong to the home region; read the raw samples instead
     aggs = aggregate(bucket_start, store.bucket_samples(bucket_start))
     if store.save_aggregates(bucket_start, aggs, {"settled_at": now}):
         logger.info("bucket_settled", extra={"bucket_start": bucket_start, "orgs": len(aggs)})

@@ -261,6 +261,9 @@ def run_rollup(svc: Any, trigger: str, gateway: Any = None) -> RunResult:
     now = svc.now()
     run_id = f"{trigger}-{now}-{uuid.uuid4().hex[:8]}"
     result = RunResult(run_id=run_id, settings=settings, now=now)
+    if not settings.HOME_REGION:
+        result.skipped = "HOME_REGION=false: the rollup runs only in the home region"
+        return result
     if not store.acquire_lease(LEASE, run_id, now, settings.LEASE_SECONDS):
         result.skipped = "another rollup run holds the lease"
         logger.warning("rollup_skipped_lease_held", extra={"run_id": run_id})

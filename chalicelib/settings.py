@@ -51,6 +51,9 @@ class Settings(BaseModel):
 
     SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)
+    # False in every region but the home region of a global-tables deployment: there the
+    # rollup and parity's settling (conditional writes) must not run (docs/deploy.md).
+    HOME_REGION: bool = True
     # The first run (no cursor yet) rolls this many closed buckets back; later runs continue from the cursor.
     ROLLUP_LOOKBACK_BUCKETS: int = Field(default=48, ge=1, le=24 * 35)
     SEND_BUDGET_SECONDS: int = Field(default=200, ge=1)

@@ -310,3 +310,12 @@ def test_sending_is_concurrent_but_never_twice_at_once_per_customer_meter(
     send = run_rollup(live(svc), "test").body()["send"]
     assert send["sent"] == 3 * 12 * 2
     assert fake.concurrency_violations == 0 and fake.max_parallel > 1
+
+
+def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, orgs: None) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    away = Services(load_settings(BASE_ENV | {"HOME_REGION": "false"}), svc.store, svc.archive, svc.clock)
+    assert "home region" in run_rollup(away, "test").body()["skipped"]
+    assert svc.store.bucket_state(T0) is None
