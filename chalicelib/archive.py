@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,7 +21,7 @@ class Archive(Protocol):
 
 def batch_key(cell_id: str, received_at: int, body: bytes) -> str:
     """raw/{cell_id}/{yyyy-mm-dd}/{received_at}-{digest}.json.gz: a re-sent batch lands on its own key."""
-    day = datetime.fromtimestamp(received_at, tz=timezone.utc).strftime("%Y-%m-%d")
+    day = datetime.fromtimestamp(received_at, tz=UTC).strftime("%Y-%m-%d")
     digest = hashlib.sha256(body).hexdigest()[:16]
     return f"raw/{cell_id}/{day}/{received_at}-{digest}.json.gz"
 
@@ -38,7 +38,10 @@ class S3Archive:
         key = batch_key(cell_id, received_at, body)
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=gzip.compress(body), ContentType="application/json",
+                Bucket=self.bucket,
+                Key=key,
+                Body=gzip.compress(body),
+                ContentType="application/json",
                 ContentEncoding="gzip",
             )
         except (ClientError, BotoCoreError) as exc:

@@ -7,8 +7,8 @@ from the edge's org records; `ingest_batch` is the thin shell around the store.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.envelopes import Rejected, Tick, validate_batch
@@ -61,9 +61,7 @@ def plan_of(tick: Tick, orgs: dict[str, Org] | None) -> str | None:
     return org.plan if org else None
 
 
-def route_ticks(
-    ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, settings: Settings, now: int
-) -> Routed:
+def route_ticks(ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, settings: Settings, now: int) -> Routed:
     routed = Routed()
     late_after = late_cutoff(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, settings.LATE_MARGIN_SECONDS)
     for index, tick in ticks:
@@ -77,9 +75,7 @@ def route_ticks(
         elif plan == "pro":
             routed.pro_ticks += 1
             routed.samples.extend(
-                samples_from_tick(
-                    tick, org_id, settings.BUCKET_SECONDS, settings.sample_retention_seconds, late_after
-                )
+                samples_from_tick(tick, org_id, settings.BUCKET_SECONDS, settings.sample_retention_seconds, late_after)
             )
         else:
             routed.free_ticks += 1

@@ -41,7 +41,7 @@ class OutboxRow:
         """The index partition that finds this row again (sparse: only queued rows are indexed)."""
         return self.state if self.state in QUEUED_STATES else None
 
-    def moved(self, state: State) -> "OutboxRow":
+    def moved(self, state: State) -> OutboxRow:
         return replace(self, state=state)
 
 

@@ -53,17 +53,9 @@ DISK_OVERAGE_CENTS_PER_UNIT = Decimal("0.00001")
 # Prices made by hand in the Stripe dashboard: discovered by lookup key, never created.
 DASHBOARD_PRICE_KEYS = {"overage": "sandbox_compute_overage", "reserved": "sandbox_compute_reserved"}
 
-CATALOG_KEYS: tuple[str, ...] = tuple(t.catalog_key for t in TIERS.values()) + (
-    "overage",
-    "reserved",
-    "disk_overage",
-)
+CATALOG_KEYS: tuple[str, ...] = (*(t.catalog_key for t in TIERS.values()), "overage", "reserved", "disk_overage")
 
-ALL_METERS: tuple[str, ...] = tuple(t.meter for t in TIERS.values()) + (
-    OVERAGE_METER,
-    RESERVED_METER,
-    DISK_OVERAGE_METER,
-)
+ALL_METERS: tuple[str, ...] = (*(t.meter for t in TIERS.values()), OVERAGE_METER, RESERVED_METER, DISK_OVERAGE_METER)
 
 
 def legacy_meter(memory_mb: int) -> str | None:

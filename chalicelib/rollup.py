@@ -44,7 +44,7 @@ class MeterValues:
 
 
 def meter_values(seconds_by_memory: dict[int, Decimal], billing_mode: str) -> MeterValues:
-    """Legacy: seconds per tier meter. Unified: GB-seconds on the overage meter. Unknown sizes: reported, never billed."""
+    """Legacy: seconds per tier meter; unified: GB-seconds on the overage meter; unknown sizes never billed."""
     values: dict[str, Decimal] = defaultdict(Decimal)
     unknown: dict[int, Decimal] = {}
     for mb, seconds in sorted(seconds_by_memory.items()):
@@ -73,7 +73,12 @@ class BucketPlan:
 
 
 def plan_bucket(
-    bucket_start: int, aggregates: Iterable[OrgAggregate], orgs: dict[str, Org], settings: Settings, run_id: str, now: int
+    bucket_start: int,
+    aggregates: Iterable[OrgAggregate],
+    orgs: dict[str, Org],
+    settings: Settings,
+    run_id: str,
+    now: int,
 ) -> BucketPlan:
     state = row_state(bucket_start, settings)
     rows: list[OutboxRow] = []
@@ -121,26 +126,32 @@ def plan_late(
                 by_mb[s.memory_mb] += s.seconds
             mode = orgs[org_id].billing_mode if org_id in orgs else "legacy"
             mv = meter_values(dict(by_mb), mode)
-            unknown += [{"org_id": org_id, "bucket_start": bucket, "memory_mb": mb, "seconds": str(v), "late": True}
-                        for mb, v in mv.unknown.items()]
+            unknown += [
+                {"org_id": org_id, "bucket_start": bucket, "memory_mb": mb, "seconds": str(v), "late": True}
+                for mb, v in mv.unknown.items()
+            ]
             state = row_state(bucket, settings)
             ids = [s.event_id for s in part]
-            rows = [
-                OutboxRow(
-                    id=delta_identifier(org_id, bucket, meter, ids),
-                    org_id=org_id,
-                    bucket_start=bucket,
-                    bucket_end=bucket + settings.BUCKET_SECONDS,
-                    meter=meter,
-                    value=value,
-                    kind="delta",
-                    state=state,
-                    samples=len(part),
-                    run_id=run_id,
-                    created_at=now,
-                )
-                for meter, value in sorted(mv.values.items())
-            ] if state else []
+            rows = (
+                [
+                    OutboxRow(
+                        id=delta_identifier(org_id, bucket, meter, ids),
+                        org_id=org_id,
+                        bucket_start=bucket,
+                        bucket_end=bucket + settings.BUCKET_SECONDS,
+                        meter=meter,
+                        value=value,
+                        kind="delta",
+                        state=state,
+                        samples=len(part),
+                        run_id=run_id,
+                        created_at=now,
+                    )
+                    for meter, value in sorted(mv.values.items())
+                ]
+                if state
+                else []
+            )
             chunks.append(LateChunk(org_id, bucket, rows, {mb: exact(v) for mb, v in by_mb.items()}, ids))
     return chunks, unknown
 
@@ -168,7 +179,12 @@ class RunResult:
             "ok": True,
             "runId": self.run_id,
             "shadow": s.SHADOW,
-            "cfg": {"billFrom": s.BILL_FROM, "bucketSec": s.BUCKET_SECONDS, "grace": s.GRACE_SECONDS, "nowSec": self.now},
+            "cfg": {
+                "billFrom": s.BILL_FROM,
+                "bucketSec": s.BUCKET_SECONDS,
+                "grace": s.GRACE_SECONDS,
+                "nowSec": self.now,
+            },
             "roll": self.roll,
             "send": self.send,
         }
@@ -184,8 +200,13 @@ def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, no
     plan = plan_bucket(b, aggs, orgs, settings, run_id, now)
     # Rows first, then the mark: a crash in between re-plans the same rows, and existing rows keep their state.
     created = store.create_outbox_rows(plan.rows)
-    report = {"run_id": run_id, "orgs": len(aggs), "rows": len(plan.rows), "consumed": plan.consumed,
-              "unknown": plan.unknown}
+    report = {
+        "run_id": run_id,
+        "orgs": len(aggs),
+        "rows": len(plan.rows),
+        "consumed": plan.consumed,
+        "unknown": plan.unknown,
+    }
     if not store.mark_bucket_rolled(b, report):
         return None
     if aggs:
@@ -210,8 +231,13 @@ def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int)
         store.advance_cursor(CURSOR, b + settings.BUCKET_SECONDS)
     for u in unknown:
         logger.error("unknown_memory_tier_not_billed", extra={"run_id": run_id, **u})
-    return {"buckets": rolled, "emptyBuckets": empty, "rows": rows_written, "consumed": consumed,
-            "unknownTiers": unknown}
+    return {
+        "buckets": rolled,
+        "emptyBuckets": empty,
+        "rows": rows_written,
+        "consumed": consumed,
+        "unknownTiers": unknown,
+    }
 
 
 def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
@@ -232,13 +258,25 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
         if store.commit_late_chunk(chunk, now):
             committed += 1
             rows += len(chunk.rows)
-            logger.info("late_samples_billed", extra={"run_id": run_id, "org_id": chunk.org_id,
-                                                      "bucket_start": chunk.bucket_start,
-                                                      "samples": len(chunk.event_ids), "rows": len(chunk.rows)})
+            logger.info(
+                "late_samples_billed",
+                extra={
+                    "run_id": run_id,
+                    "org_id": chunk.org_id,
+                    "bucket_start": chunk.bucket_start,
+                    "samples": len(chunk.event_ids),
+                    "rows": len(chunk.rows),
+                },
+            )
     for u in unknown:
         logger.error("unknown_memory_tier_not_billed", extra={"run_id": run_id, **u})
-    return {"samples": len(ready), "waiting": len(late) - len(ready), "chunks": committed, "rows": rows,
-            "unknownTiers": unknown}
+    return {
+        "samples": len(ready),
+        "waiting": len(late) - len(ready),
+        "chunks": committed,
+        "rows": rows,
+        "unknownTiers": unknown,
+    }
 
 
 def promote_shadow(store: BillingStore, settings: Settings, now: int) -> int:
@@ -276,6 +314,13 @@ def run_rollup(svc: Any, trigger: str, gateway: Any = None) -> RunResult:
             result.send = send_pending(store, gateway or svc.stripe_gateway(), settings, svc.clock, run_id).body()
     finally:
         store.release_lease(LEASE, run_id)
-    logger.info("rollup_done", extra={"run_id": run_id, "trigger": trigger, "shadow": settings.SHADOW,
-                                      "buckets": len(result.roll.get("buckets", []))})
+    logger.info(
+        "rollup_done",
+        extra={
+            "run_id": run_id,
+            "trigger": trigger,
+            "shadow": settings.SHADOW,
+            "buckets": len(result.roll.get("buckets", [])),
+        },
+    )
     return result

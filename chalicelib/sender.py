@@ -70,8 +70,15 @@ class SendReport:
 
 
 class Sender:
-    def __init__(self, store: BillingStore, gateway: StripeGateway, clock: Clock, run_id: str,
-                 deadline: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        store: BillingStore,
+        gateway: StripeGateway,
+        clock: Clock,
+        run_id: str,
+        deadline: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.store, self.gateway, self.clock, self.run_id = store, gateway, clock, run_id
         self.deadline, self.sleep = deadline, sleep
         self.report = SendReport()
@@ -84,8 +91,13 @@ class Sender:
 
     def send_row(self, row: OutboxRow, customer: str) -> bool:
         event = MeterEvent(row.meter, row.id, customer, wire(row.value), row.bucket_end)
-        log = {"run_id": self.run_id, "org_id": row.org_id, "bucket_start": row.bucket_start,
-               "meter": row.meter, "identifier": row.id}
+        log = {
+            "run_id": self.run_id,
+            "org_id": row.org_id,
+            "bucket_start": row.bucket_start,
+            "meter": row.meter,
+            "identifier": row.id,
+        }
         for _ in range(MAX_RATE_LIMIT_WAITS):
             self.report.add("calls")
             result = self.gateway.send_meter_event(event)
@@ -112,8 +124,14 @@ class Sender:
         return False
 
 
-def send_pending(store: BillingStore, gateway: StripeGateway, settings: Settings, clock: Clock, run_id: str,
-                 sleep: Callable[[float], None] = time.sleep) -> SendReport:
+def send_pending(
+    store: BillingStore,
+    gateway: StripeGateway,
+    settings: Settings,
+    clock: Clock,
+    run_id: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SendReport:
     started = time.monotonic()
     rows = store.outbox_queue("pending", limit=settings.SEND_BATCH_LIMIT)
     orgs = store.get_orgs({r.org_id for r in rows})
@@ -123,14 +141,26 @@ def send_pending(store: BillingStore, gateway: StripeGateway, settings: Settings
     for row in plan.too_old:
         store.transition(row.id, "pending", "unbillable", now, detail="bucket older than Stripe's 35-day window")
         sender.report.add("unbillable")
-        logger.error("meter_event_unbillable", extra={"run_id": run_id, "org_id": row.org_id,
-                                                      "bucket_start": row.bucket_start, "identifier": row.id,
-                                                      "value": str(row.value)})
+        logger.error(
+            "meter_event_unbillable",
+            extra={
+                "run_id": run_id,
+                "org_id": row.org_id,
+                "bucket_start": row.bucket_start,
+                "identifier": row.id,
+                "value": str(row.value),
+            },
+        )
     if plan.no_customer:
         sender.report.add("waitingNoCustomer", len(plan.no_customer))
-        logger.warning("meter_events_wait_for_customer",
-                       extra={"run_id": run_id, "rows": len(plan.no_customer),
-                              "orgs": sorted({r.org_id for r in plan.no_customer})[:50]})
+        logger.warning(
+            "meter_events_wait_for_customer",
+            extra={
+                "run_id": run_id,
+                "rows": len(plan.no_customer),
+                "orgs": sorted({r.org_id for r in plan.no_customer})[:50],
+            },
+        )
     with ThreadPoolExecutor(max_workers=settings.SEND_CONCURRENCY) as pool:
         list(pool.map(sender.send_group, plan.groups.values()))
     sender.report.seconds = time.monotonic() - started

@@ -85,16 +85,14 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Settings":
+    def _consistent(self) -> Settings:
         if self.BILL_FROM < 0 or self.BILL_FROM % self.BUCKET_SECONDS:
             raise ValueError(
-                f"BILL_FROM={self.BILL_FROM} must be a non-negative multiple of "
-                f"BUCKET_SECONDS={self.BUCKET_SECONDS}"
+                f"BILL_FROM={self.BILL_FROM} must be a non-negative multiple of BUCKET_SECONDS={self.BUCKET_SECONDS}"
             )
         if self.GRACE_SECONDS <= self.LATE_MARGIN_SECONDS:
             raise ValueError(
-                f"GRACE_SECONDS={self.GRACE_SECONDS} must exceed "
-                f"LATE_MARGIN_SECONDS={self.LATE_MARGIN_SECONDS}"
+                f"GRACE_SECONDS={self.GRACE_SECONDS} must exceed LATE_MARGIN_SECONDS={self.LATE_MARGIN_SECONDS}"
             )
         return self
 
@@ -109,7 +107,9 @@ class Settings(BaseModel):
     def table_name(self, logical: str) -> str:
         return f"{self.TABLE_PREFIX}-{logical}"
 
-    def secret(self, name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET"]) -> str:
+    def secret(
+        self, name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET"]
+    ) -> str:
         """The secret from the environment, else from SSM under SECRETS_PARAMETER_PREFIX."""
         value = getattr(self, name)
         if value:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import stripe
@@ -20,7 +20,7 @@ from chalicelib.settings import Settings
 DUPLICATE_MESSAGE = "An event already exists with identifier"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     SENT = "sent"
     # Stripe has this identifier already: the event was delivered earlier (a lost answer, a crash).
     DUPLICATE = "duplicate"

@@ -15,7 +15,7 @@ from chalicelib.services import Services
 from chalicelib.store.base import StoreUnavailable
 
 P = ParamSpec("P")
-JSON = {"Content-Type": "application/json"}
+JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
 
 
 def answer(status: int, body: dict[str, Any]) -> Response:
@@ -30,17 +30,29 @@ def lowered(headers: Any) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in dict(headers or {}).items()}
 
 
+def raw_body(request: Request) -> bytes:
+    body = request.raw_body or b""
+    return body.encode() if isinstance(body, str) else body
+
+
 def check_body_hmac(request: Request, svc: Services) -> None:
     verify_body(
-        lowered(request.headers), request.raw_body or b"", svc.settings.secret("EVENT_SECRET"), svc.now(),
+        lowered(request.headers),
+        raw_body(request),
+        svc.settings.secret("EVENT_SECRET"),
+        svc.now(),
         svc.settings.HMAC_WINDOW_SECONDS,
     )
 
 
 def check_get_hmac(request: Request, path: str, svc: Services) -> None:
     verify_get(
-        lowered(request.headers), path, dict(request.query_params or {}), svc.settings.secret("EVENT_SECRET"),
-        svc.now(), svc.settings.HMAC_WINDOW_SECONDS,
+        lowered(request.headers),
+        path,
+        dict(request.query_params or {}),
+        svc.settings.secret("EVENT_SECRET"),
+        svc.now(),
+        svc.settings.HMAC_WINDOW_SECONDS,
     )
 
 

@@ -7,7 +7,7 @@ from chalice import Blueprint, Response
 from chalicelib.envelopes import BatchError, parse_batch
 from chalicelib.ingest import ingest_batch
 from chalicelib.observability import logger
-from chalicelib.routes.http import answer, check_body_hmac, error, json_errors, lowered
+from chalicelib.routes.http import answer, check_body_hmac, error, json_errors, lowered, raw_body
 from chalicelib.services import Services, services
 
 bp = Blueprint(__name__)
@@ -31,11 +31,8 @@ def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Respon
     now = svc.now()
     result = ingest_batch(items, cell_id, svc.store, svc.settings, now)
     archived = svc.archive.put_batch(cell_id, now, body)
-    logger.info(
-        "batch_ingested",
-        extra={"cell_id": cell_id, "archive_key": archived, **{k: v for k, v in result.body().items() if k != "quarantined"},
-               "quarantined": len(result.quarantined)},
-    )
+    summary = result.body() | {"quarantined": len(result.quarantined)}
+    logger.info("batch_ingested", extra={"cell_id": cell_id, "archive_key": archived, **summary})
     return answer(202, result.body())
 
 
@@ -48,4 +45,4 @@ def ingest() -> Response:
     if "x-cell-id" not in headers:
         return error(400, "missing X-Cell-Id header")
     check_body_hmac(request, svc)
-    return handle_ingest(headers, request.raw_body or b"", svc)
+    return handle_ingest(headers, raw_body(request), svc)

@@ -76,7 +76,7 @@ def org_policy_route() -> Response:
     request = bp.current_request
     svc = services()
     check_get_hmac(request, POLICY_PATH, svc)
-    org_id = (request.query_params or {}).get("org_id")
+    org_id = dict(request.query_params or {}).get("org_id")
     if not org_id:
         return error(400, "query parameter 'org_id' is required")
     org = svc.store.get_org(org_id)

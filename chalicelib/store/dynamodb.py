@@ -149,8 +149,12 @@ def aggregate_key(bucket_start: int, org_id: str) -> dict[str, Any]:
 def aggregate_to_item(agg: OrgAggregate, expires_at: int) -> dict[str, Any]:
     # Seconds per memory size as top-level "mb_<size>" numbers, so the late path can ADD to
     # them atomically (ADD does not reach into maps).
-    data: dict[str, Any] = {"pk": f"agg#{agg.bucket_start}", "sk": agg.org_id, "samples": agg.samples,
-                            "expires_at": expires_at}
+    data: dict[str, Any] = {
+        "pk": f"agg#{agg.bucket_start}",
+        "sk": agg.org_id,
+        "samples": agg.samples,
+        "expires_at": expires_at,
+    }
     data.update({f"mb_{mb}": s for mb, s in agg.seconds_by_memory.items()})
     return to_item(data)
 
@@ -378,8 +382,11 @@ class DynamoStore(BillingStore):
                 ConditionExpression="#s = :aggregated",
                 ExpressionAttributeNames={"#s": "state", "#r": "report"},
                 ExpressionAttributeValues=to_item(
-                    {":rolled": "rolled", ":aggregated": "aggregated",
-                     ":report": json.dumps(report, sort_keys=True, default=str)}
+                    {
+                        ":rolled": "rolled",
+                        ":aggregated": "aggregated",
+                        ":report": json.dumps(report, sort_keys=True, default=str),
+                    }
                 ),
             )
         except ClientError as exc:
@@ -394,8 +401,9 @@ class DynamoStore(BillingStore):
         try:
             self.client.put_item(
                 TableName=self.control_table,
-                Item=to_item({"pk": "lease", "sk": name, "owner": owner, "lease_until": now + seconds,
-                              "acquired_at": now}),
+                Item=to_item(
+                    {"pk": "lease", "sk": name, "owner": owner, "lease_until": now + seconds, "acquired_at": now}
+                ),
                 ConditionExpression="attribute_not_exists(pk) OR lease_until <= :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
@@ -447,7 +455,9 @@ class DynamoStore(BillingStore):
         for row in rows:
             try:
                 self.client.put_item(
-                    TableName=self.outbox_table, Item=outbox_to_item(row), ConditionExpression="attribute_not_exists(id)"
+                    TableName=self.outbox_table,
+                    Item=outbox_to_item(row),
+                    ConditionExpression="attribute_not_exists(id)",
                 )
                 created += 1
             except ClientError as exc:
@@ -529,33 +539,46 @@ class DynamoStore(BillingStore):
         from chalicelib.samples import shard_of
 
         actions: list[dict[str, Any]] = [
-            {"Put": {"TableName": self.outbox_table, "Item": outbox_to_item(r),
-                     "ConditionExpression": "attribute_not_exists(id)"}}
+            {
+                "Put": {
+                    "TableName": self.outbox_table,
+                    "Item": outbox_to_item(r),
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            }
             for r in chunk.rows
         ]
         adds = {f"mb_{mb}": s for mb, s in chunk.seconds_by_memory.items()}
         names = {f"#a{i}": k for i, k in enumerate(adds)} | {"#n": "samples", "#e": "expires_at"}
         values = {f":a{i}": v for i, v in enumerate(adds.values())} | {
-            ":n": len(chunk.event_ids), ":e": chunk.bucket_start + self.retention_seconds}
+            ":n": len(chunk.event_ids),
+            ":e": chunk.bucket_start + self.retention_seconds,
+        }
         add_expr = ", ".join([f"#a{i} :a{i}" for i in range(len(adds))] + ["#n :n"])
-        actions.append({"Update": {
-            "TableName": self.control_table,
-            "Key": aggregate_key(chunk.bucket_start, chunk.org_id),
-            "UpdateExpression": f"ADD {add_expr} SET #e = :e",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": to_item(values),
-        }})
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self.control_table,
+                    "Key": aggregate_key(chunk.bucket_start, chunk.org_id),
+                    "UpdateExpression": f"ADD {add_expr} SET #e = :e",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": to_item(values),
+                }
+            }
+        )
         for event_id in chunk.event_ids:
-            actions.append({"Update": {
-                "TableName": self.samples_table,
-                "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id))}, "sk": {"S": event_id}},
-                "UpdateExpression": "REMOVE late_pk, late_sk",
-                "ConditionExpression": "attribute_exists(late_pk)",
-            }})
-        try:
-            self.client.transact_write_items(
-                TransactItems=actions, ClientRequestToken=delta_token(chunk)
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self.samples_table,
+                        "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id))}, "sk": {"S": event_id}},
+                        "UpdateExpression": "REMOVE late_pk, late_sk",
+                        "ConditionExpression": "attribute_exists(late_pk)",
+                    }
+                }
             )
+        try:
+            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=delta_token(chunk))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 return False
@@ -567,7 +590,9 @@ def delta_token(chunk: LateChunk) -> str:
     # Idempotent for 10 minutes: a retried transact call after a lost answer is not re-applied.
     import hashlib
 
-    return hashlib.sha256("|".join([chunk.org_id, str(chunk.bucket_start), *sorted(chunk.event_ids)]).encode()).hexdigest()[:36]
+    return hashlib.sha256(
+        "|".join([chunk.org_id, str(chunk.bucket_start), *sorted(chunk.event_ids)]).encode()
+    ).hexdigest()[:36]
 
 
 def outbox_to_item(row: OutboxRow) -> dict[str, Any]:
