@@ -233,10 +233,12 @@ class DynamoStore(BillingStore):
     # --- samples -------------------------------------------------------
     @guarded
     def put_samples(self, samples: list[Sample]) -> int:
-        on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in samples if not s.late]
+        # BatchWriteItem refuses a request naming one key twice; a batch may carry one envelope twice.
+        unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
+        on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in unique if not s.late]
         self._batch_write(self.samples_table, on_time)
         new_late = 0
-        for s in (s for s in samples if s.late):
+        for s in (s for s in unique if s.late):
             # A late sample may replay one the rollup already counted: only a first write may
             # enter the late path, hence the condition (cost stays proportional to stragglers).
             try:

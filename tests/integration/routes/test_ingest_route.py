@@ -219,3 +219,10 @@ def test_archive_failure_does_not_fail_ingest(client: Any, svc: Services, orgs: 
     s3.delete_bucket(Bucket=ARCHIVE)
     res = post(client, [tick("a1", "org-pro", iso(T0 + 100))], svc.now())
     assert res.status_code == 202 and res.json_body["samples"] == 1
+
+
+def test_same_envelope_twice_in_one_batch_counts_once(client: Any, svc: Services, orgs: None) -> None:
+    a = tick("dup", "org-pro", iso(T0 + 100))
+    res = post(client, [a, a, a], svc.now())
+    assert res.status_code == 202
+    assert [s.event_id for s in samples_of(svc.store, T0)] == ["dup"]
