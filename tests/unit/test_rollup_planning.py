@@ -1,0 +1,84 @@
+"""Pure planning of the rollup: meter values, bucket rows, straggler chunks, closed buckets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.aggregates import aggregate
+from chalicelib.orgs import Org
+from chalicelib.pricing import OVERAGE_METER, TIERS
+from chalicelib.rollup import LATE_CHUNK, buckets_to_roll, meter_values, plan_bucket, plan_late
+from chalicelib.settings import load_settings
+from chalicelib.store.base import OrgAggregate, StoredSample
+
+SHADOW = load_settings({})
+LIVE = load_settings({"SHADOW": "false", "BILL_FROM": "7200"})
+sizes = st.sampled_from([0, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536])
+seconds = st.decimals(min_value=0, max_value=100_000, places=6, allow_nan=False, allow_infinity=False)
+
+
+@given(st.dictionaries(sizes, seconds, max_size=9))
+def test_legacy_bills_every_known_second_and_reports_the_rest(by_mb: dict[int, Decimal]) -> None:
+    mv = meter_values(by_mb, "legacy")
+    billed = sum(mv.values.values(), Decimal(0))
+    assert billed + sum(mv.unknown.values(), Decimal(0)) == sum(by_mb.values(), Decimal(0))
+    assert set(mv.unknown) == {mb for mb in by_mb if mb not in TIERS}
+    assert all(v > 0 for v in mv.values.values())
+
+
+@given(st.dictionaries(sizes, seconds, max_size=9))
+def test_unified_bills_gb_seconds_on_overage(by_mb: dict[int, Decimal]) -> None:
+    mv = meter_values(by_mb, "unified")
+    expected = sum((Decimal(mb) * s / 1024 for mb, s in by_mb.items() if mb in TIERS), Decimal(0))
+    assert set(mv.values) <= {OVERAGE_METER}
+    assert abs(mv.values.get(OVERAGE_METER, Decimal(0)) - expected) <= Decimal("0.000001")
+
+
+def test_plan_bucket_states_follow_shadow_and_bill_from() -> None:
+    agg = [OrgAggregate("o", 3600, {1024: Decimal(10)}, 1)]
+    orgs = {"o": Org("o", plan="pro")}
+    assert [r.state for r in plan_bucket(3600, agg, orgs, SHADOW, "r", 0).rows] == ["shadow"]
+    consumed = plan_bucket(3600, agg, orgs, LIVE, "r", 0)
+    assert consumed.rows == [] and consumed.consumed
+    [row] = plan_bucket(7200, [OrgAggregate("o", 7200, {1024: Decimal(10)}, 1)], orgs, LIVE, "r", 0).rows
+    assert (row.id, row.state, row.bucket_end) == ("o:7200:sandbox_compute_sandbox_1gb", "pending", 10800)
+
+
+def sample(i: int, org: str = "o", bucket: int = 7200, mb: int = 1024, secs: str = "20") -> StoredSample:
+    return StoredSample(f"e{i:04d}", org, mb, bucket, Decimal(bucket), Decimal(bucket) + Decimal(secs), Decimal(secs), True)
+
+
+def test_late_chunks_fit_a_transaction_and_keep_every_sample() -> None:
+    samples = [sample(i) for i in range(200)] + [sample(i, mb=4096) for i in range(200, 210)]
+    chunks, unknown = plan_late(samples, {"o": Org("o", plan="pro")}, LIVE, "r", 0)
+    assert unknown == []
+    assert sum(len(c.event_ids) for c in chunks) == 210
+    assert all(len(c.event_ids) + len(c.rows) + 1 <= 100 and len(c.event_ids) <= LATE_CHUNK for c in chunks)
+    total = sum((r.value for c in chunks for r in c.rows), Decimal(0))
+    assert total == Decimal(210 * 20)
+    assert len({r.id for c in chunks for r in c.rows}) == sum(len(c.rows) for c in chunks)
+
+
+def test_late_delta_identifier_is_deterministic() -> None:
+    a, _ = plan_late([sample(1), sample(2)], {}, LIVE, "r1", 0)
+    b, _ = plan_late([sample(2), sample(1)], {}, LIVE, "r2", 5)
+    assert [r.id for r in a[0].rows] == [r.id for r in b[0].rows]
+    assert a[0].rows[0].id.startswith("o:7200:sandbox_compute_sandbox_1gb:late:")
+
+
+def test_aggregate_skips_late_unless_asked() -> None:
+    on_time = StoredSample("x", "o", 1024, 0, Decimal(0), Decimal(5), Decimal(5), False)
+    late = StoredSample("y", "o", 1024, 0, Decimal(5), Decimal(9), Decimal(4), True)
+    assert aggregate(0, [on_time, late])[0].seconds_by_memory == {1024: Decimal(5)}
+    assert aggregate(0, [on_time, late], include_late=True)[0].samples == 2
+
+
+def test_buckets_to_roll_walks_from_the_cursor_to_the_last_closed() -> None:
+    s = load_settings({"ROLLUP_LOOKBACK_BUCKETS": "2"})
+    now = 10 * 3600 + 600
+    assert buckets_to_roll(None, now, s) == [8 * 3600, 9 * 3600]
+    assert buckets_to_roll(5 * 3600, now, s) == [5 * 3600, 6 * 3600, 7 * 3600, 8 * 3600, 9 * 3600]
+    assert buckets_to_roll(10 * 3600, now, s) == []
