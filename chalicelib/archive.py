@@ -52,10 +52,13 @@ class S3Archive:
     def batches(self, cell_id: str | None, day: str) -> Iterator[tuple[str, bytes]]:
         """Every archived batch of one day (all cells, or one), decompressed."""
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"raw/{cell_id + '/' if cell_id else ''}"):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if f"/{day}/" not in key:
-                    continue
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-                yield key, gzip.decompress(body)
+        if cell_id:
+            cells = [cell_id]
+        else:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix="raw/", Delimiter="/")
+            cells = [p["Prefix"].split("/")[1] for page in pages for p in page.get("CommonPrefixes", [])]
+        for cell in cells:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"raw/{cell}/{day}/"):
+                for obj in page.get("Contents", []):
+                    body = self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+                    yield obj["Key"], gzip.decompress(body)
