@@ -30,6 +30,12 @@ def send(sc: stripe.StripeClient, customer: str, ident: str, value: str = "1.5",
     return sc.v1.billing.meter_events.create(params, options={"idempotency_key": key} if key else {})
 
 
+@pytest.fixture(autouse=True)
+def pinned_clock(emu: EmulatorServer) -> None:
+    # NOW is read at import: pin the emulator to it so windows do not depend on how long the suite ran.
+    control(emu, "clock", {"now": NOW})
+
+
 @pytest.fixture
 def cus(sc: stripe.StripeClient) -> str:
     meter(sc)
