@@ -6,7 +6,7 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent
 
 from chalicelib.rollup import run_rollup
-from chalicelib.routes import ingest, internal, ops
+from chalicelib.routes import ingest, internal, ops, webhooks
 from chalicelib.services import services
 from chalicelib.settings import current_settings
 
@@ -17,6 +17,7 @@ app = Chalice(app_name="edge-billing")
 app.register_blueprint(ingest.bp)
 app.register_blueprint(internal.bp)
 app.register_blueprint(ops.bp)
+app.register_blueprint(webhooks.bp)
 
 
 @app.schedule(Rate(15, unit=Rate.MINUTES), name="rollup")

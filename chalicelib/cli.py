@@ -14,6 +14,7 @@ from dataclasses import asdict
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
+import stripe
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -36,6 +37,8 @@ app.add_typer(tables_app, name="tables")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(archive_app, name="archive")
+cap_token_app = typer.Typer(help="Capability tokens for cells (PRO_BILLING_AUTHORITY=edge).", no_args_is_help=True)
+app.add_typer(cap_token_app, name="cap-token")
 
 
 def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
@@ -47,6 +50,9 @@ def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except (SettingsError, StoreUnavailable) as exc:
             console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        except stripe.StripeError as exc:
+            console.print(f"[red]error:[/red] Stripe answered {exc.http_status}: {exc.user_message or exc}")
             raise typer.Exit(2) from None
 
     return wrapper
@@ -172,6 +178,63 @@ def parity(start: int = typer.Option(..., "--from"), end: int = typer.Option(...
     for row in body["orgs"]:
         table.add_row(row["org_id"], f"{row['gb_seconds']:.6f}", str(row["samples"]))
     console.print(table)
+
+
+@app.command("ensure-products")
+@operator_errors
+def ensure_products_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be created; change nothing"),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON only"),
+) -> None:
+    """Find or create Stripe meters, product and prices, then publish the edge's price catalog."""
+    from chalicelib.catalog import EmptyCatalog, ensure_products
+
+    svc = services()
+    try:
+        result = ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now(), dry_run=dry_run)
+    except EmptyCatalog as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if json_out:
+        emit(result.body(), as_json=True)
+        return
+    plan = result.plan
+    verb = "would create" if dry_run else "created"
+    console.print(f"{verb}: {len(plan.create_meters)} meter(s), {int(plan.create_product)} product, "
+                  f"{len(plan.create_prices)} price(s)")
+    for spec in plan.missing_dashboard:
+        console.print(f"[yellow]missing:[/yellow] price {spec.lookup_key} ({spec.catalog_key}) is made in the "
+                      "Stripe dashboard; create it there with that lookup key and run this again")
+    for key in plan.meter_mismatch:
+        console.print(f"[red]check:[/red] price {key} is attached to another meter than the pricing table says")
+    table = Table("key", "price id", "lookup key", "meter")
+    for e in result.entries:
+        table.add_row(e.key, e.price_id, e.lookup_key, e.meter)
+    console.print(table)
+    console.print("catalog published" if result.published else "[yellow]dry run: nothing published[/yellow]")
+
+
+@cap_token_app.command("mint")
+@operator_errors
+def cap_token_mint(
+    org_id: str,
+    cell_id: str = typer.Option(..., "--cell", help="The cell the token is for"),
+    ttl: int = typer.Option(300, help="Seconds the token lives (max 3600)"),
+) -> None:
+    """Mint a cap-token carrying the edge's current plan for the org."""
+    from chalicelib.cap_tokens import CapTokenError, mint
+
+    svc = services()
+    org = svc.store.get_org(org_id)
+    if org is None:
+        console.print(f"[red]error:[/red] org {org_id} is not known to the edge")
+        raise typer.Exit(1)
+    try:
+        token = mint(svc.settings.secret("SESSION_JWT_SECRET"), org_id, org.plan, cell_id, svc.now(), ttl)
+    except CapTokenError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    sys.stdout.write(token + "\n")
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ class Org:
     max_memory_gb: int | None = None
     subscription_id: str | None = None
     subscription_item_ids: tuple[str, ...] = field(default_factory=tuple)
+    # The one welcome credit's balance transaction: set once, so a retried upgrade never credits twice.
+    credit_txn_id: str | None = None
     # Stripe event `created` of the last plan change: an older event never undoes a newer one.
     plan_changed_at: int = 0
     updated_at: int = 0

@@ -17,7 +17,8 @@ from chalicelib.clock import Clock, SystemClock
 from chalicelib.settings import Settings, current_settings
 from chalicelib.store.base import BillingStore
 from chalicelib.store.dynamodb import DynamoStore
-from chalicelib.stripe_gateway import StripeClientGateway, StripeGateway, make_client
+from chalicelib.store.dynamodb_accounts import DynamoAccounts
+from chalicelib.stripe_gateway import StripeAccountsGateway, StripeClientGateway, StripeGateway, make_client
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
 _BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
@@ -40,6 +41,21 @@ class Services:
             self.extras["stripe"] = StripeClientGateway(make_client(self.settings))
         gateway: StripeGateway = self.extras["stripe"]
         return gateway
+
+    def accounts_gateway(self) -> StripeAccountsGateway:
+        """Catalog and provisioning calls to Stripe (built on first use, like the meter-event gateway)."""
+        if "stripe_accounts" not in self.extras:
+            self.extras["stripe_accounts"] = StripeAccountsGateway(make_client(self.settings))
+        gateway: StripeAccountsGateway = self.extras["stripe_accounts"]
+        return gateway
+
+    def accounts(self) -> DynamoAccounts:
+        """Catalog, webhook event ids and org plan transitions, in the same tables as `store`."""
+        if "accounts" not in self.extras:
+            client = getattr(self.store, "client", None) or boto3.client("dynamodb", config=_BOTO)
+            self.extras["accounts"] = DynamoAccounts(client, self.settings.TABLE_PREFIX)
+        accounts: DynamoAccounts = self.extras["accounts"]
+        return accounts
 
 
 _current: Services | None = None

@@ -15,6 +15,9 @@ from typing import Any
 
 import stripe
 
+from chalicelib.catalog import CatalogGateway, PriceSpec, StripeCatalog, StripePrice
+from chalicelib.pricing import CURRENCY
+from chalicelib.provisioning import AccountGateway, Subscription
 from chalicelib.settings import Settings
 
 DUPLICATE_MESSAGE = "An event already exists with identifier"
@@ -104,3 +107,128 @@ class StripeClientGateway(StripeGateway):
         except stripe.StripeError as exc:
             return classify(exc)
         return SendResult(Outcome.SENT)
+
+
+def _meter_id(price: Any) -> str | None:
+    recurring = price.to_dict().get("recurring") or {}
+    meter = recurring.get("meter")
+    return str(meter) if meter else None
+
+
+def _metadata(obj: Any) -> dict[str, str]:
+    # stripe-python objects are not dicts (v8+): read them through to_dict().
+    return dict(obj.to_dict().get("metadata") or {})
+
+
+def _subscription(sub: Any) -> Subscription:
+    data = sub.to_dict()
+    items = data.get("items") or {}
+    return Subscription(data["id"], tuple(i["id"] for i in items.get("data") or []), data.get("status", ""))
+
+
+class StripeAccountsGateway(CatalogGateway, AccountGateway):
+    """Catalog and provisioning calls; every create carries a deterministic idempotency key."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+
+    # --- catalog ---
+    def stripe_catalog(self, lookup_keys: list[str], product_id: str) -> StripeCatalog:
+        meters = {
+            m.event_name: m.id
+            for m in self.client.v1.billing.meters.list({"limit": 100}).auto_paging_iter()
+            if m.status == "active"
+        }
+        try:
+            self.client.v1.products.retrieve(product_id)
+            product = True
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 404:
+                raise
+            product = False
+        prices = {
+            p.lookup_key: StripePrice(p.id, p.lookup_key, _meter_id(p))
+            for p in self.client.v1.prices.list({"lookup_keys": lookup_keys, "active": True, "limit": 100}).data
+            if p.lookup_key
+        }
+        return StripeCatalog(meters, product, prices)
+
+    def create_meter(self, event_name: str) -> str:
+        meter = self.client.v1.billing.meters.create(
+            {
+                "display_name": event_name,
+                "event_name": event_name,
+                "default_aggregation": {"formula": "sum"},
+                "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+                "value_settings": {"event_payload_key": "value"},
+            },
+            options={"idempotency_key": f"meter-create-{event_name}"},
+        )
+        return str(meter.id)
+
+    def create_product(self, product_id: str, name: str) -> None:
+        self.client.v1.products.create(
+            {"id": product_id, "name": name}, options={"idempotency_key": f"product-create-{product_id}"}
+        )
+
+    def create_price(self, spec: PriceSpec, product_id: str, meter_id: str) -> StripePrice:
+        if spec.unit_amount_decimal is None:
+            raise ValueError(f"{spec.lookup_key} is priced in the Stripe dashboard, not created here")
+        price = self.client.v1.prices.create(
+            {
+                "product": product_id,
+                "currency": CURRENCY,
+                "unit_amount_decimal": spec.unit_amount_decimal,
+                "lookup_key": spec.lookup_key,
+                "nickname": spec.catalog_key,
+                "recurring": {"interval": "month", "usage_type": "metered", "meter": meter_id},
+                "metadata": {"catalog_key": spec.catalog_key},
+            },
+            options={"idempotency_key": f"price-create-{spec.lookup_key}"},
+        )
+        return StripePrice(price.id, spec.lookup_key, meter_id)
+
+    # --- provisioning ---
+    def subscription(self, subscription_id: str) -> Subscription | None:
+        try:
+            return _subscription(self.client.v1.subscriptions.retrieve(subscription_id))
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    def find_subscription(self, customer: str, org_id: str) -> Subscription | None:
+        for sub in self.client.v1.subscriptions.list({"customer": customer, "limit": 100}).auto_paging_iter():
+            found = _subscription(sub)
+            if _metadata(sub).get("org_id") == org_id and found.live:
+                return found
+        return None
+
+    def create_subscription(
+        self, customer: str, org_id: str, price_ids: list[str], idempotency_key: str
+    ) -> Subscription:
+        sub = self.client.v1.subscriptions.create(
+            {"customer": customer, "items": [{"price": p} for p in price_ids], "metadata": {"org_id": org_id}},
+            options={"idempotency_key": idempotency_key},
+        )
+        return _subscription(sub)
+
+    def cancel_subscription(self, subscription_id: str) -> None:
+        self.client.v1.subscriptions.cancel(subscription_id)
+
+    def find_credit(self, customer: str, org_id: str) -> str | None:
+        txns = self.client.v1.customers.balance_transactions.list(customer, {"limit": 100})
+        for txn in txns.auto_paging_iter():
+            if _metadata(txn).get("upgrade_credit_org") == org_id:
+                return str(txn.id)
+        return None
+
+    def create_credit(self, customer: str, org_id: str, amount_cents: int, idempotency_key: str) -> str:
+        # A balance transaction adds to the balance; setting `balance` on the customer would overwrite it.
+        txn = self.client.v1.customers.balance_transactions.create(
+            customer,
+            {"amount": amount_cents, "currency": CURRENCY, "description": "Pro upgrade credit",
+             "metadata": {"upgrade_credit_org": org_id}},
+            options={"idempotency_key": idempotency_key},
+        )
+        return str(txn.id)

@@ -36,7 +36,7 @@ BASE_ENV = {
     "EVENT_SECRET": SECRET,
     "STRIPE_API_KEY": "sk_test_emulator",
     "STRIPE_WEBHOOK_SECRET": "whsec_test",
-    "SESSION_JWT_SECRET": "jwt-test-secret",
+    "SESSION_JWT_SECRET": "jwt-test-secret-of-at-least-32-bytes",
     # Tests start a few hours after T0: a short first-run look-back keeps moto fast.
     "ROLLUP_LOOKBACK_BUCKETS": "4",
 }
@@ -155,3 +155,30 @@ def iso(ts: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="session")
+def emulator_session() -> Iterator[Any]:
+    from stripe_emulator import start_in_thread
+
+    server = start_in_thread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator(emulator_session: Any) -> Any:
+    """A fresh Stripe emulator state per test (one server per session)."""
+    emulator_session.app.e_reset(None)
+    return emulator_session
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Stripe test mode is opt-in: without a key these tests are deselected (not skipped), and we say so once.
+    if os.environ.get("STRIPE_TEST_API_KEY"):
+        return
+    live = [i for i in items if i.get_closest_marker("stripe_live")]
+    if live:
+        config.hook.pytest_deselected(items=live)
+        items[:] = [i for i in items if not i.get_closest_marker("stripe_live")]
+        print(f"\n{len(live)} Stripe test-mode test(s) deselected: set STRIPE_TEST_API_KEY to run them")

@@ -8,6 +8,7 @@ from typing import Literal
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chalicelib.cap_tokens import mint
 from chalicelib.orgs import Org, default_max_memory_gb
 from chalicelib.parity import WindowError, parse_window, usage_parity
 from chalicelib.routes.http import answer, check_body_hmac, check_get_hmac, error, json_errors
@@ -41,20 +42,7 @@ def org_body(org: Org) -> dict[str, object]:
 
 def put_org(org_id: str, body: OrgBody, now: int) -> Org:
     """Create or update an org; fields the body leaves out keep their stored value."""
-    svc = services()
-    current = svc.store.get_org(org_id) or Org(org_id=org_id)
-    updated = Org(
-        org_id=org_id,
-        plan=body.plan or current.plan,
-        billing_mode=body.billing_mode,
-        stripe_customer_id=body.stripe_customer_id or current.stripe_customer_id,
-        max_memory_gb=body.max_memory_gb or current.max_memory_gb,
-        subscription_id=current.subscription_id,
-        subscription_item_ids=current.subscription_item_ids,
-        plan_changed_at=current.plan_changed_at,
-        updated_at=now,
-    )
-    return svc.store.put_org(updated)
+    return services().store.update_org(org_id, body.model_dump(exclude_none=True), now)
 
 
 @bp.route(PARITY_PATH, methods=["GET"])
@@ -76,14 +64,20 @@ def org_policy_route() -> Response:
     request = bp.current_request
     svc = services()
     check_get_hmac(request, POLICY_PATH, svc)
-    org_id = dict(request.query_params or {}).get("org_id")
+    query = dict(request.query_params or {})
+    org_id = query.get("org_id")
     if not org_id:
         return error(400, "query parameter 'org_id' is required")
     org = svc.store.get_org(org_id)
     if org is None:
         return error(404, f"org {org_id} is not known to the edge")
     max_gb = org.max_memory_gb or default_max_memory_gb(org.plan)
-    return answer(200, {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024})
+    body: dict[str, object] = {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024}
+    if query.get("cell_id"):
+        # The plan just resolved, as a short-lived token the cell can hand to its sandbox creator.
+        body["capToken"] = mint(svc.settings.secret("SESSION_JWT_SECRET"), org_id, org.plan, query["cell_id"],
+                                svc.now())
+    return answer(200, body)
 
 
 @bp.route("/internal/orgs/{org_id}", methods=["PUT"])

@@ -86,6 +86,10 @@ class BillingStore(ABC):
     @abstractmethod
     def put_org(self, org: Org) -> Org: ...
 
+    @abstractmethod
+    def update_org(self, org_id: str, fields: dict[str, Any], now: int) -> Org:
+        """Set only `fields` (creating the org if new), leaving every other attribute as stored."""
+
     # --- samples ---
     @abstractmethod
     def put_samples(self, samples: list[Sample]) -> int:

@@ -53,6 +53,17 @@ def is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def conditional_update(client: Any, **request: Any) -> bool:
+    """One UpdateItem with a ConditionExpression: True if applied, False if the condition did not hold."""
+    try:
+        client.update_item(**request)
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
 def guarded(fn: Callable[P, T]) -> Callable[P, T]:
     """Turn any DynamoDB failure into StoreUnavailable (answered 503: the sender retries)."""
 
@@ -84,6 +95,7 @@ def org_to_item(org: Org) -> dict[str, Any]:
             "max_memory_gb": org.max_memory_gb,
             "subscription_id": org.subscription_id,
             "subscription_item_ids": list(org.subscription_item_ids) or None,
+            "credit_txn_id": org.credit_txn_id,
             "plan_changed_at": org.plan_changed_at,
             "updated_at": org.updated_at,
         }
@@ -100,6 +112,7 @@ def org_from_item(item: dict[str, Any]) -> Org:
         max_memory_gb=int(d["max_memory_gb"]) if d.get("max_memory_gb") is not None else None,
         subscription_id=d.get("subscription_id"),
         subscription_item_ids=tuple(d.get("subscription_item_ids") or ()),
+        credit_txn_id=d.get("credit_txn_id"),
         plan_changed_at=int(d.get("plan_changed_at", 0)),
         updated_at=int(d.get("updated_at", 0)),
     )
@@ -229,6 +242,21 @@ class DynamoStore(BillingStore):
     def put_org(self, org: Org) -> Org:
         self.client.put_item(TableName=self.orgs_table, Item=org_to_item(org))
         return org
+
+    @guarded
+    def update_org(self, org_id: str, fields: dict[str, Any], now: int) -> Org:
+        # An UpdateItem of the named fields only: a concurrent webhook's plan change is never overwritten.
+        values = {k: v for k, v in fields.items() if v is not None} | {"updated_at": now}
+        names = {f"#{k}": k for k in values}
+        out = self.client.update_item(
+            TableName=self.orgs_table,
+            Key={"org_id": {"S": org_id}},
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item({f":{k}": v for k, v in values.items()}),
+            ReturnValues="ALL_NEW",
+        )
+        return org_from_item(out["Attributes"])
 
     # --- samples -------------------------------------------------------
     @guarded
@@ -504,20 +532,15 @@ class DynamoStore(BillingStore):
             update += ", #d = :detail"
         if new not in QUEUED_STATES:
             update += " REMOVE #q"
-        try:
-            self.client.update_item(
-                TableName=self.outbox_table,
-                Key={"id": {"S": row_id}},
-                UpdateExpression=update,
-                ConditionExpression="#s = :expected",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return conditional_update(
+            self.client,
+            TableName=self.outbox_table,
+            Key={"id": {"S": row_id}},
+            UpdateExpression=update,
+            ConditionExpression="#s = :expected",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # --- stragglers ------------------------------------------------------
     @guarded

@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.hmac_auth import sign_get
 from chalicelib.clock import FixedClock
+from chalicelib.cap_tokens import verify
 from chalicelib.orgs import Org
 from chalicelib.services import Services
 from tests.conftest import SECRET, T0, iso, signed_get, signed_post, tick
@@ -102,6 +103,14 @@ def test_org_policy(client: Any, svc: Services) -> None:
     assert res.status_code == 404 and "nobody" in res.json_body["error"]
 
 
+def test_org_policy_mints_a_cap_token_for_the_asking_cell(client: Any, svc: Services, env: dict[str, str]) -> None:
+    svc.store.put_org(Org("org-a", plan="pro"))
+    q = "org_id=org-a&cell_id=cell-eu"
+    res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
+    token = verify(res.json_body["capToken"], env["SESSION_JWT_SECRET"], svc.now(), cell_id="cell-eu")
+    assert (token.org_id, token.plan, token.iat) == ("org-a", "pro", svc.now())
+
+
 def test_put_org_creates_and_updates(client: Any, svc: Services) -> None:
     body = {"billing_mode": "unified", "plan": "pro", "stripe_customer_id": "cus_1"}
     res = client.http.put("/internal/orgs/org-z", **signed_post(body, svc.now(), cell_id=None))
@@ -130,7 +139,7 @@ def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
 
     svc.store.put_org(Org("org-x", plan="pro"))
     env = Envelope.model_validate(json.loads(json.dumps(tick("d1", "org-x", iso(T0 + 50)))))
-    t = Tick(env, UsageTick(memory_mb=1536, interval_s=Decimal("0.1")))
+    t = Tick(env, UsageTick(memory_mb=1536, interval_s=Decimal("0.1")), env.ts)
     svc.store.put_samples(samples_from_tick(t, "org-x", 3600, 86400 * 40, 0))
     body = usage_parity(svc.store, svc.settings, Window(T0, T0 + 60), svc.now())
     assert body["orgs"][0]["gb_seconds"] == 0.15

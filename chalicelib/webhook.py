@@ -1,0 +1,102 @@
+"""Stripe webhook events -> provisioning and plan changes (CONTRACT section 4).
+
+The route verifies the signature on the raw body; this module gets the
+verified event as plain JSON. Stripe delivers late, twice and out of order:
+an event id already handled is acknowledged without effect, and a plan change
+applies only if no newer one (by the event's `created`) is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.observability import logger
+from chalicelib.provisioning import AccountGateway, AccountStore, provision
+
+CHECKOUT_COMPLETED = "checkout.session.completed"
+SUBSCRIPTION_CREATED = "customer.subscription.created"
+SUBSCRIPTION_DELETED = "customer.subscription.deleted"
+# The Stripe endpoint must send exactly these; anything else is acknowledged and ignored.
+HANDLED_TYPES = (CHECKOUT_COMPLETED, SUBSCRIPTION_CREATED, SUBSCRIPTION_DELETED)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    type: str
+    created: int
+    object_id: str
+    customer: str | None
+    org_id: str | None
+    setup: bool
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+def parse_event(payload: Any) -> WebhookEvent:
+    """The fields the edge acts on; the org from metadata.org_id, else customer_metadata.org_id."""
+    if not isinstance(payload, dict):
+        raise MalformedEvent("event is not a JSON object")
+    obj = (payload.get("data") or {}).get("object") or {}
+    if not isinstance(obj, dict) or not payload.get("id") or not payload.get("type"):
+        raise MalformedEvent("event lacks id, type or data.object")
+    metadata = obj.get("metadata") or {}
+    customer_metadata = obj.get("customer_metadata") or {}
+    customer = obj.get("customer")
+    if isinstance(customer, dict):  # an expanded customer object
+        customer = customer.get("id")
+    return WebhookEvent(
+        event_id=str(payload["id"]),
+        type=str(payload["type"]),
+        created=int(payload.get("created") or 0),
+        object_id=str(obj.get("id") or ""),
+        customer=customer or None,
+        org_id=metadata.get("org_id") or customer_metadata.get("org_id") or None,
+        setup=metadata.get("type") == "setup",
+    )
+
+
+def resolve_org(event: WebhookEvent, store: AccountStore) -> str | None:
+    if event.org_id:
+        return event.org_id
+    if event.customer:
+        org = store.org_by_customer(event.customer)
+        return org.org_id if org else None
+    return None
+
+
+def handle_event(payload: Any, store: AccountStore, gateway: AccountGateway, now: int) -> dict[str, Any]:
+    """Apply one verified event; raises EmptyCatalog, ProvisioningConflict or a store/Stripe error to retry."""
+    event = parse_event(payload)
+    log = {"event_id": event.event_id, "event_type": event.type}
+    if event.type not in HANDLED_TYPES or (event.type == CHECKOUT_COMPLETED and not event.setup):
+        return {"received": True, "ignored": True}
+    if store.event_seen(event.event_id):
+        logger.info("webhook_duplicate", extra=log)
+        return {"received": True, "duplicate": True}
+    org_id = resolve_org(event, store)
+    if org_id is None:
+        logger.warning("webhook_unattributable", extra=log | {"customer": event.customer})
+        store.remember_event(event.event_id, event.type, now)
+        return {"received": True, "unattributable": True}
+    result = apply(event, org_id, store, gateway, now)
+    logger.info("webhook_applied", extra=log | {"org_id": org_id, **result})
+    store.remember_event(event.event_id, event.type, now)
+    return {"received": True, "org_id": org_id, **result}
+
+
+def apply(event: WebhookEvent, org_id: str, store: AccountStore, gateway: AccountGateway, now: int) -> dict[str, Any]:
+    if event.type == CHECKOUT_COMPLETED:
+        if not event.customer:
+            raise MalformedEvent("checkout session has no customer")
+        done = provision(org_id, event.customer, event.object_id, event.created, store, gateway, now)
+        return {"action": "provisioned", **done.body()}
+    if event.type == SUBSCRIPTION_CREATED:
+        changed = store.set_plan(org_id, "pro", event.created, now, customer=event.customer)
+        return {"action": "mark_pro", "applied": changed}
+    # A deletion marks free only if it is the org's current subscription and no newer change is stored.
+    changed = store.set_plan(org_id, "free", event.created, now, only_subscription=event.object_id)
+    return {"action": "mark_free", "applied": changed}

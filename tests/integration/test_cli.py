@@ -1,0 +1,33 @@
+"""The operator CLI through typer's runner, against moto tables."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from chalicelib.cap_tokens import verify
+from chalicelib.cli import app as cli
+from chalicelib.services import Services
+
+
+def test_orgs_put_then_cap_token_mint(svc: Services, env: dict[str, str]) -> None:
+    runner = CliRunner()
+    put = runner.invoke(cli, ["orgs", "put", "org-a", "--billing-mode", "unified", "--plan", "pro"])
+    assert put.exit_code == 0, put.output
+    out = runner.invoke(cli, ["cap-token", "mint", "org-a", "--cell", "cell-us", "--ttl", "120"])
+    assert out.exit_code == 0, out.output
+    token = verify(out.stdout.strip(), env["SESSION_JWT_SECRET"], svc.now(), cell_id="cell-us")
+    assert token.plan == "pro" and token.exp == svc.now() + 120
+
+
+def test_cap_token_for_unknown_org_or_bad_ttl_fails_clearly(svc: Services) -> None:
+    runner = CliRunner()
+    unknown = runner.invoke(cli, ["cap-token", "mint", "nobody", "--cell", "c"])
+    assert unknown.exit_code == 1 and "not known" in unknown.output
+    runner.invoke(cli, ["orgs", "put", "org-a", "--billing-mode", "legacy"])
+    bad = runner.invoke(cli, ["cap-token", "mint", "org-a", "--cell", "c", "--ttl", "99999"])
+    assert bad.exit_code == 2 and "ttl" in bad.output
+
+
+def test_orgs_put_rejects_a_bad_mode(svc: Services) -> None:
+    out = CliRunner().invoke(cli, ["orgs", "put", "org-a", "--billing-mode", "weird"])
+    assert out.exit_code == 2 and "invalid org" in out.output
