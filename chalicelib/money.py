@@ -9,7 +9,7 @@ strings, so Decimal is exact from the wire to Stripe.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 MICRO = Decimal("0.000001")
 # Enough digits for a fleet-year of GB-seconds at microsecond resolution.
@@ -18,8 +18,8 @@ _CONTEXT = Context(prec=38, rounding=ROUND_HALF_EVEN)
 
 def exact(value: Decimal | int | str) -> Decimal:
     """Quantize to microseconds (the resolution of every stored quantity)."""
-    with localcontext(_CONTEXT):
-        return Decimal(value).quantize(MICRO)
+    # An explicit context instead of localcontext(): same result, a fraction of the cost per call.
+    return Decimal(value).quantize(MICRO, context=_CONTEXT)
 
 
 def wire(value: Decimal) -> str:

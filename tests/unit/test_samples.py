@@ -12,7 +12,7 @@ from tests.conftest import T0, iso, tick
 
 def make(ts: float, interval: str) -> Tick:
     env = Envelope.model_validate(tick("ev", "org", iso(ts)))
-    return Tick(env, UsageTick(memory_mb=1024, interval_s=Decimal(interval)))
+    return Tick(env, UsageTick(memory_mb=1024, interval_s=Decimal(interval)), env.ts)
 
 
 def test_samples_are_deterministic_per_event() -> None:
