@@ -159,7 +159,7 @@ class Emulator:
         delay = self.latency_ms + (fault.delay_ms if fault and fault.kind == "slow" else 0)
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         status, body = self.idempotent(
-            key, request, params, lambda: self.handle(endpoint, request.method, args, params, delay)
+            key, request, params, lambda: self.handle(endpoint, request.method, dict(args), params, delay)
         )
         if fault and fault.kind == "accept_then_drop":
             raise _Drop()
@@ -369,8 +369,14 @@ def check_loopback(host: str) -> None:
         raise SystemExit(f"refusing to listen on {host}: the emulator is for loopback only")
 
 
-class QuietHandler(WSGIRequestHandler):
-    """No access log line per request when embedded in tests."""
+class KeepAliveHandler(WSGIRequestHandler):
+    """HTTP/1.1 keep-alive, as api.stripe.com: a client reuses its connection instead of a TCP setup per call."""
+
+    protocol_version = "HTTP/1.1"
+
+
+class QuietHandler(KeepAliveHandler):
+    """No access log line per request (tests, benchmarks)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
