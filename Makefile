@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -34,7 +34,9 @@ stack-down: $(STAMP)
 	$(BIN)/python -m sim.stack down
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.ingest
+	mkdir -p bench/results
+	bench/ingest > bench/results/ingest.json
+	bench/rollup > bench/results/rollup.json
 
 clean:
 	rm -rf $(VENV) .local

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.archive import S3Archive
 from chalicelib.clock import FixedClock
 from chalicelib.hmac_auth import sign_body, sign_get
 from chalicelib.services import Services, use
 from chalicelib.settings import Settings, current_settings, load_settings
-from chalicelib.archive import S3Archive
 from chalicelib.store.dynamodb import DynamoStore
 from chalicelib.tables import create_tables
 
@@ -152,9 +153,9 @@ def tick(
 
 
 def iso(ts: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture(scope="session")

@@ -43,10 +43,16 @@ def setup_stripe(emulator: Any) -> stripe.StripeClient:
 def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock, emulator: Any) -> None:
     client = setup_stripe(emulator)
     for spec in ORGS:
-        svc.store.put_org(Org(spec.org_id, plan=spec.plan, billing_mode=spec.billing_mode,
-                              stripe_customer_id=spec.customer))
-    live = Services(load_settings(BASE_ENV | {"SHADOW": "false"}), svc.store, svc.archive, clock,
-                    {"stripe": StripeClientGateway(client)})
+        svc.store.put_org(
+            Org(spec.org_id, plan=spec.plan, billing_mode=spec.billing_mode, stripe_customer_id=spec.customer)
+        )
+    live = Services(
+        load_settings(BASE_ENV | {"SHADOW": "false"}),
+        svc.store,
+        svc.archive,
+        clock,
+        {"stripe": StripeClientGateway(client)},
+    )
     fleet = Fleet(ORGS, Decimal(T0), period=60)  # minute ticks keep moto fast; intervals stay fractional
     clock.set(T0)
     held_back: list[dict[str, Any]] = []
@@ -62,8 +68,9 @@ def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock,
         if step % 6 == 0:
             run_rollup(live, "schedule")
         if step == 30 and held_back:
-            ingest_batch(json.loads(json.dumps(held_back), parse_float=Decimal), "cell-a",
-                         svc.store, live.settings, clock.now())
+            ingest_batch(
+                json.loads(json.dumps(held_back), parse_float=Decimal), "cell-a", svc.store, live.settings, clock.now()
+            )
     clock.set(T0 + 4 * H + 900)
     emulator.app.state.fixed_now = clock.now()
     result = run_rollup(live, "final").body()

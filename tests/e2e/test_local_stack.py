@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_make_run_bills_the_simulated_fleet_exactly() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sim.run", "--seconds", "24"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out

@@ -68,8 +68,14 @@ def test_dashboard_prices_are_discovered_not_created(
     svc: Services, accounts: DynamoAccounts, sc: stripe.StripeClient
 ) -> None:
     sc.v1.products.create({"id": "prod_dash", "name": "made by hand"})
-    made = sc.v1.prices.create({"product": "prod_dash", "currency": "usd", "unit_amount_decimal": "0.0004",
-                                "lookup_key": DASHBOARD_PRICE_KEYS["overage"]})
+    made = sc.v1.prices.create(
+        {
+            "product": "prod_dash",
+            "currency": "usd",
+            "unit_amount_decimal": "0.0004",
+            "lookup_key": DASHBOARD_PRICE_KEYS["overage"],
+        }
+    )
     result = ensure_products(svc.accounts_gateway(), accounts, svc.now())
     catalog = {e.key: e.price_id for e in result.entries}
     assert catalog["overage"] == made.id and "reserved" not in catalog

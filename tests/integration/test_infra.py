@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True, check=False
+    )
 
 
 def test_infra_template_passes_cfn_lint() -> None:
@@ -40,7 +42,11 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     chalice = Path(sys.executable).parent / "chalice"
     out = subprocess.run(
         [str(chalice), "package", "--stage", "prod", "--merge-template", "infra/template.json", str(work / "out")],
-        cwd=project, env=env, capture_output=True, text=True, check=False,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
@@ -52,8 +58,9 @@ def test_packaged_template_is_deployable_and_lints(packaged: dict[str, Any]) -> 
     resources = packaged["template"]["Resources"]
     types = {r["Type"] for r in resources.values()}
     assert {"AWS::Serverless::Function", "AWS::DynamoDB::Table", "AWS::S3::Bucket"} <= types
-    schedule = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"
-                or "Events" in r.get("Properties", {})]
+    schedule = [
+        r for r in resources.values() if r["Type"] == "AWS::Events::Rule" or "Events" in r.get("Properties", {})
+    ]
     assert schedule, "the 15-minute rollup schedule is in the package"
 
 

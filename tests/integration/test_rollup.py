@@ -52,7 +52,9 @@ def rows(svc: Services) -> dict[str, Any]:
     return {r.id: r for r in map(outbox_from_item, items)}
 
 
-def test_shadow_roll_writes_rows_and_sends_nothing(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_shadow_roll_writes_rows_and_sends_nothing(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, 4096)[:179] + hour_of_ticks("u", "uni", T0, 8192, 90))
     send_ticks(svc, [tick("odd", "leg", iso(T0 + 3600), memory_mb=2048)])  # no such tier
@@ -60,7 +62,9 @@ def test_shadow_roll_writes_rows_and_sends_nothing(svc: Services, clock: FixedCl
     result = run_rollup(svc, "test").body()
     assert result["shadow"] is True and result["send"] is None
     assert result["roll"]["buckets"] == [T0]
-    assert result["roll"]["unknownTiers"] == [{"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "bucket_start": T0}]
+    assert result["roll"]["unknownTiers"] == [
+        {"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "bucket_start": T0}
+    ]
     got = rows(svc)
     assert {r.id: (r.value, r.state) for r in got.values()} == {
         f"leg:{T0}:sandbox_compute_sandbox_4gb": (Decimal("3580"), "shadow"),
@@ -78,21 +82,27 @@ def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: 
     assert run_rollup(svc, "test").roll["buckets"] == [T0]
 
 
-def test_live_run_sends_once_and_replay_changes_nothing(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_live_run_sends_once_and_replay_changes_nothing(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0) + hour_of_ticks("u", "uni", T0, 4096))
     clock.set(T0 + H + 900)
     armed = live(svc)
     first = run_rollup(armed, "test").body()
     assert first["send"]["sent"] == 2 and fake.calls == 2
-    assert fake.totals == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("3600"),
-                           ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("14400")}
+    assert fake.totals == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("3600"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("14400"),
+    }
     again = run_rollup(armed, "test").body()
     assert again["roll"]["buckets"] == [] and again["send"]["calls"] == 0
     assert all(r.state == "sent" for r in rows(svc).values())
 
 
-def test_identifier_and_payload_follow_the_contract(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_identifier_and_payload_follow_the_contract(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, [tick("a", "leg", iso(T0 + 100), interval_s=Decimal("0.1234567"))])
     clock.set(T0 + H + 900)
@@ -147,7 +157,9 @@ def test_bill_from_consumes_earlier_buckets(svc: Services, clock: FixedClock, or
     assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("400")}
 
 
-def test_arming_live_with_past_bill_from_promotes_shadow_rows(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_arming_live_with_past_bill_from_promotes_shadow_rows(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
     clock.set(T0 + 2 * H + 10)
@@ -172,15 +184,27 @@ class CrashOnce(DynamoStore):
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
         if name == object.__getattribute__(self, "method") and not object.__getattribute__(self, "crashed"):
+
             def boom(*args: Any, **kwargs: Any) -> Any:
                 object.__setattr__(self, "crashed", True)
                 raise RuntimeError(f"crash in {name}")
+
             return boom
         return attr
 
 
-@pytest.mark.parametrize("method", ["save_aggregates", "create_outbox_rows", "mark_bucket_rolled", "advance_cursor",
-                                    "transition", "commit_late_chunk", "release_lease"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "save_aggregates",
+        "create_outbox_rows",
+        "mark_bucket_rolled",
+        "advance_cursor",
+        "transition",
+        "commit_late_chunk",
+        "release_lease",
+    ],
+)
 def test_crash_at_any_step_then_rerun_bills_exactly_once(
     svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe, method: str
 ) -> None:
@@ -199,8 +223,10 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     clock.advance(armed.settings.LEASE_SECONDS)  # a crashed run's lease lapses
     run_rollup(armed, "rerun")
     run_rollup(armed, "again")
-    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("620"),
-                                 ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("600")}
+    assert dict(fake.totals) == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("620"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("600"),
+    }
 
 
 def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock, orgs: None) -> None:
@@ -211,7 +237,9 @@ def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock
     assert "skipped" not in run_rollup(svc, "test").body()
 
 
-def test_two_runs_racing_without_the_lease_still_bill_once(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_two_runs_racing_without_the_lease_still_bill_once(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     import threading
 
     clock.set(T0 + H + 10)
@@ -224,19 +252,32 @@ def test_two_runs_racing_without_the_lease_still_bill_once(svc: Services, clock:
         def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool:
             return True
 
-    racer = Services(armed.settings, NoLease(svc.store.client, svc.store.samples_table.rsplit("-", 1)[0],  # type: ignore[attr-defined]
-                                             svc.store.retention_seconds), svc.archive, svc.clock, armed.extras)  # type: ignore[attr-defined]
+    racer = Services(
+        armed.settings,
+        NoLease(
+            svc.store.client,
+            svc.store.samples_table.rsplit("-", 1)[0],  # type: ignore[attr-defined]
+            svc.store.retention_seconds,
+        ),
+        svc.archive,
+        svc.clock,
+        armed.extras,
+    )  # type: ignore[attr-defined]
     threads = [threading.Thread(target=run_rollup, args=(racer, f"r{i}")) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     run_rollup(armed, "settle")
-    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("1000"),
-                                 ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("1000")}
+    assert dict(fake.totals) == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("1000"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("1000"),
+    }
 
 
-def test_accepted_but_answer_lost_is_not_billed_twice(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_accepted_but_answer_lost_is_not_billed_twice(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     clock.set(T0 + H + 900)
@@ -250,7 +291,9 @@ def test_accepted_but_answer_lost_is_not_billed_twice(svc: Services, clock: Fixe
     assert rows(svc)[f"leg:{T0}:sandbox_compute_sandbox_1gb"].state == "sent"
 
 
-def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(svc: Services, clock: FixedClock, fake: FakeStripe) -> None:
+def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
+    svc: Services, clock: FixedClock, fake: FakeStripe
+) -> None:
     from chalicelib.outbox import OutboxRow
 
     svc.extras["stripe"] = fake
@@ -261,8 +304,20 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(svc: Services, 
     armed = live(svc)
     assert run_rollup(armed, "test").body()["send"]["waitingNoCustomer"] == 1
     old = T0 - 40 * 86400
-    svc.store.create_outbox_rows([OutboxRow(f"nocus:{old}:sandbox_compute_sandbox_1gb", "nocus", old, old + H,
-                                            "sandbox_compute_sandbox_1gb", Decimal(5), "first", "pending")])
+    svc.store.create_outbox_rows(
+        [
+            OutboxRow(
+                f"nocus:{old}:sandbox_compute_sandbox_1gb",
+                "nocus",
+                old,
+                old + H,
+                "sandbox_compute_sandbox_1gb",
+                Decimal(5),
+                "first",
+                "pending",
+            )
+        ]
+    )
     svc.store.put_org(Org("nocus", plan="pro", stripe_customer_id="cus_late"))
     result = run_rollup(armed, "test").body()
     assert (result["send"]["sent"], result["send"]["unbillable"]) == (1, 1)
@@ -270,7 +325,9 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(svc: Services, 
     assert fake.calls == 1
 
 
-def test_rejected_row_is_failed_not_retried_forever(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_rejected_row_is_failed_not_retried_forever(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
     from chalicelib.stripe_gateway import Outcome
 
     clock.set(T0 + H + 10)

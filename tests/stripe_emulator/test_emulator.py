@@ -16,17 +16,32 @@ NOW = int(time.time())
 
 
 def meter(sc: stripe.StripeClient, name: str = "m_1gb") -> Any:
-    return sc.v1.billing.meters.create({
-        "display_name": name, "event_name": name, "default_aggregation": {"formula": "sum"},
-        "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
-        "value_settings": {"event_payload_key": "value"},
-    })
+    return sc.v1.billing.meters.create(
+        {
+            "display_name": name,
+            "event_name": name,
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+            "value_settings": {"event_payload_key": "value"},
+        }
+    )
 
 
-def send(sc: stripe.StripeClient, customer: str, ident: str, value: str = "1.5", name: str = "m_1gb",
-         ts: int | None = None, key: str | None = None) -> Any:
-    params = {"event_name": name, "identifier": ident, "timestamp": ts or NOW - 60,
-              "payload": {"stripe_customer_id": customer, "value": value}}
+def send(
+    sc: stripe.StripeClient,
+    customer: str,
+    ident: str,
+    value: str = "1.5",
+    name: str = "m_1gb",
+    ts: int | None = None,
+    key: str | None = None,
+) -> Any:
+    params = {
+        "event_name": name,
+        "identifier": ident,
+        "timestamp": ts or NOW - 60,
+        "payload": {"stripe_customer_id": customer, "value": value},
+    }
     return sc.v1.billing.meter_events.create(params, options={"idempotency_key": key} if key else {})
 
 
@@ -101,23 +116,31 @@ def test_concurrent_call_same_customer_and_meter_is_429(emu: EmulatorServer, sc:
 
 def test_adjustment_cancels_within_24h(emu: EmulatorServer, sc: stripe.StripeClient, cus: str) -> None:
     send(sc, cus, "c1", "5")
-    sc.v1.billing.meter_event_adjustments.create({"event_name": "m_1gb", "type": "cancel", "cancel": {"identifier": "c1"}})
+    sc.v1.billing.meter_event_adjustments.create(
+        {"event_name": "m_1gb", "type": "cancel", "cancel": {"identifier": "c1"}}
+    )
     assert read(emu, "totals")["events"] == 0
     send(sc, cus, "c2", "5")
     control(emu, "clock", {"now": NOW + 86400 + 10})
     with pytest.raises(stripe.InvalidRequestError, match="24 hours"):
-        sc.v1.billing.meter_event_adjustments.create({"event_name": "m_1gb", "type": "cancel", "cancel": {"identifier": "c2"}})
+        sc.v1.billing.meter_event_adjustments.create(
+            {"event_name": "m_1gb", "type": "cancel", "cancel": {"identifier": "c2"}}
+        )
 
 
 def test_event_summaries_sum(sc: stripe.StripeClient, cus: str) -> None:
     m = sc.v1.billing.meters.list().data[0]
     send(sc, cus, "s1", "1.25", ts=NOW - 100)
     send(sc, cus, "s2", "2.5", ts=NOW - 50)
-    out = sc.v1.billing.meters.event_summaries.list(m.id, {"customer": cus, "start_time": NOW - 1000, "end_time": NOW - 60})
+    out = sc.v1.billing.meters.event_summaries.list(
+        m.id, {"customer": cus, "start_time": NOW - 1000, "end_time": NOW - 60}
+    )
     assert out.data[0].aggregated_value == 1.25
 
 
-def test_idempotency_key_replays_and_rejects_other_params(emu: EmulatorServer, sc: stripe.StripeClient, cus: str) -> None:
+def test_idempotency_key_replays_and_rejects_other_params(
+    emu: EmulatorServer, sc: stripe.StripeClient, cus: str
+) -> None:
     a = send(sc, cus, "i1", key="k")
     b = send(sc, cus, "i1", key="k")
     assert a.identifier == b.identifier and read(emu, "totals")["events"] == 1
@@ -135,8 +158,15 @@ def test_balance_transactions_add(sc: stripe.StripeClient) -> None:
 def test_subscriptions_with_items_and_prices_by_lookup_key(sc: stripe.StripeClient) -> None:
     m = meter(sc)
     prod = sc.v1.products.create({"name": "Compute"})
-    p1 = sc.v1.prices.create({"product": prod.id, "currency": "usd", "unit_amount_decimal": "0.0004",
-                              "lookup_key": "k1", "recurring": {"interval": "month", "usage_type": "metered", "meter": m.id}})
+    p1 = sc.v1.prices.create(
+        {
+            "product": prod.id,
+            "currency": "usd",
+            "unit_amount_decimal": "0.0004",
+            "lookup_key": "k1",
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": m.id},
+        }
+    )
     assert [p.id for p in sc.v1.prices.list({"lookup_keys": ["k1"]}).data] == [p1.id]
     with pytest.raises(stripe.InvalidRequestError):
         sc.v1.prices.create({"product": prod.id, "currency": "usd", "lookup_key": "k1"})

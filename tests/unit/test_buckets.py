@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ def test_split_keeps_every_second_and_respects_boundaries(start: Decimal, length
     for p in pieces:
         assert p.bucket_start <= p.start < p.end <= p.bucket_start + width
         assert p.bucket_start % width == 0
-    for a, b in zip(pieces, pieces[1:]):
+    for a, b in pairwise(pieces):
         assert a.end == b.start and b.bucket_start == a.bucket_start + width
 
 

@@ -48,7 +48,9 @@ def test_plan_bucket_states_follow_shadow_and_bill_from() -> None:
 
 
 def sample(i: int, org: str = "o", bucket: int = 7200, mb: int = 1024, secs: str = "20") -> StoredSample:
-    return StoredSample(f"e{i:04d}", org, mb, bucket, Decimal(bucket), Decimal(bucket) + Decimal(secs), Decimal(secs), True)
+    return StoredSample(
+        f"e{i:04d}", org, mb, bucket, Decimal(bucket), Decimal(bucket) + Decimal(secs), Decimal(secs), True
+    )
 
 
 def test_late_chunks_fit_a_transaction_and_keep_every_sample() -> None:

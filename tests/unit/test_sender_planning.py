@@ -16,8 +16,13 @@ def row(org: str, bucket: int, meter: str = "m1") -> OutboxRow:
 
 def test_plan_send_groups_waits_and_expires() -> None:
     orgs = {"a": Org("a", stripe_customer_id="cus_a"), "b": Org("b")}
-    rows = [row("a", NOW - 7200, "m2"), row("a", NOW - 7200), row("a", NOW - 10800), row("b", NOW - 7200),
-            row("a", NOW - 36 * 86400)]
+    rows = [
+        row("a", NOW - 7200, "m2"),
+        row("a", NOW - 7200),
+        row("a", NOW - 10800),
+        row("b", NOW - 7200),
+        row("a", NOW - 36 * 86400),
+    ]
     plan = plan_send(rows, orgs, NOW)
     assert [r.bucket_start for r, _ in plan.groups[("cus_a", "m1")]] == [NOW - 10800, NOW - 7200]
     assert len(plan.groups[("cus_a", "m2")]) == 1

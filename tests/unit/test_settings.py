@@ -11,7 +11,9 @@ def test_defaults_follow_the_contract() -> None:
     assert s.sample_retention_seconds > 35 * 86400
 
 
-@pytest.mark.parametrize("value, shadow", [("false", False), ("true", True), ("False", True), ("0", True), ("", True), ("no", True)])
+@pytest.mark.parametrize(
+    "value, shadow", [("false", False), ("true", True), ("False", True), ("0", True), ("", True), ("no", True)]
+)
 def test_shadow_is_off_only_for_exactly_false(value: str, shadow: bool) -> None:
     assert load_settings({"SHADOW": value}).SHADOW is shadow
 

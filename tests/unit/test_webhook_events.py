@@ -14,8 +14,16 @@ def event(obj: dict[str, Any], kind: str = "checkout.session.completed") -> dict
 
 
 def test_org_from_metadata_first_then_customer_metadata() -> None:
-    e = parse_event(event({"id": "cs_1", "customer": "cus_1", "metadata": {"org_id": "a", "type": "setup"},
-                           "customer_metadata": {"org_id": "b"}}))
+    e = parse_event(
+        event(
+            {
+                "id": "cs_1",
+                "customer": "cus_1",
+                "metadata": {"org_id": "a", "type": "setup"},
+                "customer_metadata": {"org_id": "b"},
+            }
+        )
+    )
     assert (e.org_id, e.customer, e.setup, e.created, e.object_id) == ("a", "cus_1", True, 123, "cs_1")
     e = parse_event(event({"id": "cs_1", "customer": {"id": "cus_2"}, "customer_metadata": {"org_id": "b"}}))
     assert (e.org_id, e.customer, e.setup) == ("b", "cus_2", False)

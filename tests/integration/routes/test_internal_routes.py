@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.hmac_auth import sign_get
-from chalicelib.clock import FixedClock
 from chalicelib.cap_tokens import verify
+from chalicelib.clock import FixedClock
+from chalicelib.hmac_auth import sign_get
 from chalicelib.orgs import Org
 from chalicelib.services import Services
 from tests.conftest import SECRET, T0, iso, signed_get, signed_post, tick
@@ -67,14 +67,20 @@ def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, u
     from chalicelib.store.dynamodb import sample_pk
 
     svc.store.client.delete_item(  # type: ignore[attr-defined]
-        TableName=svc.store.samples_table, Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}}  # type: ignore[attr-defined]
+        TableName=svc.store.samples_table,
+        Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}},  # type: ignore[attr-defined]
     )
     assert parity(client, svc, T0, T0 + 3600).json_body["orgs"] == first["orgs"]
 
 
 @pytest.mark.parametrize(
     "query, fragment",
-    [("from=10", "required"), ("from=x&to=y", "integers"), ("from=100&to=100", "greater"), ("from=0&to=999999999", "maximum")],
+    [
+        ("from=10", "required"),
+        ("from=x&to=y", "integers"),
+        ("from=100&to=100", "greater"),
+        ("from=0&to=999999999", "maximum"),
+    ],
 )
 def test_parity_bad_windows_are_400(client: Any, svc: Services, query: str, fragment: str) -> None:
     res = client.http.get(f"{PARITY}?{query}", headers=signed_get(PARITY, query, svc.now()))
@@ -133,9 +139,9 @@ def test_health(client: Any, svc: Services) -> None:
 
 
 def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
+    from chalicelib.envelopes import Envelope, Tick, UsageTick
     from chalicelib.parity import Window, usage_parity
     from chalicelib.samples import samples_from_tick
-    from chalicelib.envelopes import Tick, Envelope, UsageTick
 
     svc.store.put_org(Org("org-x", plan="pro"))
     env = Envelope.model_validate(json.loads(json.dumps(tick("d1", "org-x", iso(T0 + 50)))))

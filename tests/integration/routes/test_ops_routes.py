@@ -49,7 +49,12 @@ def test_schedule_runs_a_rollup(svc: Services, clock: FixedClock) -> None:
     clock.set(T0 + 3600 + 10)
     ingest_batch([tick("a", "leg", iso(T0 + 100))], "cell-a", svc.store, svc.settings, svc.now())
     clock.set(T0 + 3600 + 600)
-    with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))) as c:
-        out = c.lambda_.invoke("rollup", c.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+    with Client(
+        app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    ) as c:
+        out = c.lambda_.invoke(
+            "rollup",
+            c.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]),
+        )
     assert out.payload["roll"]["buckets"] == [T0]
     assert svc.store.bucket_state(T0)["state"] == "rolled"  # type: ignore[index]

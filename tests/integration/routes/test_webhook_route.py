@@ -29,20 +29,42 @@ def deliver(client: Any, event: dict[str, Any], secret: str = WHSEC, at: int | N
     return client.http.post("/webhooks/stripe", body=payload, headers=headers)
 
 
-def checkout(customer: str, org_id: str | None, event_id: str = "evt_checkout_1", created: int = 1000,
-             session: str = "cs_1") -> dict[str, Any]:
+def checkout(
+    customer: str, org_id: str | None, event_id: str = "evt_checkout_1", created: int = 1000, session: str = "cs_1"
+) -> dict[str, Any]:
     metadata = {"type": "setup", **({"org_id": org_id} if org_id else {})}
-    return {"id": event_id, "type": "checkout.session.completed", "created": created,
-            "data": {"object": {"id": session, "object": "checkout.session", "customer": customer,
-                                "mode": "setup", "metadata": metadata}}}
+    return {
+        "id": event_id,
+        "type": "checkout.session.completed",
+        "created": created,
+        "data": {
+            "object": {
+                "id": session,
+                "object": "checkout.session",
+                "customer": customer,
+                "mode": "setup",
+                "metadata": metadata,
+            }
+        },
+    }
 
 
-def sub_event(kind: str, customer: str, sub_id: str, created: int, org_id: str | None = "org1",
-              event_id: str | None = None) -> dict[str, Any]:
-    return {"id": event_id or f"evt_{kind}_{sub_id}_{created}", "type": f"customer.subscription.{kind}",
-            "created": created,
-            "data": {"object": {"id": sub_id, "object": "subscription", "customer": customer,
-                                "metadata": {"org_id": org_id} if org_id else {}}}}
+def sub_event(
+    kind: str, customer: str, sub_id: str, created: int, org_id: str | None = "org1", event_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": event_id or f"evt_{kind}_{sub_id}_{created}",
+        "type": f"customer.subscription.{kind}",
+        "created": created,
+        "data": {
+            "object": {
+                "id": sub_id,
+                "object": "subscription",
+                "customer": customer,
+                "metadata": {"org_id": org_id} if org_id else {},
+            }
+        },
+    }
 
 
 @pytest.fixture
@@ -210,8 +232,9 @@ def test_deleting_a_subscription_that_is_not_the_orgs_does_not_mark_free(
     ],
 )
 def test_bad_or_missing_signature_is_400(client: Any, svc: Services, headers: dict[str, str], why: str) -> None:
-    res = client.http.post("/webhooks/stripe", body=b'{"id": "evt"}',
-                           headers={"Content-Type": "application/json", **headers})
+    res = client.http.post(
+        "/webhooks/stripe", body=b'{"id": "evt"}', headers={"Content-Type": "application/json", **headers}
+    )
     assert res.status_code == 400 and "error" in res.json_body, why
 
 
