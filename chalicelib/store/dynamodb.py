@@ -64,6 +64,12 @@ def conditional_update(client: Any, **request: Any) -> bool:
     return True
 
 
+def read_org(client: Any, orgs_table: str, org_id: str) -> Org | None:
+    """One org, strongly consistent (a plan decision must see the latest webhook's change)."""
+    out = client.get_item(TableName=orgs_table, Key={"org_id": {"S": org_id}}, ConsistentRead=True)
+    return org_from_item(out["Item"]) if "Item" in out else None
+
+
 def guarded(fn: Callable[P, T]) -> Callable[P, T]:
     """Turn any DynamoDB failure into StoreUnavailable (answered 503: the sender retries)."""
 
@@ -235,8 +241,7 @@ class DynamoStore(BillingStore):
 
     @guarded
     def get_org(self, org_id: str) -> Org | None:
-        out = self.client.get_item(TableName=self.orgs_table, Key={"org_id": {"S": org_id}}, ConsistentRead=True)
-        return org_from_item(out["Item"]) if "Item" in out else None
+        return read_org(self.client, self.orgs_table, org_id)
 
     @guarded
     def put_org(self, org: Org) -> Org:

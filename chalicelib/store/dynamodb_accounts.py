@@ -13,7 +13,7 @@ from typing import Any
 from chalicelib.catalog import CatalogEntry, CatalogStore
 from chalicelib.orgs import Org, Plan
 from chalicelib.provisioning import AccountStore, Subscription
-from chalicelib.store.dynamodb import conditional_update, from_item, guarded, org_from_item, to_item
+from chalicelib.store.dynamodb import conditional_update, from_item, guarded, read_org, to_item
 
 CATALOG_PK = "catalog"
 EVENT_PK = "stripe_event"
@@ -62,8 +62,7 @@ class DynamoAccounts(AccountStore, CatalogStore):
     # --- orgs ----------------------------------------------------------------
     @guarded
     def get_org(self, org_id: str) -> Org | None:
-        out = self.client.get_item(TableName=self.orgs_table, Key={"org_id": {"S": org_id}}, ConsistentRead=True)
-        return org_from_item(out["Item"]) if "Item" in out else None
+        return read_org(self.client, self.orgs_table, org_id)
 
     @guarded
     def org_by_customer(self, customer: str) -> Org | None:
