@@ -15,7 +15,7 @@ earlier writes in this run (the request alone does not show the whole item).
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,8 @@ class Accountant:
     wu: float = 0.0
     ru: float = 0.0
     requests: Counter[str] = field(default_factory=Counter)
+    # Units by "Operation table", so a report can say where they go.
+    units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)
     enabled: bool = True
 
@@ -87,6 +89,7 @@ class Accountant:
     def reset(self) -> None:
         self.wu, self.ru = 0.0, 0.0
         self.requests.clear()
+        self.units.clear()
 
     @property
     def request_count(self) -> int:
@@ -100,13 +103,17 @@ class Accountant:
         self.requests[op] += 1
         context["capacity_params"] = params
         if op in WRITE_OPS:
-            self.wu += self._write(op, params)
+            units = self._write(op, params)
+            self.wu += units
+            self.units[f"{op} {_tables(params)}"] += units
 
     def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         params = context.get("capacity_params")
         if not self.enabled or params is None or model.name not in READ_OPS:
             return
-        self.ru += self._read(model.name, params, parsed)
+        units = self._read(model.name, params, parsed)
+        self.ru += units
+        self.units[f"{model.name} {_tables(params)}"] += units
 
     # --- pricing -------------------------------------------------------------
     def _key(self, table: str, item: dict[str, Any]) -> tuple[str, str]:
@@ -164,3 +171,13 @@ class Accountant:
                 read_units(item_size(i), consistent) for items in parsed.get("Responses", {}).values() for i in items
             ) or 0.5
         return sum(2 * read_units(item_size(r.get("Item", {})), True) for r in parsed.get("Responses", []))
+
+
+def _tables(params: dict[str, Any]) -> str:
+    if "TableName" in params:
+        return str(params["TableName"]) + (f"/{params['IndexName']}" if "IndexName" in params else "")
+    if "TransactItems" in params:
+        names = {next(iter(t.values()))["TableName"] for t in params["TransactItems"]}
+    else:
+        names = set(params.get("RequestItems", {}))
+    return "+".join(sorted(names))

@@ -6,7 +6,9 @@ and `run_rollup`, the shell that holds the lease and walks the buckets:
 1. ROLL   every closed bucket from the cursor on: settle its aggregates (one
           read of its samples), write one row per (org, meter), mark it rolled.
 2. LATE   stragglers (samples written after their bucket could be read) are
-          billed as delta rows, atomically with clearing their late flag.
+          billed as delta rows, atomically with clearing their late flag. The
+          late index is swept only when the late signal says it may hold
+          something new (`late_sweep_due`), so a quiet run costs one read.
 3. PROMOTE (live only) shadow rows of buckets at or after BILL_FROM -> pending.
 4. SEND   (live only) pending rows to Stripe, see sender.py.
 """
@@ -28,13 +30,17 @@ from chalicelib.orgs import Org
 from chalicelib.outbox import OutboxRow, State, delta_identifier, first_identifier
 from chalicelib.pricing import OVERAGE_METER, TIERS, gb_seconds
 from chalicelib.settings import Settings
-from chalicelib.store.base import BillingStore, LateChunk, OrgAggregate, StoredSample
+from chalicelib.store.base import BillingStore, LateChunk, LateSignal, OrgAggregate, StoredSample
 
 LEASE = "rollup"
 CURSOR = "rollup"
 MAX_BUCKETS_PER_RUN = 240
 # Room in one TransactWriteItems (100 actions) for the samples, up to 6 tier rows and the aggregate.
 LATE_CHUNK = 90
+LATE_SAMPLES_PER_RUN = 10_000
+# Allowance for the late index to show a write: a GSI is eventually consistent (in practice
+# it lags well under a second).
+GSI_LAG_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,27 @@ def plan_late(
     return chunks, unknown
 
 
+def late_sweep_due(signal: LateSignal, now: int, interval: int) -> bool:
+    """Sweep unless the current version was already swept completely, and not too long ago.
+
+    The periodic sweep is a backstop only: every late write bumps the version first.
+    """
+    return signal.swept_version != signal.version or now - signal.swept_at >= interval
+
+
+def after_sweep(signal: LateSignal, now: int, settle: int) -> LateSignal:
+    """The signal after a complete sweep at `now` (nothing waiting, nothing left over).
+
+    A version counts as swept only by a sweep starting `settle` seconds after the
+    rollup first saw it: by then every write that bumped it has finished (a write
+    outlives no API Lambda timeout) and its index entries are visible.
+    """
+    seen_at = signal.seen_at if signal.seen_version == signal.version else now
+    if now - seen_at >= settle:
+        return LateSignal(signal.version, signal.version, seen_at, signal.version, now)
+    return LateSignal(signal.version, signal.version, seen_at, signal.swept_version, signal.swept_at)
+
+
 def buckets_to_roll(cursor: int | None, now: int, settings: Settings) -> list[int]:
     """Closed buckets from the cursor on (first run: a bounded look-back), oldest first."""
     width = settings.BUCKET_SECONDS
@@ -241,7 +268,10 @@ def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int)
 
 
 def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
-    late = store.late_samples()
+    signal = store.late_signal()
+    if not late_sweep_due(signal, now, settings.LATE_SWEEP_SECONDS):
+        return {"swept": False, "samples": 0, "waiting": 0, "chunks": 0, "rows": 0, "unknownTiers": []}
+    late = store.late_samples(LATE_SAMPLES_PER_RUN)
     rolled_buckets: dict[int, bool] = {}
     ready: list[StoredSample] = []
     for s in late:
@@ -270,7 +300,10 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
             )
     for u in unknown:
         logger.error("unknown_memory_tier_not_billed", extra={"run_id": run_id, **u})
+    if len(ready) == len(late) < LATE_SAMPLES_PER_RUN and committed == len(chunks):
+        store.save_late_sweep(after_sweep(signal, now, settings.LATE_MARGIN_SECONDS + GSI_LAG_SECONDS))
     return {
+        "swept": True,
         "samples": len(ready),
         "waiting": len(late) - len(ready),
         "chunks": committed,

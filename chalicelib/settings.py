@@ -48,6 +48,9 @@ class Settings(BaseModel):
     # write in flight can never slip past the rollup's read: it must exceed the
     # API Lambda's timeout (see docs/design.md, "stragglers").
     LATE_MARGIN_SECONDS: int = 120
+    # The rollup sweeps the late index when a late write bumped the signal, and at least this
+    # often regardless (a backstop that costs 32 small queries).
+    LATE_SWEEP_SECONDS: int = Field(default=3600, ge=0)
 
     SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)

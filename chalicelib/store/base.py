@@ -75,6 +75,21 @@ class LateChunk:
     event_ids: list[str]
 
 
+@dataclass(frozen=True)
+class LateSignal:
+    """Whether the late index can hold anything new since the rollup last swept it.
+
+    `version` is bumped before every write that may add a late sample; the rest
+    is the rollup's own record of what it observed and when.
+    """
+
+    version: int = 0
+    seen_version: int | None = None
+    seen_at: int = 0
+    swept_version: int | None = None
+    swept_at: int = 0
+
+
 class BillingStore(ABC):
     # --- orgs ---
     @abstractmethod
@@ -156,6 +171,13 @@ class BillingStore(ABC):
     # --- stragglers ---
     @abstractmethod
     def late_samples(self, limit: int = 10_000) -> list[StoredSample]: ...
+
+    @abstractmethod
+    def late_signal(self) -> LateSignal: ...
+
+    @abstractmethod
+    def save_late_sweep(self, signal: LateSignal) -> None:
+        """Record the rollup's fields of `signal`, leaving the version (ingest's) as it is."""
 
     @abstractmethod
     def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:

@@ -21,12 +21,14 @@ from chalicelib.samples import SAMPLE_SHARDS, Sample
 from chalicelib.store.base import (
     BillingStore,
     LateChunk,
+    LateSignal,
     OrgAggregate,
     QuarantineItem,
     StoredSample,
     StoreUnavailable,
 )
 
+LATE_SIGNAL_KEY = {"pk": {"S": "late"}, "sk": {"S": "signal"}}
 T = TypeVar("T")
 P = ParamSpec("P")
 _ser = TypeSerializer()
@@ -270,6 +272,10 @@ class DynamoStore(BillingStore):
         unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
         on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in unique if not s.late]
         self._batch_write(self.samples_table, on_time)
+        if any(s.late for s in unique):
+            # Before the late writes, never after: a crash between the two then costs one needless
+            # sweep, while the other order could leave a late sample the rollup never looks for.
+            self._bump_late_signal()
         new_late = 0
         for s in (s for s in unique if s.late):
             # A late sample may replay one the rollup already counted: only a first write may
@@ -563,6 +569,44 @@ class DynamoStore(BillingStore):
                 if len(found) >= limit:
                     return found
         return found
+
+    def _bump_late_signal(self) -> None:
+        self.client.update_item(
+            TableName=self.control_table,
+            Key=LATE_SIGNAL_KEY,
+            UpdateExpression="ADD #v :one",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    @guarded
+    def late_signal(self) -> LateSignal:
+        out = self.client.get_item(TableName=self.control_table, Key=LATE_SIGNAL_KEY, ConsistentRead=True)
+        d = from_item(out.get("Item", {}))
+        return LateSignal(
+            version=int(d.get("version", 0)),
+            seen_version=int(d["seen_version"]) if "seen_version" in d else None,
+            seen_at=int(d.get("seen_at", 0)),
+            swept_version=int(d["swept_version"]) if "swept_version" in d else None,
+            swept_at=int(d.get("swept_at", 0)),
+        )
+
+    @guarded
+    def save_late_sweep(self, signal: LateSignal) -> None:
+        fields = {
+            "seen_version": signal.seen_version,
+            "seen_at": signal.seen_at,
+            "swept_version": signal.swept_version,
+            "swept_at": signal.swept_at,
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        self.client.update_item(
+            TableName=self.control_table,
+            Key=LATE_SIGNAL_KEY,
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
+            ExpressionAttributeNames={f"#{k}": k for k in fields},
+            ExpressionAttributeValues=to_item({f":{k}": v for k, v in fields.items()}),
+        )
 
     @guarded
     def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:

@@ -145,6 +145,62 @@ def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, o
     assert body["orgs"] == [{"org_id": "leg", "gb_seconds": 220.0, "samples": 11}]
 
 
+def late_index_queries(svc: Services) -> list[int]:
+    """A counter of Query calls on the late index, from now on."""
+    calls: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        if params.get("IndexName") == "late":
+            calls.append(1)
+
+    svc.store.client.meta.events.register("provide-client-params.dynamodb.Query", count)  # type: ignore[attr-defined]
+    return calls
+
+
+def test_quiet_runs_skip_the_late_index_and_a_straggler_wakes_it(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    armed = live(svc)
+    queries = late_index_queries(svc)
+    for minutes in (15, 30):  # first sight of the signal, then a sweep settled after it
+        clock.set(T0 + H + 60 * minutes)
+        assert run_rollup(armed, "test").roll["late"]["swept"] is True
+    swept = len(queries)
+    clock.set(T0 + H + 45 * 60)
+    assert run_rollup(armed, "quiet").roll["late"]["swept"] is False
+    assert len(queries) == swept  # a quiet run reads one control item, not the index
+    send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
+    clock.set(T0 + 2 * H)
+    result = run_rollup(armed, "woken").roll["late"]
+    assert result["swept"] is True and result["samples"] == 1
+    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("220")
+
+
+def test_on_time_writes_leave_the_late_signal_alone(svc: Services, clock: FixedClock, orgs: None) -> None:
+    clock.set(T0 + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    assert svc.store.late_signal().version == 0
+    clock.set(T0 + 2 * H)
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])  # a replay may be late too: it bumps again
+    assert svc.store.late_signal().version == 2
+
+
+def test_the_backstop_sweeps_a_quiet_index_every_late_sweep_seconds(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    queries = late_index_queries(svc)
+    for minutes in (0, 15, 30, 45):
+        clock.set(T0 + H + 60 * minutes)
+        run_rollup(svc, "test")
+    quiet = len(queries)
+    clock.set(T0 + H + 15 * 60 + svc.settings.LATE_SWEEP_SECONDS)
+    assert run_rollup(svc, "backstop").roll["late"]["swept"] is True
+    assert len(queries) > quiet
+
+
 def test_bill_from_consumes_earlier_buckets(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
@@ -202,6 +258,7 @@ class CrashOnce(DynamoStore):
         "advance_cursor",
         "transition",
         "commit_late_chunk",
+        "save_late_sweep",
         "release_lease",
     ],
 )

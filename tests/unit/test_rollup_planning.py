@@ -10,9 +10,17 @@ from hypothesis import strategies as st
 from chalicelib.aggregates import aggregate
 from chalicelib.orgs import Org
 from chalicelib.pricing import OVERAGE_METER, TIERS
-from chalicelib.rollup import LATE_CHUNK, buckets_to_roll, meter_values, plan_bucket, plan_late
+from chalicelib.rollup import (
+    LATE_CHUNK,
+    after_sweep,
+    buckets_to_roll,
+    late_sweep_due,
+    meter_values,
+    plan_bucket,
+    plan_late,
+)
 from chalicelib.settings import load_settings
-from chalicelib.store.base import OrgAggregate, StoredSample
+from chalicelib.store.base import LateSignal, OrgAggregate, StoredSample
 
 SHADOW = load_settings({})
 LIVE = load_settings({"SHADOW": "false", "BILL_FROM": "7200"})
@@ -84,3 +92,38 @@ def test_buckets_to_roll_walks_from_the_cursor_to_the_last_closed() -> None:
     assert buckets_to_roll(None, now, s) == [8 * 3600, 9 * 3600]
     assert buckets_to_roll(5 * 3600, now, s) == [5 * 3600, 6 * 3600, 7 * 3600, 8 * 3600, 9 * 3600]
     assert buckets_to_roll(10 * 3600, now, s) == []
+
+
+SETTLE, INTERVAL = 180, 3600
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2000)), min_size=1, max_size=30))
+def test_a_version_is_swept_only_by_a_sweep_settle_seconds_after_it_was_first_seen(
+    steps: list[tuple[int, int]],
+) -> None:
+    """Runs observe (version bumps, seconds since the previous run); complete sweeps update the signal."""
+    signal, now, version = LateSignal(), 0, 0
+    first_seen: dict[int, int] = {}
+    for bumps, gap in steps:
+        version += bumps
+        now += gap
+        signal = LateSignal(version, signal.seen_version, signal.seen_at, signal.swept_version, signal.swept_at)
+        first_seen.setdefault(version, now)
+        if not late_sweep_due(signal, now, INTERVAL):
+            # Skipping is only ever right for a version a settled sweep covered, recently.
+            assert signal.swept_version == version and now - signal.swept_at < INTERVAL
+            continue
+        signal = after_sweep(signal, now, SETTLE)
+        if signal.swept_version == version:
+            assert now - first_seen[version] >= SETTLE
+
+
+def test_quiet_signal_is_skipped_until_the_backstop() -> None:
+    seen = after_sweep(LateSignal(version=4), now=1000, settle=SETTLE)
+    assert (seen.seen_version, seen.swept_version) == (4, None) and late_sweep_due(seen, 1900, INTERVAL)
+    swept = after_sweep(seen, now=1900, settle=SETTLE)
+    assert swept.swept_version == 4 and swept.swept_at == 1900
+    assert not late_sweep_due(swept, 1900 + INTERVAL - 1, INTERVAL)
+    assert late_sweep_due(swept, 1900 + INTERVAL, INTERVAL)
+    bumped = LateSignal(5, swept.seen_version, swept.seen_at, swept.swept_version, swept.swept_at)
+    assert late_sweep_due(bumped, 1901, INTERVAL)
