@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -38,11 +39,51 @@ def settings(**overrides: str) -> Settings:
     return load_settings(ENV | overrides)
 
 
+class _OneBackupPerTable:
+    """Stands in for `copy` inside moto's DynamoDB backend during one transaction.
+
+    moto backs a table up (a deepcopy, for rollback) once per *action* of a
+    TransactWriteItems: with tens of thousands of samples, one late commit takes
+    minutes. One backup per table per call restores the same state. Only moto's
+    own work changes, not the requests the accountant prices.
+    """
+
+    def __init__(self) -> None:
+        self.backups: dict[int, Any] = {}
+
+    def deepcopy(self, obj: Any) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        if not isinstance(obj, Table):
+            return copy.deepcopy(obj)
+        return self.backups.setdefault(id(obj), copy.deepcopy(obj))
+
+
+def _patch_moto_transactions() -> None:
+    import moto.dynamodb.models as models
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "one_backup_per_table", False):
+        return
+    original = backend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        models.copy = _OneBackupPerTable()  # type: ignore[assignment]
+        try:
+            original(self, transact_items)
+        finally:
+            models.copy = copy
+
+    transact_write_items.one_backup_per_table = True  # type: ignore[attr-defined]
+    backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 @contextmanager
 def moto_store(orgs: list[Org]) -> Iterator[tuple[DynamoStore, Accountant, Any]]:
     """Fresh moto tables from infra/, orgs loaded, and an accountant counting from here on."""
     from moto import mock_aws
 
+    _patch_moto_transactions()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1"})
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
