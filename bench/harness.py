@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,21 +43,46 @@ def settings(**overrides: str) -> Settings:
 class _OneBackupPerTable:
     """Stands in for `copy` inside moto's DynamoDB backend during one transaction.
 
-    moto backs a table up (a deepcopy, for rollback) once per *action* of a
-    TransactWriteItems: with tens of thousands of samples, one late commit takes
-    minutes. One backup per table per call restores the same state. Only moto's
-    own work changes, not the requests the accountant prices.
+    moto backs a whole table up (a deepcopy, for rollback) once per *action* of
+    a TransactWriteItems: with tens of thousands of samples, one late commit
+    takes minutes. The backup here is one per table per call and shares the
+    items the transaction cannot change in place (a Put or a Delete replaces
+    the item in the table's dicts; only an Update mutates it, so those items
+    are copied). Only moto's own work changes, not the requests the accountant
+    prices; tests/bench/test_harness.py checks rollbacks still restore the table.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, transact_items: list[dict[str, Any]]) -> None:
         self.backups: dict[int, Any] = {}
+        self.updated: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for action in transact_items:
+            if "Update" in action:
+                self.updated[action["Update"]["TableName"]].append(action["Update"]["Key"])
 
     def deepcopy(self, obj: Any) -> Any:
         from moto.dynamodb.models.table import Table
 
         if not isinstance(obj, Table):
             return copy.deepcopy(obj)
-        return self.backups.setdefault(id(obj), copy.deepcopy(obj))
+        if id(obj) not in self.backups:
+            self.backups[id(obj)] = self._backup(obj)
+        return self.backups[id(obj)]
+
+    def _backup(self, table: Any) -> Any:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        backup = copy.copy(table)
+        backup.items = defaultdict(dict, {h: dict(v) if isinstance(v, dict) else v for h, v in table.items.items()})
+        for key in self.updated.get(table.name, []):
+            h = DynamoType(key[table.hash_key_attr])
+            if table.range_key_attr is None:
+                if h in backup.items:
+                    backup.items[h] = copy.deepcopy(backup.items[h])
+                continue
+            r = DynamoType(key[table.range_key_attr])
+            if r in backup.items.get(h, {}):
+                backup.items[h][r] = copy.deepcopy(backup.items[h][r])
+        return backup
 
 
 def _patch_moto_transactions() -> None:
@@ -68,7 +94,7 @@ def _patch_moto_transactions() -> None:
     original = backend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        models.copy = _OneBackupPerTable()  # type: ignore[assignment]
+        models.copy = _OneBackupPerTable(transact_items)  # type: ignore[assignment]
         try:
             original(self, transact_items)
         finally:

@@ -33,4 +33,16 @@ def test_a_cancelled_transaction_still_rolls_back_under_the_one_backup_patch() -
             client.transact_write_items(TransactItems=actions)
         keys = {i["pk"]["S"] for i in client.scan(TableName=table)["Items"]}
         assert keys == {"a", "b", "c"}, "a rollback restores this call's state, not an older backup"
-        assert accountant.units[f"TransactWriteItems {table}"] == 2 * (3 + 2 + 3)
+        update = {
+            "Update": {
+                "TableName": table,
+                "Key": {"pk": {"S": "b"}, "sk": {"S": "1"}},
+                "UpdateExpression": "SET v = :v",
+                "ExpressionAttributeValues": {":v": {"N": "7"}},
+            }
+        }
+        with pytest.raises(botocore.exceptions.ClientError, match="TransactionCanceled"):
+            client.transact_write_items(TransactItems=[update, actions[2]])
+        b = client.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"S": "1"}})["Item"]
+        assert "v" not in b, "an update made in place is rolled back too"
+        assert accountant.units[f"TransactWriteItems {table}"] == 2 * (3 + 2 + 3 + 2)
