@@ -6,7 +6,7 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent
 
 from chalicelib.rollup import run_rollup
-from chalicelib.routes import ingest, internal, ops, webhooks
+from chalicelib.routes import cells, ingest, internal, ops, webhooks
 from chalicelib.services import services
 from chalicelib.settings import current_settings
 
@@ -14,6 +14,7 @@ from chalicelib.settings import current_settings
 current_settings()
 
 app = Chalice(app_name="edge-billing")
+app.register_blueprint(cells.bp)
 app.register_blueprint(ingest.bp)
 app.register_blueprint(internal.bp)
 app.register_blueprint(ops.bp)
