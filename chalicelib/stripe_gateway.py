@@ -16,6 +16,7 @@ from typing import Any
 import stripe
 
 from chalicelib.catalog import CatalogGateway, PriceSpec, StripeCatalog, StripePrice
+from chalicelib.cutover import WebhookEndpoint
 from chalicelib.pricing import CURRENCY
 from chalicelib.provisioning import AccountGateway, Subscription
 from chalicelib.settings import Settings
@@ -232,3 +233,33 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
             options={"idempotency_key": idempotency_key},
         )
         return str(txn.id)
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    ok: bool
+    detail: str = ""
+
+
+class StripeCutoverGateway:
+    """What the cutover CLI asks Stripe: the webhook endpoints, and meter event cancellations."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return [
+            WebhookEndpoint(e.id, e.url, tuple(e.to_dict().get("enabled_events") or ()), e.status)
+            for e in self.client.v1.webhook_endpoints.list({"limit": 100}).auto_paging_iter()
+        ]
+
+    def cancel_meter_event(self, event_name: str, identifier: str) -> CancelResult:
+        """A meter event adjustment of type cancel (Stripe allows it within 24 h of the event's receipt)."""
+        try:
+            self.client.v1.billing.meter_event_adjustments.create(
+                {"event_name": event_name, "type": "cancel", "cancel": {"identifier": identifier}},
+                options={"idempotency_key": f"meter-event-cancel:{identifier}"},
+            )
+        except stripe.StripeError as exc:
+            return CancelResult(False, exc.user_message or str(exc))
+        return CancelResult(True)

@@ -94,6 +94,8 @@ class Emulator:
                 r("/v1/customers/<cid>/balance_transactions", endpoint="balance", methods=["GET", "POST"]),
                 r("/v1/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
                 r("/v1/subscriptions/<sid>", endpoint="subscription", methods=["GET", "DELETE"]),
+                r("/v1/webhook_endpoints", endpoint="webhooks", methods=["GET", "POST"]),
+                r("/v1/webhook_endpoints/<wid>", endpoint="webhook", methods=["GET", "POST", "DELETE"]),
                 r("/_emulator/reset", endpoint="e_reset", methods=["POST"]),
                 r("/_emulator/clock", endpoint="e_clock", methods=["POST"]),
                 r("/_emulator/faults", endpoint="e_faults", methods=["POST"]),
@@ -255,8 +257,19 @@ class Emulator:
                 "subscription": lambda: (
                     s.cancel_subscription(args["sid"]) if method == "DELETE" else s.subscription(args["sid"])
                 ),
+                "webhooks": lambda: (
+                    s.create_webhook_endpoint(p) if post
+                    else listing("/v1/webhook_endpoints", list(s.webhook_endpoints.values()))
+                ),
+                "webhook": lambda: self.webhook_endpoint(method, args["wid"], p),
             }
             return 200, table[endpoint]()
+
+    def webhook_endpoint(self, method: str, wid: str, p: dict[str, Any]) -> dict[str, Any]:
+        s = self.state
+        if method == "DELETE":
+            return s.delete_webhook_endpoint(wid)
+        return s.update_webhook_endpoint(wid, p) if method == "POST" else s.webhook_endpoint(wid)
 
     def meter_event(self, p: dict[str, Any], delay_ms: int) -> dict[str, Any]:
         s = self.state
