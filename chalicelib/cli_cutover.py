@@ -31,7 +31,7 @@ from chalicelib.store.base import StoreUnavailable
 P = ParamSpec("P")
 T = TypeVar("T")
 
-console = Console()
+console = Console(soft_wrap=True)  # an error line stays one line, whatever the terminal
 cutover_app = typer.Typer(help="Move Pro billing from the cells to the edge (docs/runbook.md).",
                           no_args_is_help=True)
 LOCAL_STAGE = "local"
