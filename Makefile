@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint typecheck bench stack-up stack-down clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The project itself, editable, with the `cli` extra: installs the `edge-billing` console script.
+	$(BIN)/pip install --quiet --no-build-isolation -e '.[cli]'
 	touch $(STAMP)
 
 install: $(STAMP)
