@@ -17,10 +17,11 @@ from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from chalicelib.cell_reports import CellStatus, OrgParity, ParityReport, drift_exceeds
-from chalicelib.observability import logger
+from chalicelib.observability import logger, publish
 from chalicelib.parity import WindowError, parse_window
 from chalicelib.routes.http import answer, check_body_hmac, check_get_hmac, error, json_errors, lowered, raw_body
 from chalicelib.services import Services, services
+from chalicelib.telemetry import parity_points
 
 bp = Blueprint(__name__)
 REPORTS_PATH = "/internal/parity-reports"
@@ -174,6 +175,7 @@ def post_parity_report() -> Response:
         return error(400, f"report says clean but org {over[0].org_id} drifts {over[0].drift} "
                           f"above tolerance {report.tolerance}")
     stored = svc.cells().put_parity_report(report)
+    publish(parity_points(report), svc.settings.WORKER_ENV)
     logger.info(
         "parity_report_received",
         extra={"cell_id": report.cell_id, "window_from": report.window_from, "window_to": report.window_to,

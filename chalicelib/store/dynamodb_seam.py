@@ -3,7 +3,8 @@
 Sent rows leave the `queue` index, so the outbox's keys-only `by_bucket`
 index (hash `bucket_start`, range `id`) finds every row of a bucket, whatever
 its state; the rows themselves are then read by key. Operator-time only (the
-cutover CLI), a handful of buckets around T.
+cutover CLI), a handful of buckets around T; and the oldest pending row, one
+item read after each scheduled rollup (the outbox age metric).
 """
 
 from __future__ import annotations
@@ -62,3 +63,17 @@ class DynamoSeam:
                 if org in org_ids:
                     found.setdefault(org, set()).add(item.get("cell_id", {}).get("S", ""))
         return {(org, bucket_start): frozenset(cells) for org, cells in found.items()}
+
+    @guarded
+    def oldest_pending_bucket_end(self) -> int | None:
+        """bucket_end of the oldest pending row (the `queue` index sorts by bucket_start), or None."""
+        out = self.client.query(
+            TableName=self.store.outbox_table,
+            IndexName="queue",
+            KeyConditionExpression="#q = :q",
+            ExpressionAttributeNames={"#q": "queue"},
+            ExpressionAttributeValues={":q": {"S": "pending"}},
+            Limit=1,
+        )
+        items = out.get("Items", [])
+        return int(items[0]["bucket_end"]["N"]) if items else None
