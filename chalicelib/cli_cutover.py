@@ -151,12 +151,14 @@ def write_flags(config: Path, stage: str, updates: dict[str, str]) -> str:
 @guarded
 def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
               api_url: str = typer.Option(None, help="The deployed API, to compare its flags with the config"),
-              soak_hours: int = typer.Option(24, help="Hours of clean parity required")) -> None:
+              soak_hours: int = typer.Option(24, help="Hours of clean parity required"),
+              soak_seconds: int = typer.Option(None, help="The soak in seconds (overrides --soak-hours; for "
+                                                          "stages with short buckets)")) -> None:
     """Catalog published, one webhook endpoint, 24 h of clean parity from every cell, flags consistent."""
     svc = services()
     flags = stage_flags(config, stage, svc)
-    show(run.preflight(svc, stripe_for_cutover(svc), flags, running_shadow(stage, api_url), soak_hours * 3600),
-         as_json)
+    soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
+    show(run.preflight(svc, stripe_for_cutover(svc), flags, running_shadow(stage, api_url), soak), as_json)
 
 
 @cutover_app.command("plan")

@@ -139,6 +139,9 @@ def rollback(svc: Services, seam_reader: SeamReader, stripe: CutoverStripe, t: i
     decided = core.plan_rollback(rows, cells, now, org_cells)
     cancelled, manual = carry_out(svc, stripe, decided, now)
     checks = [Check("shadow", True, "SHADOW=true written and applied: the edge sends nothing more")]
+    if not cells:
+        checks.append(Check("cells", False, "no cell has reported its status: nothing says which buckets the cells "
+                                            "billed, so nothing was cancelled"))
     back = [c for c in cells if c.authority != "cell" or not c.billers_running]
     if back:
         checks.append(Check("cells", False, f"{len(back)} cell(s) still stood down ({back[0].cell_id}): set "

@@ -332,3 +332,15 @@ def test_rollback_while_cells_are_still_stood_down_says_run_again(cut: Services,
     status(cut, "cell-a", T, authority="edge", running=False)
     code, body = run(config, "rollback", "--at", str(T))
     assert code == 3 and "run rollback again" in failing(body)["cells"]
+
+
+def test_rollback_with_no_known_cell_fails_rather_than_pass_silently(cut: Services, config: Path) -> None:
+    code, body = run(config, "rollback", "--at", str(T))
+    assert code == 1 and "no cell" in failing(body)["cells"]
+    assert read_stage(config.read_text(), "dev").value("SHADOW") == "true"
+
+
+def test_preflight_soak_in_seconds_for_short_buckets(ready: Services, config: Path) -> None:
+    out = CliRunner().invoke(cli, ["cutover", "preflight", "--stage", "dev", "--config", str(config), "--json",
+                                   "--soak-seconds", str(2 * H)])
+    assert out.exit_code == 0 and json.loads(out.stdout)["soak"] == {"from": SOAK[1] - 2 * H, "to": SOAK[1]}
