@@ -217,3 +217,16 @@ def test_reset_clears_everything(emu: EmulatorServer, sc: stripe.StripeClient, c
     send(sc, cus, "z")
     control(emu, "reset", {})
     assert read(emu, "totals") == {"totals": {}, "events": 0} and sc.v1.billing.meters.list().data == []
+
+
+def test_webhook_endpoints_created_listed_disabled_deleted(sc: stripe.StripeClient) -> None:
+    events = ["checkout.session.completed", "customer.subscription.deleted"]
+    made = sc.v1.webhook_endpoints.create({"url": "https://edge/api/webhooks/stripe", "enabled_events": events})
+    assert made.status == "enabled" and made.secret.startswith("whsec_")
+    [listed] = sc.v1.webhook_endpoints.list().data
+    assert listed.id == made.id and list(listed.enabled_events) == events
+    assert sc.v1.webhook_endpoints.update(made.id, {"disabled": True}).status == "disabled"
+    sc.v1.webhook_endpoints.delete(made.id)
+    assert sc.v1.webhook_endpoints.list().data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        sc.v1.webhook_endpoints.create({"url": "https://x"})
