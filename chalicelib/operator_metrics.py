@@ -27,6 +27,8 @@ def after_rollup(svc: Services, run: dict[str, Any]) -> list[Point]:
             points += state_points(svc)
         except StoreUnavailable as exc:
             logger.warning("operator_metrics_incomplete", extra={"run_id": run.get("runId"), "error": str(exc)})
+        except Exception as exc:  # the run is done: a telemetry bug must not fail (and so re-run) it
+            logger.exception("operator_metrics_failed", extra={"run_id": run.get("runId"), "error": str(exc)})
     publish(points, svc.settings.WORKER_ENV)
     return points
 
