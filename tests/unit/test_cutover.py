@@ -225,3 +225,21 @@ def test_rollback_with_cells_disagreeing_uses_where_the_usage_came_from() -> Non
     plan = core.plan_rollback(rows, cells, NOW, org_cells)
     assert [r.org_id for r in plan.cancel] == ["a"]
     assert [r.org_id for r, _ in plan.manual] == ["c", "d"]  # mixed, and unknown
+
+
+@given(st.lists(st.integers(-2, 4), min_size=1, max_size=3),
+       st.lists(st.tuples(st.integers(-2, 4), st.sampled_from(["sent", "pending", "cancelled"]),
+                          st.integers(0, 2 * 86400)), max_size=12))
+def test_rollback_touches_exactly_the_rows_every_cell_billed(cell_offsets: list[int],
+                                                             raw: list[tuple[int, str, int]]) -> None:
+    cells = [cell(f"c{i}", T + k * H, authority="cell", running=True) for i, k in enumerate(cell_offsets)]
+    rows = [row(f"o{i}", T + k * H, state, sent_at=NOW - age) for i, (k, state, age) in enumerate(raw)]
+    plan = core.plan_rollback(rows, cells, NOW)
+    everyone = {r.id for r in rows if all(r.bucket_start < c.billed_through for c in cells)}
+    nobody = {r.id for r in rows if all(r.bucket_start >= c.billed_through for c in cells)}
+    touched = [r.id for r in plan.cancel] + [r.id for r, _ in plan.manual] + [r.id for r in plan.demote]
+    assert len(touched) == len(set(touched)) and not set(touched) & nobody
+    sent_everyone = {r.id for r in rows if r.id in everyone and r.state == "sent"}
+    assert {r.id for r in plan.cancel} | {r.id for r, _ in plan.manual} >= sent_everyone
+    assert all(NOW - (r.sent_at or 0) < core.ADJUST_WINDOW_SECONDS for r in plan.cancel)
+    assert {r.id for r in plan.demote} == {r.id for r in rows if r.id in everyone and r.state == "pending"}
