@@ -97,6 +97,8 @@ def parse_body(body: bytes, model: type[BaseModel], what: str) -> Any:
     try:
         # Decimals straight from the JSON text: no binary rounding of GB-seconds on the way in.
         data = json.loads(body or b"null", parse_float=Decimal)
+    except RecursionError:
+        raise BadBody(f"invalid {what}: JSON nested too deeply") from None
     except ValueError as exc:
         raise BadBody(f"invalid {what}: body is not JSON ({exc})") from None
     try:

@@ -99,6 +99,8 @@ def test_bad_reports_are_400_naming_the_problem(client: Any, svc: Services, muta
 def test_report_body_that_is_not_json_is_400_and_auth_is_checked(client: Any, svc: Services) -> None:
     assert post_report(client, svc, b"{nope").status_code == 400
     assert post_report(client, svc, b"[]").status_code == 400
+    deep = post_report(client, svc, b"[" * 100_000 + b"]" * 100_000)
+    assert deep.status_code == 400 and "nested" in deep.json_body["error"]
     unsigned = client.http.post(REPORTS, body=b"{}", headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 400 and "X-Timestamp" in unsigned.json_body["error"]
     stale = post_report(client, svc, report(), ts=svc.now() - 301)
