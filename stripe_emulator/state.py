@@ -345,6 +345,7 @@ class State:
             "object": "subscription",
             "customer": cid,
             "status": "active",
+            "canceled_at": None,
             "metadata": p.get("metadata", {}),
             "created": self.now(),
             "livemode": False,
@@ -360,7 +361,9 @@ class State:
 
     def cancel_subscription(self, sid: str) -> dict[str, Any]:
         sub = self.subscription(sid)
-        sub["status"] = "canceled"
+        if sub["status"] != "canceled":
+            sub["status"] = "canceled"
+            sub["canceled_at"] = self.now()
         return sub
 
     def list_subscriptions(self, q: dict[str, Any]) -> list[dict[str, Any]]:
