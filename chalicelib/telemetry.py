@@ -55,7 +55,7 @@ def rollup_points(run: Mapping[str, Any]) -> list[Point]:
     roll = run.get("roll") or {}
     late = roll.get("late") or {}
     send = run.get("send")
-    unknown = list(roll.get("unknownTiers") or []) + list(late.get("unknownTiers") or [])
+    unknown = list(roll.get("unbilled") or []) + list(late.get("unbilled") or [])
     seconds = sum((Decimal(str(u.get("seconds", 0))) for u in unknown), Decimal(0))
     points = [
         Point(UNBILLED_MEMORY_SIZES, len({u.get("memory_mb") for u in unknown})),

@@ -13,7 +13,10 @@ from chalicelib.clock import FixedClock
 from chalicelib.operator_metrics import after_rollup
 from chalicelib.outbox import OutboxRow
 from chalicelib.services import Services
-from tests.conftest import T0, signed_post
+from chalicelib.orgs import Org
+from chalicelib.rollup import run_rollup
+from chalicelib.telemetry import rollup_points
+from tests.conftest import T0, iso, signed_post, tick
 
 H = 3600
 
@@ -41,8 +44,8 @@ def test_after_rollup_publishes_run_outbox_age_and_missing_reports(
     svc.store.create_outbox_rows([OutboxRow("o:1", "o", T0, T0 + H, "m", Decimal(1), "first", "pending")])
     now = svc.now()
     svc.cells().put_cell_status(CellStatus("cell-a", "cell", True, T0, 0, 0, now, now))
-    run = {"ok": True, "roll": {"unknownTiers": [{"memory_mb": 3000, "seconds": "20.5"}],
-                                "late": {"samples": 4, "waiting": 1, "unknownTiers": []}},
+    run = {"ok": True, "roll": {"unbilled": [{"memory_mb": 3000, "seconds": "20.5"}],
+                                "late": {"samples": 4, "waiting": 1, "unbilled": []}},
            "send": {"failed": 2, "waitingNoCustomer": 3, "unbillable": 0}}
     after_rollup(svc, run)
     got = {(m["name"], m["dims"].get("cell_id")): m for m in emf(capsys.readouterr().out)}
@@ -79,3 +82,14 @@ def test_webhook_answers_are_counted_by_the_middleware(client: Any, svc: Service
                                                                      "Stripe-Signature": "t=1,v1=bad"})
     assert res.status_code == 400
     assert [m["name"] for m in emf(capsys.readouterr().out)] == ["WebhookRejected"]
+
+
+def test_rollup_points_read_what_a_real_run_answers(client: Any, svc: Services, clock: FixedClock) -> None:
+    # Guards the coupling to RunResult.body(): a renamed key would silently report zero here.
+    svc.store.put_org(Org("org-a", plan="pro"))
+    clock.set(T0 + 200)
+    ticks = [tick("u1", "org-a", iso(T0 + 100), memory_mb=3000), tick("u2", "org-a", iso(T0 + 120))]
+    assert client.http.post("/ingest", **signed_post(ticks, svc.now())).status_code == 202
+    clock.set(T0 + 2 * H)
+    points = {p.name: p.value for p in rollup_points(run_rollup(svc, trigger="test").body())}
+    assert points["UnbilledMemorySizes"] == 1 and points["UnbilledMemorySeconds"] == 20.0
