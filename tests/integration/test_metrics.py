@@ -11,10 +11,10 @@ import pytest
 from chalicelib.cell_reports import CellStatus
 from chalicelib.clock import FixedClock
 from chalicelib.operator_metrics import after_rollup
-from chalicelib.outbox import OutboxRow
-from chalicelib.services import Services
 from chalicelib.orgs import Org
+from chalicelib.outbox import OutboxRow
 from chalicelib.rollup import run_rollup
+from chalicelib.services import Services
 from chalicelib.telemetry import rollup_points
 from tests.conftest import T0, iso, signed_post, tick
 
