@@ -18,7 +18,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check app.py chalicelib tests bench stripe_emulator sim
+	$(BIN)/ruff check app.py chalicelib cellkit tests bench stripe_emulator sim
 	$(BIN)/mypy
 
 typecheck: $(STAMP)
