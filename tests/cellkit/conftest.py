@@ -6,6 +6,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +31,10 @@ def pg_server() -> Iterator[Any]:
     import pgserver
 
     root = tempfile.mkdtemp(prefix="cellkit-pg-")
-    server = pgserver.get_server(root, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (root, no login session); pgserver copes.
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(root, cleanup_mode="stop")
     yield server
     server.cleanup()
     shutil.rmtree(root, ignore_errors=True)
