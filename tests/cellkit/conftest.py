@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,10 +31,9 @@ def pg_server() -> Iterator[Any]:
     import pgserver
 
     root = tempfile.mkdtemp(prefix="cellkit-pg-")
-    with warnings.catch_warnings():
-        # platformdirs warns that XDG_RUNTIME_DIR is unset (root, no login session); pgserver copes.
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(root, cleanup_mode="stop")
+    # platformdirs (under pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
+    os.environ.setdefault("XDG_RUNTIME_DIR", root)
+    server = pgserver.get_server(root, cleanup_mode="stop")
     yield server
     server.cleanup()
     shutil.rmtree(root, ignore_errors=True)
