@@ -28,11 +28,11 @@ T0_US = T0 * 1_000_000
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
     """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too)."""
+    root = tempfile.mkdtemp(prefix="cellkit-pg-")
+    # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
+    os.environ.setdefault("XDG_RUNTIME_DIR", root)
     import pgserver
 
-    root = tempfile.mkdtemp(prefix="cellkit-pg-")
-    # platformdirs (under pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
-    os.environ.setdefault("XDG_RUNTIME_DIR", root)
     server = pgserver.get_server(root, cleanup_mode="stop")
     yield server
     server.cleanup()
