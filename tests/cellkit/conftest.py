@@ -30,7 +30,7 @@ def pg_server() -> Iterator[Any]:
     """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too)."""
     root = tempfile.mkdtemp(prefix="cellkit-pg-")
     # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
-    os.environ.setdefault("XDG_RUNTIME_DIR", root)
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
     import pgserver
 
     server = pgserver.get_server(root, cleanup_mode="stop")
