@@ -1,0 +1,70 @@
+"""``python -m cellkit``: --help on every command; parity-check and status against the fake edge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cellkit.adapters.sqlite import SqliteStore
+from cellkit.cli import app
+from cellkit.core.usage import OrgRow, ScaleEvent
+from tests.cellkit.conftest import SECRET, T0
+from tests.cellkit.fake_edge import FakeEdge
+
+ROOT = Path(__file__).resolve().parents[2]
+H = 3600
+
+
+def test_module_help() -> None:
+    for args in ([], ["run"], ["parity-check"], ["status"]):
+        out = subprocess.run([sys.executable, "-m", "cellkit", *args, "--help"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+        assert "Usage: python -m cellkit" in out
+
+
+@pytest.fixture
+def cell_env(tmp_path: Path) -> tuple[dict[str, str], FakeEdge, str]:
+    edge = FakeEdge(SECRET)
+    db = str(tmp_path / "cell.db")
+    store = SqliteStore(db)
+    store.put_org(OrgRow("a", "pro"))
+    with store.transaction() as tx:
+        tx.open_scale_event(ScaleEvent("1", "s1", "a", 2048, 1, T0 * 1_000_000, (T0 + 1800) * 1_000_000))
+    store.set_cursor("billed_through", T0)
+    store.close()
+    env = {"CELL_ID": "cell-cli", "CELL_DATABASE_URL": f"sqlite://{db}", "EVENT_SECRET": SECRET,
+           "OPENSANDBOX_USAGE_PARITY_URL": edge.url + "/internal/usage-parity", "PRO_BILLING_AUTHORITY": "edge"}
+    return env, edge, db
+
+
+def test_parity_check_prints_posts_and_exits_by_cleanliness(cell_env: tuple[dict[str, str], FakeEdge, str]) -> None:
+    env, edge, _ = cell_env
+    try:
+        edge.state.parity[(T0, T0 + H)] = {"a": 3600.0}
+        result = CliRunner().invoke(app, ["parity-check", "--from", str(T0), "--to", str(T0 + H)], env=env)
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.output)
+        assert body["clean"] is True and body["orgs"][0]["cell_gb_seconds"] == 3600.0
+        assert ("cell-cli", T0, T0 + H) in edge.state.parity_reports
+        edge.state.parity[(T0, T0 + H)] = {"a": 4000.0}
+        assert CliRunner().invoke(app, ["parity-check", "--from", str(T0), "--to", str(T0 + H)], env=env).exit_code == 1
+        assert CliRunner().invoke(app, ["parity-check", "--from", str(T0)], env=env).exit_code == 2
+    finally:
+        edge.stop()
+
+
+def test_status_prints_and_pushes(cell_env: tuple[dict[str, str], FakeEdge, str]) -> None:
+    env, edge, _ = cell_env
+    try:
+        result = CliRunner().invoke(app, ["status", "--push"], env=env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"cell_id": "cell-cli", "authority": "edge", "billers_running": False,
+                                             "billed_through": T0, "pending_billable": 0, "spool_depth": 0}
+        assert edge.state.cells["cell-cli"]["authority"] == "edge"
+    finally:
+        edge.stop()
