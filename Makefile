@@ -37,6 +37,8 @@ bench: $(STAMP)
 	mkdir -p bench/results
 	bench/ingest > bench/results/ingest.json
 	bench/rollup > bench/results/rollup.json
+	bench/cellspool > bench/results/cellspool.json
+	bench/cellfleet > bench/results/cellfleet.json
 
 clean:
 	rm -rf $(VENV) .local
