@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import tempfile
 import time
@@ -28,7 +29,7 @@ from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.http import EdgeClient
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.core.ticker import Sandbox, plan_tick, tick_envelope
-from cellkit.ports import HttpResponse, SpoolItem
+from cellkit.ports import CellStore, HttpResponse, SpoolItem
 from cellkit.services.forwarder import Forwarder
 from cellkit.services.ticker import Ticker
 
@@ -57,9 +58,9 @@ def envelopes(n: int) -> list[SpoolItem]:
     return out
 
 
-def spool_rate(path: Path, n: int, batch: int) -> float:
+def spool_rate(path: Path, n: int, batch: int, store: CellStore | None = None) -> float:
     items = envelopes(n)
-    store = SqliteStore(str(path))
+    store = store or SqliteStore(str(path))
     start = time.perf_counter()
     for i in range(0, n, batch):
         store.spool_put(items[i : i + batch])
@@ -67,6 +68,22 @@ def spool_rate(path: Path, n: int, batch: int) -> float:
     assert store.spool_depth() == n
     store.close()
     return n / elapsed
+
+
+def postgres_rate(root: Path, n: int, batch: int) -> float | None:
+    """The same write on a real PostgreSQL 16 (the pgserver wheel, as the tests use), when installed."""
+    try:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
+        import pgserver
+
+        from cellkit.adapters.postgres import PostgresStore
+    except ImportError:
+        return None
+    server = pgserver.get_server(str(root / "pg"), cleanup_mode="stop")
+    try:
+        return spool_rate(root, n, batch, PostgresStore(server.get_uri()))
+    finally:
+        server.cleanup()
 
 
 def ticker_us(path: Path, sandboxes: int, rounds: int) -> float:
@@ -113,9 +130,11 @@ def main() -> None:
         rate = spool_rate(root / "spool.db", args.envelopes, args.batch)
         tick = ticker_us(root / "ticker.db", args.sandboxes, args.rounds)
         fwd = forwarder_us(root / "fwd.db", args.envelopes // 2, args.batch, args.repeats)
+        pg = postgres_rate(root, args.envelopes // 2, args.batch)
     targets = {"spool_write_per_s>=20000": rate >= 20_000, "forwarder_us_per_tick<50": fwd < 50}
     results: dict[str, Any] = {
         "envelopes": args.envelopes, "batch": args.batch, "spool_write_per_s": round(rate),
+        "postgres_spool_write_per_s": None if pg is None else round(pg),
         "ticker_us_per_tick": round(tick, 2), "forwarder_us_per_tick": round(fwd, 2), "targets": targets,
     }
     print(json.dumps({"bench": "cellspool", **results}, indent=2))
@@ -123,6 +142,8 @@ def main() -> None:
     for col in ("figure", "measured", "target"):
         table.add_column(col)
     table.add_row(f"spool write, transactions of {args.batch}", f"{rate:,.0f} envelopes/s", ">= 20,000/s")
+    if pg is not None:
+        table.add_row(f"spool write on PostgreSQL 16, transactions of {args.batch}", f"{pg:,.0f} envelopes/s", "-")
     table.add_row(f"ticker, whole path, {args.sandboxes} sandboxes", f"{tick:.1f} us CPU/tick", "-")
     table.add_row("forwarder overhead (edge answers at once)", f"{fwd:.1f} us CPU/tick", "< 50 us")
     Console(stderr=True, width=120).print(table)
