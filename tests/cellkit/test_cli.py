@@ -68,3 +68,44 @@ def test_status_prints_and_pushes(cell_env: tuple[dict[str, str], FakeEdge, str]
         assert edge.state.cells["cell-cli"]["authority"] == "edge"
     finally:
         edge.stop()
+
+
+def test_create_in_edge_mode_needs_a_cap_token_and_stop_ends_it(
+    cell_env: tuple[dict[str, str], FakeEdge, str]
+) -> None:
+    import time
+
+    from chalicelib.cap_tokens import mint
+    from tests.cellkit.conftest import JWT_SECRET
+
+    env, edge, db = cell_env
+    env = env | {"SESSION_JWT_SECRET": JWT_SECRET}
+    try:
+        refused = CliRunner().invoke(app, ["create", "--org", "a", "--sandbox-id", "sx"], env=env)
+        assert refused.exit_code == 1 and json.loads(refused.stdout)["status"] == 401
+        assert "through the edge" in json.loads(refused.stdout)["error"]
+        token = mint(JWT_SECRET, "a", "pro", "cell-cli", int(time.time()))
+        args = ["create", "--org", "a", "--memory-mb", "4096", "--cap-token", token, "--sandbox-id", "sx"]
+        made = CliRunner().invoke(app, args, env=env)
+        assert made.exit_code == 0, made.output
+        assert json.loads(made.stdout) == {"status": 201, "sandbox_id": "sx", "plan": "pro", "plan_source": "cap-token"}
+        stopped = CliRunner().invoke(app, ["stop", "--sandbox-id", "sx"], env=env)
+        assert json.loads(stopped.stdout) == {"sandbox_id": "sx", "status": "stopped"}
+        store = SqliteStore(db)
+        events = [e for e in store.scale_events(0, 2**62) if e.sandbox_id == "sx"]
+        assert len(events) == 1 and events[0].ended_us is not None and events[0].memory_mb == 4096
+        store.close()
+    finally:
+        edge.stop()
+
+
+def test_parity_check_tolerance_flag(cell_env: tuple[dict[str, str], FakeEdge, str]) -> None:
+    env, edge, _ = cell_env
+    try:
+        edge.state.parity[(T0, T0 + H)] = {"a": 3700.0}  # +2.78 %
+        args = ["parity-check", "--from", str(T0), "--to", str(T0 + H)]
+        assert CliRunner().invoke(app, args, env=env).exit_code == 1
+        loose = CliRunner().invoke(app, [*args, "--tolerance", "0.05"], env=env)
+        assert loose.exit_code == 0 and json.loads(loose.stdout)["tolerance"] == 0.05
+    finally:
+        edge.stop()
