@@ -129,9 +129,10 @@ class Forwarder:
             wait = max(wait, min(_retry_after(resp), self.cap))
         self.attempt += 1
         self.stats.retries += 1
-        level = logging.ERROR if status == 401 else logging.WARNING
-        self.log.log(level, "forward_retry",
-                     extra={"alarm": status == 401, "cell_id": self.edge.cell_id, "status": status,
+        # A 401 (skew, rotated secret) or another unexpected 4xx (a wrong URL) needs a person; 5xx/429 do not.
+        alarm = status is not None and 400 <= status < 500 and status != 429
+        self.log.log(logging.ERROR if alarm else logging.WARNING, "forward_retry",
+                     extra={"alarm": alarm, "cell_id": self.edge.cell_id, "status": status,
                             "envelopes": count, "attempt": self.attempt, "wait_s": round(wait, 3),
                             "detail": detail[:300]})
         self.sleep(wait)
