@@ -6,6 +6,8 @@ import json
 import logging
 from decimal import Decimal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from cellkit.adapters.http import EdgeClient
 from cellkit.core.parity import ParityReport, compare, last_settled_window
 from cellkit.ports import CellStore, Clock, TransportError
@@ -16,6 +18,27 @@ REPORTS_PATH = "/internal/parity-reports"
 
 class ParityError(RuntimeError):
     pass
+
+
+class _Window(BaseModel):
+    from_: int = Field(alias="from")
+    to: int
+
+
+class _OrgUsage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    org_id: str
+    gb_seconds: Decimal = Field(ge=0)
+
+
+class UsageParity(BaseModel):
+    """CONTRACT 2: the edge's answer to GET /internal/usage-parity (validated: it decides a report)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window: _Window
+    orgs: list[_OrgUsage]
 
 
 class ParityChecker:
@@ -31,8 +54,13 @@ class ParityChecker:
             raise ParityError(f"usage-parity unreachable: {exc}") from None
         if resp.status != 200:
             raise ParityError(f"usage-parity answered {resp.status}: {resp.body[:200]!r}")
-        body = json.loads(resp.body, parse_float=Decimal)
-        return {str(o["org_id"]): Decimal(o["gb_seconds"]) for o in body.get("orgs", [])}
+        try:
+            body = UsageParity.model_validate(json.loads(resp.body, parse_float=Decimal))
+        except (ValueError, ValidationError) as exc:
+            raise ParityError(f"usage-parity body unusable: {exc}") from None
+        if (body.window.from_, body.window.to) != (start, end):
+            raise ParityError(f"usage-parity answered for {body.window}, asked [{start}, {end})")
+        return {o.org_id: o.gb_seconds for o in body.orgs}
 
     def check(self, window: tuple[int, int] | None = None, post: bool = True) -> ParityReport:
         now_us = self.clock.now_us()

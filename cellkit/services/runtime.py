@@ -82,7 +82,8 @@ def _loop(stop: threading.Event, every: float, step: Callable[[], object], log: 
 def run(cell: Cell, stop: threading.Event) -> None:
     """Until ``stop`` is set: tick, forward, bill (cell authority), check parity, report status."""
     s = cell.settings
-    if cell.edge is None:
+    edge = cell.edge
+    if edge is None:
         raise SettingsError("EDGE_URL (or OPENSANDBOX_USAGE_PARITY_URL) must be set to run a cell")
     cell.billers.start()
     if cell.forwarder is not None:
@@ -90,8 +91,8 @@ def run(cell: Cell, stop: threading.Event) -> None:
     loops: list[tuple[str, float, Callable[[], object]]] = [
         ("ticker", s.TICK_SECONDS, cell.ticker.tick),
         ("billers", s.BILLERS_SECONDS, cell.billers.run_once),
-        ("status", s.STATUS_SECONDS, lambda: push_status(cell.edge, status_body(  # type: ignore[arg-type]
-            cell.store, s.authority, cell.billers.running))),
+        ("status", s.STATUS_SECONDS,
+         lambda: push_status(edge, status_body(cell.store, s.authority, cell.billers.running))),
     ]
     if cell.forwarder is not None:
         fwd = cell.forwarder
