@@ -82,7 +82,8 @@ def status_cmd(
     configure("WARNING")
     settings = load()
     cell = build(settings, get_logger("cellkit"))
-    body = status_body(cell.store, settings.authority, settings.authority == "cell")
+    body = status_body(cell.store, settings.authority, settings.authority == "cell",
+                       cell.clock.now_us() // 1_000_000, settings.BUCKET_SECONDS)
     if push:
         if cell.edge is None:
             typer.echo("EDGE_URL must be set to push the status", err=True)

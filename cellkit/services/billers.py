@@ -37,6 +37,17 @@ class BillingConfig:
     send_limit: int = 500
 
 
+def billed_through(store: CellStore, now_s: int, width: int) -> int:
+    """Every bucket before it is settled. Before the first settlement: the hour of the first scale event,
+    or, for a cell that has none, the current hour (an idle cell owes nothing before it)."""
+    value = store.cursor(BILLED_THROUGH)
+    if value is not None:
+        return value
+    first = store.first_scale_event_us()
+    start = (first // MICROS) if first is not None else now_s
+    return start - start % width
+
+
 class Biller:
     name = "biller"
 
@@ -47,13 +58,7 @@ class Biller:
         return self.clock.now_us() // MICROS
 
     def billed_through(self) -> int:
-        """Every bucket before it is settled; starts at the hour of the first scale event (or the current one)."""
-        value = self.store.cursor(BILLED_THROUGH)
-        if value is not None:
-            return value
-        first = self.store.first_scale_event_us()
-        start = (first // MICROS) if first is not None else self._now_s()
-        return start - start % self.cfg.bucket_seconds
+        return billed_through(self.store, self._now_s(), self.cfg.bucket_seconds)
 
     def _hour(self, bucket: int) -> list[Billable]:
         width = self.cfg.bucket_seconds

@@ -92,7 +92,8 @@ def run(cell: Cell, stop: threading.Event) -> None:
         ("ticker", s.TICK_SECONDS, cell.ticker.tick),
         ("billers", s.BILLERS_SECONDS, cell.billers.run_once),
         ("status", s.STATUS_SECONDS,
-         lambda: push_status(edge, status_body(cell.store, s.authority, cell.billers.running))),
+         lambda: push_status(edge, status_body(cell.store, s.authority, cell.billers.running,
+                                                 cell.clock.now_us() // 1_000_000, s.BUCKET_SECONDS))),
     ]
     if cell.forwarder is not None:
         fwd = cell.forwarder

@@ -6,7 +6,7 @@ from typing import Any
 
 from cellkit.adapters.http import EdgeClient
 from cellkit.ports import CellStore, TransportError
-from cellkit.services.billers import BILLED_THROUGH
+from cellkit.services.billers import billed_through
 
 CELLS_PATH = "/internal/cells/"
 
@@ -15,11 +15,12 @@ class StatusError(RuntimeError):
     pass
 
 
-def status_body(store: CellStore, authority: str, billers_running: bool) -> dict[str, Any]:
+def status_body(store: CellStore, authority: str, billers_running: bool, now_s: int,
+                width: int = 3600) -> dict[str, Any]:
     return {
         "authority": authority,
         "billers_running": billers_running,
-        "billed_through": store.cursor(BILLED_THROUGH) or 0,
+        "billed_through": billed_through(store, now_s, width),
         "pending_billable": store.count_billable("pending"),
         "spool_depth": store.spool_depth(),
     }

@@ -109,3 +109,30 @@ def test_parity_check_tolerance_flag(cell_env: tuple[dict[str, str], FakeEdge, s
         assert loose.exit_code == 0 and json.loads(loose.stdout)["tolerance"] == 0.05
     finally:
         edge.stop()
+
+
+@pytest.mark.parametrize("authority", ["edge", "cell"])
+def test_run_process_logs_the_switch_and_reports_status(tmp_path: Path, authority: str) -> None:
+    edge = FakeEdge(SECRET)
+    try:
+        env = {"PATH": "/usr/bin:/bin", "CELL_ID": "cell-run", "CELL_DATABASE_URL": f"sqlite://{tmp_path / 'c.db'}",
+               "EDGE_URL": edge.url, "EVENT_SECRET": SECRET, "PRO_BILLING_AUTHORITY": authority,
+               "STRIPE_API_KEY": "sk_test_x", "STRIPE_API_BASE": "http://127.0.0.1:9"}
+        proc = subprocess.run([sys.executable, "-m", "cellkit", "run", "--seconds", "1.5"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is one JSON event
+        stopped = [ln for ln in lines if ln["event"] == "biller_stopped"]
+        started = [ln for ln in lines if ln["event"] == "biller_started"]
+        if authority == "edge":
+            assert sorted(ln["biller"] for ln in stopped) == ["allocator", "sender", "usage_reporter"]
+            assert not started and all(ln["cell_id"] == "cell-run" for ln in stopped)
+        else:
+            assert len(started) == 3 and not stopped
+        import time
+
+        hour = int(time.time()) // 3600 * 3600  # an idle cell owes nothing before the current hour
+        assert edge.state.cells["cell-run"] == {"authority": authority, "billers_running": authority == "cell",
+                                                "billed_through": hour, "pending_billable": 0, "spool_depth": 0}
+    finally:
+        edge.stop()

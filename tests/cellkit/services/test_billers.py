@@ -77,7 +77,7 @@ def test_cell_authority_bills_settled_hours_to_stripe(
                                                                     T0 + 2 * H),
     }
     # The org without a Stripe customer waits, and says so in the status.
-    assert status_body(store, "cell", True) == {"authority": "cell", "billers_running": True,
+    assert status_body(store, "cell", True, T0 + 3 * H) == {"authority": "cell", "billers_running": True,
                                                 "billed_through": T0 + 2 * H, "pending_billable": 1, "spool_depth": 4}
     b.run_once()  # idempotent: nothing new to send, nothing sent twice
     assert len(emulator.state.events) == 5

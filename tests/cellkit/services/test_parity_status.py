@@ -82,8 +82,9 @@ def test_checker_posts_the_contract_body(
 
 def test_status_is_put_per_contract(edge: FakeEdge, clock: ManualClock) -> None:
     store = MemoryStore()
+    assert status_body(store, "edge", False, T0 + 5000)["billed_through"] == T0 + 3600  # idle: owes nothing
     store.set_cursor("billed_through", T0)
-    body = status_body(store, "edge", False)
+    body = status_body(store, "edge", False, T0 + 5000)
     assert push_status(client(edge, clock), body) == 200
     assert edge.state.cells["cell-a"] == {"authority": "edge", "billers_running": False, "billed_through": T0,
                                           "pending_billable": 0, "spool_depth": 0}
