@@ -50,10 +50,19 @@ def test_sigkill_at_random_points_loses_nothing_and_counts_nothing_twice(tmp_pat
     env.pop("OPENSANDBOX_USAGE_PARITY_URL", None)
     rng = random.Random(int(os.environ.get("CELLKIT_KILL_SEED", "20261130")))
     try:
-        for _ in range(KILLS):
+        for k in range(KILLS):
             proc = subprocess.Popen([sys.executable, "-m", "cellkit", "run"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.4, 1.6))  # covers start-up, ticking and forwarding
+            if k % 2:
+                # Every other kill waits until this process is forwarding (a loaded machine starts slowly),
+                # so kills land mid-work whatever the load; the others may land in start-up too.
+                seen = edge.state.ingest_requests
+                deadline = time.monotonic() + 20
+                while edge.state.ingest_requests < seen + 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0, 0.5))
+            else:
+                time.sleep(rng.uniform(0.2, 1.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert edge.state.deliveries > 0, "the cell process never delivered anything before being killed"
