@@ -38,6 +38,10 @@ class SandboxNotRunning(LookupError):
     pass
 
 
+class SandboxAlreadyRunning(ValueError):
+    pass
+
+
 class Ticker:
     def __init__(self, store: CellStore, cell_id: str, worker_id: str, clock: Clock, log: logging.Logger) -> None:
         self.store, self.cell_id, self.worker_id, self.clock, self.log = store, cell_id, worker_id, clock, log
@@ -72,6 +76,10 @@ class Ticker:
     ) -> Sandbox:
         sbx = Sandbox(sandbox_id, org_id, plan, worker_id or self.worker_id, memory_mb, cpu_count, at_us, at_us)
         with self.store.transaction() as tx:
+            existing = self.store.sandbox(sandbox_id)
+            if existing is not None and existing.status == "running":
+                # Restarting it would leave its open interval unticked and its scale event open.
+                raise SandboxAlreadyRunning(sandbox_id)
             tx.put_sandbox(sbx)
             tx.open_scale_event(ScaleEvent(scale_event_id(sandbox_id, at_us), sandbox_id, org_id, memory_mb,
                                            cpu_count, at_us))

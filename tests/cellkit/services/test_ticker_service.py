@@ -90,3 +90,23 @@ def test_gap_capped_and_logged(any_store: CellStore, clock: ManualClock, log: tu
     assert spooled(any_store)[0]["payload"]["interval_s"] == 3600
     (line,) = log[1].events("tick_gap_capped")
     assert line.sandbox_id == "s1" and line.org_id == "o1" and line.skipped_us == 4 * 3600 * US  # type: ignore[attr-defined]
+
+
+def test_start_refuses_a_running_sandbox_and_lifecycle_needs_one(
+    any_store: CellStore, clock: ManualClock, log: tuple[logging.Logger, Captured]
+) -> None:
+    import pytest
+
+    from cellkit.services.ticker import SandboxAlreadyRunning, SandboxNotRunning
+
+    ticker = Ticker(any_store, "cell-a", "w1", clock, log[0])
+    ticker.start("s1", "o1", "pro", 1024, 1, T0_US)
+    with pytest.raises(SandboxAlreadyRunning):
+        ticker.start("s1", "o1", "pro", 2048, 1, T0_US + US)
+    ticker.stop("s1", T0_US + 10 * US)
+    with pytest.raises(SandboxNotRunning):
+        ticker.resize("s1", 2048, 1, T0_US + 20 * US)
+    with pytest.raises(SandboxNotRunning):
+        ticker.stop("missing", T0_US)
+    ticker.start("s1", "o1", "pro", 2048, 1, T0_US + 30 * US)  # a stopped sandbox may start again
+    assert [e.ended_us for e in any_store.scale_events(0, 2**62)] == [T0_US + 10 * US, None]
