@@ -24,7 +24,7 @@ test-race: $(STAMP)
 	RACE_REPEAT=$${RACE_REPEAT:-200} $(BIN)/python -m pytest tests/integration/routes/test_webhook_route.py -k concurrent
 
 lint: $(STAMP)
-	$(BIN)/ruff check app.py chalicelib tests bench stripe_emulator sim
+	$(BIN)/ruff check app.py chalicelib cellkit tests bench stripe_emulator sim
 	$(BIN)/mypy
 
 typecheck: $(STAMP)
@@ -43,6 +43,8 @@ bench: $(STAMP)
 	mkdir -p bench/results
 	bench/ingest > bench/results/ingest.json
 	bench/rollup > bench/results/rollup.json
+	bench/cellspool > bench/results/cellspool.json
+	bench/cellfleet > bench/results/cellfleet.json
 
 clean:
 	rm -rf $(VENV) .local

@@ -1,0 +1,3 @@
+from cellkit.cli import app
+
+app(prog_name="python -m cellkit")

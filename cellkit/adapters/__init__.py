@@ -1,0 +1,1 @@
+"""Adapters: stores (SQLite, PostgreSQL, memory), the HTTP transport, Stripe, JSON logs, clocks."""

@@ -1,0 +1,51 @@
+"""SQLite: the embedded default (nothing to install), in WAL mode.
+
+WAL with ``synchronous=NORMAL`` keeps every committed transaction through a
+process crash (SIGKILL): only an OS crash or power loss can lose the last
+commits. ``synchronous=FULL`` (``durable=True``) closes that too, at the cost
+of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from cellkit.adapters.sql import SqlStore
+
+
+class SqliteStore(SqlStore):
+    serial = "INTEGER"
+
+    def __init__(self, path: str, durable: bool = False) -> None:
+        super().__init__()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans exactly our block.
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        if path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.create_tables()
+
+    def _raw_exec(self, sql: str, params: Sequence[Any]) -> int:
+        return self.conn.execute(sql, tuple(params)).rowcount
+
+    def _raw_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, [tuple(r) for r in rows])
+
+    def _raw_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(sql, tuple(params)).fetchall())
+
+    def _begin(self) -> None:
+        # IMMEDIATE takes the write lock up front: two processes never deadlock upgrading a read lock.
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,121 @@
+"""``python -m cellkit``: run a cell, check parity for a window, show or push the cell's status."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+
+from cellkit.adapters.logs import configure, get_logger
+from cellkit.services.plans import CreateRequest, EdgePolicy, SandboxGate
+from cellkit.services.runtime import build, run
+from cellkit.services.status import push_status, status_body
+from cellkit.settings import load
+
+app = typer.Typer(help="The cell kit: ticks, forwarding, the cell's own billing and parity (CONTRACT section 8).",
+                  no_args_is_help=True)
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("run")
+def run_cmd(
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until SIGTERM).")]
+    = None,
+) -> None:
+    """Run the cell: ticker, forwarder, billers (unless PRO_BILLING_AUTHORITY=edge), parity, status.
+
+    Settings come from the environment: CELL_ID, WORKER_ID, CELL_DATABASE_URL (sqlite://PATH or
+    postgresql://...), EDGE_URL, EVENT_SECRET, PRO_BILLING_AUTHORITY, OPENSANDBOX_USAGE_PARITY_URL,
+    STRIPE_API_KEY, STRIPE_API_BASE, TICK_SECONDS, ...
+    """
+    configure()
+    log = get_logger("cellkit")
+    cell = build(load(), log)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if seconds is not None:
+        threading.Timer(seconds, stop.set).start()
+    run(cell, stop)
+
+
+@app.command("parity-check")
+def parity_check(
+    from_: Annotated[
+        int | None, typer.Option("--from", help="Window start, unix seconds (default: the last settled hour).")
+    ] = None,
+    to: Annotated[int | None, typer.Option("--to", help="Window end, unix seconds.")] = None,
+    post: Annotated[bool, typer.Option(help="Post the report to the edge's /internal/parity-reports.")] = True,
+    tolerance: Annotated[
+        Decimal | None, typer.Option(help="Drift above this fraction is flagged (default PARITY_TOLERANCE, 0.02).")
+    ] = None,
+) -> None:
+    """Compare the cell's GB-seconds per pro org with the edge's for one window; print (and post) the report."""
+    configure("WARNING")
+    cell = build(load(), get_logger("cellkit"))
+    if cell.parity is None:
+        typer.echo("OPENSANDBOX_USAGE_PARITY_URL (and EVENT_SECRET) must be set", err=True)
+        raise typer.Exit(2)
+    if (from_ is None) != (to is None) or (from_ is not None and to is not None and to <= from_):
+        typer.echo("--from and --to go together, with --to > --from", err=True)
+        raise typer.Exit(2)
+    if tolerance is not None:
+        cell.parity.tolerance = tolerance
+    report = cell.parity.check((from_, to) if from_ is not None and to is not None else None, post=post)
+    _print(report.body())
+    raise typer.Exit(0 if report.clean else 1)
+
+
+@app.command("status")
+def status_cmd(
+    push: Annotated[bool, typer.Option(help="Also PUT it to the edge's /internal/cells/{cell_id}.")] = False,
+) -> None:
+    """Print the cell's status (authority, billers, billed_through, pending_billable, spool depth)."""
+    configure("WARNING")
+    settings = load()
+    cell = build(settings, get_logger("cellkit"))
+    body = status_body(cell.store, settings.authority, settings.authority == "cell",
+                       cell.clock.now_us() // 1_000_000, settings.BUCKET_SECONDS)
+    if push:
+        if cell.edge is None:
+            typer.echo("EDGE_URL must be set to push the status", err=True)
+            raise typer.Exit(2)
+        push_status(cell.edge, body)
+    _print({"cell_id": settings.CELL_ID} | body)
+
+
+@app.command("create")
+def create_cmd(
+    org: Annotated[str, typer.Option(help="The org the sandbox bills to.")],
+    memory_mb: Annotated[int, typer.Option(help="Memory in MB.")] = 1024,
+    cpu: Annotated[int, typer.Option(help="vCPUs.")] = 1,
+    cap_token: Annotated[str | None, typer.Option(help="The edge's cap-token (required when authority is edge).")]
+    = None,
+    sandbox_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
+) -> None:
+    """Create (start) a sandbox through the cell's gate: cap-token, else the edge's org policy, else the org row."""
+    configure("WARNING")
+    settings = load()
+    cell = build(settings, get_logger("cellkit"))
+    gate = SandboxGate(settings.authority, settings.CELL_ID, settings.SESSION_JWT_SECRET,
+                       EdgePolicy(cell.edge) if cell.edge else None, cell.store, cell.ticker, cell.clock, cell.log)
+    answer = gate.create(CreateRequest(sandbox_id or f"sbx-{uuid.uuid4().hex[:12]}", org, memory_mb, cpu, cap_token))
+    _print({"status": answer.status} | answer.body)
+    raise typer.Exit(0 if answer.status == 201 else 1)
+
+
+@app.command("stop")
+def stop_cmd(sandbox_id: Annotated[str, typer.Option(help="The sandbox to stop.")]) -> None:
+    """Stop a sandbox: its last tick ends at this moment and its scale event closes."""
+    configure("WARNING")
+    cell = build(load(), get_logger("cellkit"))
+    sbx = cell.ticker.stop(sandbox_id, cell.clock.now_us())
+    _print({"sandbox_id": sbx.sandbox_id, "status": sbx.status})

@@ -1,0 +1,1 @@
+"""Pure core: no I/O, no clocks, no logging. Every function here is deterministic."""

@@ -1,0 +1,141 @@
+"""The ports: every dependency the services have, as typed Protocols (and the records they carry).
+
+The services see only these; adapters (SQLite, PostgreSQL, memory, HTTP,
+Stripe) implement them, and tests inject in-memory or in-process ones instead
+of patching anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from cellkit.core.ticker import Sandbox
+from cellkit.core.usage import OrgRow, ScaleEvent, UsageRow
+
+BillableState = Literal["pending", "sent", "failed"]
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """One envelope waiting for the edge's 202: its id and its exact JSON text."""
+
+    id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class AsideItem:
+    id: str
+    body: str
+    reason: str
+    at: int
+
+
+@dataclass(frozen=True)
+class Billable:
+    """One meter event of the cell's own billing (the outbox row); ``identifier`` is its Stripe identifier."""
+
+    identifier: str
+    org_id: str
+    bucket_start: int
+    meter: str
+    value: Decimal
+    state: BillableState = "pending"
+    detail: str = ""
+
+
+class Tx(Protocol):
+    """A unit of work: everything done through it commits together or not at all."""
+
+    def spool_put(self, items: Sequence[SpoolItem]) -> None: ...
+
+    def put_sandbox(self, sandbox: Sandbox) -> None: ...
+
+    def advance_cursor(self, sandbox_id: str, worker_id: str, expected_us: int, new_us: int) -> bool:
+        """Compare-and-set of the tick cursor, only for the owning worker of a running sandbox."""
+        ...
+
+    def open_scale_event(self, event: ScaleEvent) -> None: ...
+
+    def close_scale_events(self, sandbox_id: str, ended_us: int) -> None: ...
+
+
+class CellStore(Protocol):
+    def transaction(self) -> AbstractContextManager[Tx]: ...
+
+    # spool
+    def spool_put(self, items: Sequence[SpoolItem]) -> None: ...
+    def spool_head(self, limit: int) -> list[SpoolItem]: ...
+    def spool_delete(self, ids: Sequence[str]) -> None: ...
+    def spool_set_aside(self, ids: Sequence[str], reason: str, at: int) -> None: ...
+    def spool_depth(self) -> int: ...
+    def aside(self) -> list[AsideItem]: ...
+
+    # sandboxes and scale events
+    def sandbox(self, sandbox_id: str) -> Sandbox | None: ...
+    def running_sandboxes(self, worker_id: str | None = None) -> list[Sandbox]: ...
+    def scale_events(self, from_us: int, to_us: int) -> list[ScaleEvent]: ...
+    def first_scale_event_us(self) -> int | None: ...
+
+    # orgs
+    def put_org(self, org: OrgRow) -> None: ...
+    def orgs(self, org_ids: Sequence[str] | None = None) -> dict[str, OrgRow]: ...
+
+    # the cell's own billing
+    def put_usage(self, rows: Sequence[UsageRow]) -> None: ...
+    def usage(self, from_bucket: int, to_bucket: int) -> list[UsageRow]: ...
+    def put_billable(self, rows: Sequence[Billable]) -> int: ...
+    def billable(self, state: BillableState, limit: int) -> list[Billable]: ...
+    def mark_billable(self, identifier: str, state: BillableState, detail: str, at: int) -> None: ...
+    def count_billable(self, state: BillableState) -> int: ...
+    def cursor(self, name: str) -> int | None: ...
+    def set_cursor(self, name: str, value: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class TransportError(Exception):
+    """No HTTP answer: connection refused or reset, DNS, timeout. Always retryable."""
+
+
+class HttpTransport(Protocol):
+    def request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+    ) -> HttpResponse: ...
+
+
+class Clock(Protocol):
+    def now_us(self) -> int: ...
+
+
+class Sleeper(Protocol):
+    def __call__(self, seconds: float) -> None: ...
+
+
+
+
+SendOutcome = Literal["sent", "duplicate", "retry", "rate_limited", "rejected"]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: SendOutcome
+    detail: str = ""
+    retry_after: float | None = None
+
+
+class MeterEvents(Protocol):
+    """Stripe's meter-event API as the sender sees it."""
+
+    def send(self, event_name: str, identifier: str, customer: str, value: str, timestamp: int) -> SendResult: ...

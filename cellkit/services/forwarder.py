@@ -1,0 +1,148 @@
+"""The forwarder: spooled envelopes to the edge's POST /ingest, deleted only after a 202.
+
+What the seed's forwarder dropped (any 4xx, a 413, retries exhausted), this one
+keeps: 413 splits the batch, 5xx/429/network/timeouts retry with capped
+exponential backoff and jitter until delivered, 401 retries and alarms (clock
+skew, a rotated secret), and 400 moves the batch to ``spool_aside`` with the
+edge's reason and alarms. The edge dedupes by envelope id, so a batch re-sent
+after a crash between the 202 and the delete is counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cellkit.adapters.http import EdgeClient
+from cellkit.core.backoff import delay
+from cellkit.ports import CellStore, Clock, HttpResponse, SpoolItem, TransportError
+
+INGEST_PATH = "/ingest"
+# The edge's MAX_BODY_BYTES and MAX_BATCH_ENVELOPES: staying under them avoids needless 413s.
+MAX_BODY_BYTES = 1_000_000
+MAX_BATCH = 500
+
+
+def batch_body(items: Sequence[SpoolItem]) -> bytes:
+    """The stored JSON texts joined as an array: no re-serialisation, the bytes signed are the bytes stored."""
+    return ("[" + ",".join(i.body for i in items) + "]").encode()
+
+
+def fitting(items: Sequence[SpoolItem], max_bytes: int) -> list[SpoolItem]:
+    """The longest prefix whose body fits ``max_bytes`` (at least one item)."""
+    size, out = 2, list[SpoolItem]()
+    for item in items:
+        size += len(item.body) + 1
+        if out and size > max_bytes:
+            break
+        out.append(item)
+    return out
+
+
+@dataclass
+class ForwarderStats:
+    delivered: int = 0
+    posts: int = 0
+    retries: int = 0
+    set_aside: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        store: CellStore,
+        edge: EdgeClient,
+        clock: Clock,
+        sleep: Callable[[float], None],
+        log: logging.Logger,
+        rng: random.Random | None = None,
+        batch: int = MAX_BATCH,
+        max_body: int = MAX_BODY_BYTES,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self.store, self.edge, self.clock, self.sleep, self.log = store, edge, clock, sleep, log
+        self.rng = rng or random.Random()
+        self.batch, self.max_body = batch, max_body
+        self.base, self.cap = backoff_base, backoff_cap
+        self.attempt = 0
+        self.stats = ForwarderStats()
+
+    def pump(self) -> int:
+        """Send the head of the spool once; returns envelopes delivered (0 when idle or after a failure)."""
+        items = fitting(self.store.spool_head(self.batch), self.max_body)
+        return self._send(items) if items else 0
+
+    def drain(self, max_posts: int = 1_000_000) -> int:
+        """Pump until the spool is empty (retrying as long as it takes, up to ``max_posts`` requests)."""
+        total = 0
+        while self.store.spool_depth() and self.stats.posts < max_posts:
+            total += self.pump()
+        return total
+
+    def _send(self, items: Sequence[SpoolItem]) -> int:
+        ids = [i.id for i in items]
+        self.stats.posts += 1
+        try:
+            resp = self.edge.send_body("POST", INGEST_PATH, batch_body(items))
+        except TransportError as exc:
+            self._retry(None, len(items), str(exc))
+            return 0
+        self.stats.statuses[resp.status] = self.stats.statuses.get(resp.status, 0) + 1
+        if resp.status == 202:
+            self.store.spool_delete(ids)
+            self.attempt = 0
+            self.stats.delivered += len(ids)
+            return len(ids)
+        if resp.status == 413:
+            return self._split(items)
+        if resp.status == 400:
+            self._set_aside(ids, resp)
+            return 0
+        self._retry(resp, len(items), resp.body[:300].decode(errors="replace"))
+        return 0
+
+    def _split(self, items: Sequence[SpoolItem]) -> int:
+        if len(items) == 1:
+            self._set_aside([items[0].id], HttpResponse(413, b"single envelope larger than the edge accepts", {}))
+            return 0
+        half = len(items) // 2
+        sent = self._send(items[:half])
+        # Keep spool order: the second half goes only once the first is through.
+        return sent + self._send(items[half:]) if sent == half else sent
+
+    def _set_aside(self, ids: list[str], resp: HttpResponse) -> None:
+        reason = f"{resp.status}: {resp.body[:500].decode(errors='replace')}"
+        self.store.spool_set_aside(ids, reason, self.clock.now_us() // 1_000_000)
+        self.stats.set_aside += len(ids)
+        self.log.error("forward_batch_set_aside",
+                       extra={"alarm": True, "cell_id": self.edge.cell_id, "status": resp.status,
+                              "envelopes": len(ids), "first_id": ids[0], "reason": reason})
+
+    def _retry(self, resp: HttpResponse | None, count: int, detail: str) -> None:
+        status = resp.status if resp is not None else None
+        wait = delay(self.attempt, self.rng.random(), self.base, self.cap)
+        if resp is not None and status == 429:
+            wait = max(wait, min(_retry_after(resp), self.cap))
+        self.attempt += 1
+        self.stats.retries += 1
+        # A 401 (skew, rotated secret) or another unexpected 4xx (a wrong URL) needs a person; 5xx/429 do not.
+        alarm = status is not None and 400 <= status < 500 and status != 429
+        self.log.log(logging.ERROR if alarm else logging.WARNING, "forward_retry",
+                     extra={"alarm": alarm, "cell_id": self.edge.cell_id, "status": status,
+                            "envelopes": count, "attempt": self.attempt, "wait_s": round(wait, 3),
+                            "detail": detail[:300]})
+        self.sleep(wait)
+
+
+def _retry_after(resp: HttpResponse) -> float:
+    for key, value in resp.headers.items():
+        if key.lower() == "retry-after":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 0.0

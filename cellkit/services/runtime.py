@@ -1,0 +1,110 @@
+"""Wiring: one cell process (ticker, forwarder, billers, parity, status), each on its own loop."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cellkit.adapters.clock import SystemClock
+from cellkit.adapters.http import EdgeClient, UrllibTransport
+from cellkit.adapters.stores import open_store
+from cellkit.ports import CellStore, Clock, HttpTransport, MeterEvents
+from cellkit.services.billers import Allocator, Billers, BillingConfig, Sender, UsageReporter
+from cellkit.services.forwarder import Forwarder
+from cellkit.services.parity import ParityChecker
+from cellkit.services.status import push_status, status_body
+from cellkit.services.ticker import Ticker
+from cellkit.settings import CellSettings, SettingsError
+
+
+@dataclass
+class Cell:
+    settings: CellSettings
+    store: CellStore
+    clock: Clock
+    log: logging.Logger
+    ticker: Ticker
+    billers: Billers
+    edge: EdgeClient | None = None
+    forwarder: Forwarder | None = None
+    parity: ParityChecker | None = None
+
+
+def _stripe(settings: CellSettings) -> MeterEvents:
+    from cellkit.adapters.stripe_meters import StripeMeterEvents, make_client
+
+    return StripeMeterEvents(make_client(settings.STRIPE_API_KEY or "sk_unset", settings.STRIPE_API_BASE,
+                                         settings.STRIPE_MAX_NETWORK_RETRIES))
+
+
+def build(settings: CellSettings, log: logging.Logger, store: CellStore | None = None, clock: Clock | None = None,
+          transport: HttpTransport | None = None, stripe: MeterEvents | None = None,
+          sleep: Callable[[float], None] | None = None) -> Cell:
+    store = store or open_store(settings.CELL_DATABASE_URL)
+    clock = clock or SystemClock()
+    ticker = Ticker(store, settings.CELL_ID, settings.WORKER_ID, clock, log)
+    cfg = BillingConfig(settings.CELL_ID, settings.BUCKET_SECONDS, settings.SETTLE_SECONDS)
+    billers = Billers(settings.authority, [
+        UsageReporter(store, clock, cfg, log), Allocator(store, clock, cfg, log),
+        Sender(store, clock, cfg, log, stripe or _stripe(settings)),
+    ], log, settings.CELL_ID)
+    cell = Cell(settings, store, clock, log, ticker, billers)
+    if settings.edge_base:
+        cell.edge = EdgeClient(settings.edge_base, settings.secret("EVENT_SECRET"), settings.CELL_ID,
+                               transport or UrllibTransport(), clock)
+        cell.forwarder = Forwarder(store, cell.edge, clock, sleep or _sleeper(threading.Event()), log,
+                                   random.Random(), settings.FORWARD_BATCH)
+        if settings.OPENSANDBOX_USAGE_PARITY_URL:
+            cell.parity = ParityChecker(store, cell.edge, clock, log, settings.PARITY_TOLERANCE,
+                                        settings.GRACE_SECONDS, settings.BUCKET_SECONDS)
+    return cell
+
+
+def _sleeper(stop: threading.Event) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)
+
+    return sleep
+
+
+def _loop(stop: threading.Event, every: float, step: Callable[[], object], log: logging.Logger, name: str) -> None:
+    while not stop.is_set():
+        try:
+            step()
+        except Exception:  # a loop must survive one bad step; the next retries
+            log.exception("loop_step_failed", extra={"loop": name})
+        stop.wait(every)
+
+
+def run(cell: Cell, stop: threading.Event) -> None:
+    """Until ``stop`` is set: tick, forward, bill (cell authority), check parity, report status."""
+    s = cell.settings
+    edge = cell.edge
+    if edge is None:
+        raise SettingsError("EDGE_URL (or OPENSANDBOX_USAGE_PARITY_URL) must be set to run a cell")
+    cell.billers.start()
+    if cell.forwarder is not None:
+        cell.forwarder.sleep = _sleeper(stop)
+    loops: list[tuple[str, float, Callable[[], object]]] = [
+        ("ticker", s.TICK_SECONDS, cell.ticker.tick),
+        ("billers", s.BILLERS_SECONDS, cell.billers.run_once),
+        ("status", s.STATUS_SECONDS,
+         lambda: push_status(edge, status_body(cell.store, s.authority, cell.billers.running,
+                                                 cell.clock.now_us() // 1_000_000, s.BUCKET_SECONDS))),
+    ]
+    if cell.forwarder is not None:
+        fwd = cell.forwarder
+        loops.append(("forwarder", s.FORWARD_IDLE_SECONDS, lambda: fwd.drain(max_posts=fwd.stats.posts + 1000)))
+    if cell.parity is not None:
+        loops.append(("parity", s.PARITY_SECONDS, cell.parity.check))
+    threads = [threading.Thread(target=_loop, args=(stop, every, step, cell.log, name), name=name, daemon=True)
+               for name, every, step in loops]
+    for t in threads:
+        t.start()
+    cell.log.info("cell_running", extra={"cell_id": s.CELL_ID, "worker_id": s.WORKER_ID, "authority": s.authority,
+                                         "loops": [n for n, _, _ in loops]})
+    for t in threads:
+        t.join()

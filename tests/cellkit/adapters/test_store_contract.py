@@ -1,0 +1,93 @@
+"""One contract suite, run on the memory, SQLite and PostgreSQL stores (a real server): same answers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from cellkit.core.ticker import Sandbox
+from cellkit.core.usage import OrgRow, ScaleEvent, UsageRow
+from cellkit.ports import Billable, CellStore, SpoolItem
+
+US = 1_000_000
+
+
+def sbx(sid: str = "s1", worker: str = "w1", last: int = 100) -> Sandbox:
+    return Sandbox(sid, "o1", "pro", worker, 1024, 1, 100, last)
+
+
+def test_spool_order_dedupe_delete_and_aside(any_store: CellStore) -> None:
+    any_store.spool_put([SpoolItem(f"e{i}", f'{{"id":"e{i}"}}') for i in range(5)])
+    any_store.spool_put([SpoolItem("e1", '{"id":"e1","changed":true}'), SpoolItem("e5", '{"id":"e5"}')])
+    assert [i.id for i in any_store.spool_head(10)] == ["e0", "e1", "e2", "e3", "e4", "e5"]
+    assert any_store.spool_head(10)[1].body == '{"id":"e1"}'  # first write wins
+    assert any_store.spool_depth() == 6
+    any_store.spool_delete(["e0", "e2", "missing"])
+    any_store.spool_set_aside(["e3"], "400: bad", 77)
+    assert [i.id for i in any_store.spool_head(2)] == ["e1", "e4"]
+    assert any_store.spool_depth() == 3
+    aside = any_store.aside()
+    assert [(a.id, a.body, a.reason, a.at) for a in aside] == [("e3", '{"id":"e3"}', "400: bad", 77)]
+
+
+def test_transaction_rolls_back_everything(any_store: CellStore) -> None:
+    with pytest.raises(RuntimeError), any_store.transaction() as tx:
+        tx.put_sandbox(sbx())
+        tx.spool_put([SpoolItem("t1", "{}")])
+        raise RuntimeError("crash mid-transaction")
+    assert any_store.sandbox("s1") is None
+    assert any_store.spool_depth() == 0
+
+
+def test_cursor_compare_and_set(any_store: CellStore) -> None:
+    with any_store.transaction() as tx:
+        tx.put_sandbox(sbx())
+    with any_store.transaction() as tx:
+        assert tx.advance_cursor("s1", "w1", 100, 200)
+        assert not tx.advance_cursor("s1", "w1", 100, 300)  # stale expectation
+        assert not tx.advance_cursor("s1", "w2", 200, 300)  # not the owner
+    assert any_store.sandbox("s1") == sbx(last=200)
+    assert [s.sandbox_id for s in any_store.running_sandboxes("w1")] == ["s1"]
+    assert any_store.running_sandboxes("w2") == []
+
+
+def test_scale_events_overlap_query(any_store: CellStore) -> None:
+    with any_store.transaction() as tx:
+        tx.open_scale_event(ScaleEvent("a", "s1", "o1", 1024, 1, 10 * US, 20 * US))
+        tx.open_scale_event(ScaleEvent("b", "s1", "o1", 2048, 1, 20 * US))
+        tx.open_scale_event(ScaleEvent("c", "s2", "o2", 1024, 1, 30 * US, 31 * US))
+    assert [e.event_id for e in any_store.scale_events(0, 10 * US)] == []
+    assert [e.event_id for e in any_store.scale_events(15 * US, 25 * US)] == ["a", "b"]
+    assert [e.event_id for e in any_store.scale_events(20 * US, 100 * US)] == ["b", "c"]
+    with any_store.transaction() as tx:
+        tx.close_scale_events("s1", 40 * US)
+    assert [e.ended_us for e in any_store.scale_events(0, 100 * US)] == [20 * US, 40 * US, 31 * US]
+    assert any_store.first_scale_event_us() == 10 * US
+
+
+def test_orgs_usage_billable_cursors(any_store: CellStore) -> None:
+    any_store.put_org(OrgRow("o1", "pro", "unified", "cus_1", 65536))
+    any_store.put_org(OrgRow("o2"))
+    any_store.put_org(OrgRow("o1", "pro", "legacy", "cus_9"))
+    assert any_store.orgs() == {"o1": OrgRow("o1", "pro", "legacy", "cus_9"), "o2": OrgRow("o2")}
+    assert list(any_store.orgs(["o2", "zz"])) == ["o2"]
+
+    any_store.put_usage([UsageRow("o1", 3600, "m", Decimal("1.000001")), UsageRow("o1", 0, "m", Decimal("2"))])
+    any_store.put_usage([UsageRow("o1", 3600, "m", Decimal("123456789.123456"))])
+    assert any_store.usage(0, 7200) == [UsageRow("o1", 0, "m", Decimal("2")),
+                                        UsageRow("o1", 3600, "m", Decimal("123456789.123456"))]
+
+    rows = [Billable("i2", "o1", 3600, "m", Decimal("0.000001")), Billable("i1", "o1", 0, "m", Decimal("5.5"))]
+    assert any_store.put_billable(rows) == 2
+    assert any_store.put_billable([Billable("i1", "o1", 0, "m", Decimal("99"))]) == 0
+    assert [b.identifier for b in any_store.billable("pending", 10)] == ["i1", "i2"]
+    assert any_store.billable("pending", 10)[0].value == Decimal("5.5")
+    any_store.mark_billable("i1", "sent", "sent", 9)
+    assert any_store.count_billable("pending") == 1 and any_store.count_billable("sent") == 1
+    assert any_store.billable("sent", 1)[0].detail == "sent"
+
+    assert any_store.cursor("billed_through") is None
+    any_store.set_cursor("billed_through", 7200)
+    any_store.set_cursor("billed_through", 10800)
+    assert any_store.cursor("billed_through") == 10800

@@ -1,0 +1,108 @@
+"""Cell-kit fixtures: stores of every kind (PostgreSQL a real server the suite starts), a fake edge, logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cellkit.adapters.clock import ManualClock
+from cellkit.adapters.memory import MemoryStore
+from cellkit.adapters.sqlite import SqliteStore
+from cellkit.ports import CellStore
+from tests.cellkit.fake_edge import FakeEdge
+
+SECRET = "cell-test-event-secret"
+JWT_SECRET = "cell-test-jwt-secret-of-32-bytes-or-more"
+# 2026-11-25T00:00:00Z, a bucket boundary.
+T0 = 1795564800
+T0_US = T0 * 1_000_000
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too)."""
+    root = tempfile.mkdtemp(prefix="cellkit-pg-")
+    # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
+    import pgserver
+
+    server = pgserver.get_server(root, cleanup_mode="stop")
+    yield server
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_store(pg_server: Any) -> Iterator[CellStore]:
+    import psycopg
+
+    from cellkit.adapters.postgres import PostgresStore
+
+    name = "cell_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    store = PostgresStore(pg_server.get_uri(database=name))
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[CellStore]:
+    """The contract suite's parameter: every store must give the same answers."""
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "sqlite":
+        store = SqliteStore(str(tmp_path / "cell.db"))
+        yield store
+        store.close()
+    else:
+        yield request.getfixturevalue("pg_store")
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Any) -> Iterator[SqliteStore]:
+    store = SqliteStore(str(tmp_path / "cell.db"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0_US)
+
+
+@pytest.fixture
+def edge(clock: ManualClock) -> Iterator[FakeEdge]:
+    fake = FakeEdge(SECRET, now=lambda: clock.now_us() // 1_000_000)
+    yield fake
+    fake.stop()
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def events(self, name: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.getMessage() == name]
+
+
+@pytest.fixture
+def log() -> Iterator[tuple[logging.Logger, Captured]]:
+    logger = logging.getLogger(f"cellkit.test.{uuid.uuid4().hex[:8]}")
+    captured = Captured()
+    logger.addHandler(captured)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, captured
+    logger.removeHandler(captured)
