@@ -7,6 +7,7 @@ from chalice.app import CloudWatchEvent
 
 from chalicelib.rollup import run_rollup
 from chalicelib.routes import ingest, internal, ops, webhooks
+from chalicelib.routes.http import json_error_bodies
 from chalicelib.services import services
 from chalicelib.settings import current_settings
 
@@ -18,6 +19,7 @@ app.register_blueprint(ingest.bp)
 app.register_blueprint(internal.bp)
 app.register_blueprint(ops.bp)
 app.register_blueprint(webhooks.bp)
+app.register_middleware(json_error_bodies, "http")
 
 
 @app.schedule(Rate(15, unit=Rate.MINUTES), name="rollup")
