@@ -36,6 +36,9 @@ class QuarantineItem:
     cell_id: str
     raw_json: str
     received_at: int
+    # Set when raw_json is only a prefix: the whole envelope's SHA-256 and length (it is in the raw archive).
+    raw_sha256: str | None = None
+    raw_length: int | None = None
 
 
 @dataclass(frozen=True)

@@ -339,6 +339,8 @@ class DynamoStore(BillingStore):
                             "cell_id": q.cell_id,
                             "raw": q.raw_json,
                             "received_at": q.received_at,
+                            "raw_sha256": q.raw_sha256,
+                            "raw_length": q.raw_length,
                         }
                     )
                 }
@@ -358,6 +360,8 @@ class DynamoStore(BillingStore):
                         cell_id=d.get("cell_id", ""),
                         raw_json=d["raw"],
                         received_at=int(d["received_at"]),
+                        raw_sha256=d.get("raw_sha256"),
+                        raw_length=int(d["raw_length"]) if d.get("raw_length") is not None else None,
                     )
 
     @guarded
