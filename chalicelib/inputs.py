@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 # JSON bodies nested deeper than this are malformed as a whole (a real envelope
 # is 3 levels deep, a Stripe event under 10). Python's parser and encoder
@@ -48,7 +48,7 @@ def printable(value: str, name: str, max_length: int = MAX_ID_LENGTH) -> str:
     return value
 
 
-def is_printable_id(value: object, max_length: int = MAX_ID_LENGTH) -> bool:
+def is_printable_id(value: object, max_length: int = MAX_ID_LENGTH) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
 
 
