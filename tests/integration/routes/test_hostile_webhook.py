@@ -20,7 +20,8 @@ URL = "/webhooks/stripe"
 
 
 def send(client: Any, payload: bytes, signature: str) -> Any:
-    return client.http.post(URL, body=payload, headers={"Content-Type": "application/json", "Stripe-Signature": signature})
+    headers = {"Content-Type": "application/json", "Stripe-Signature": signature}
+    return client.http.post(URL, body=payload, headers=headers)
 
 
 def signed(client: Any, svc: Services, payload: bytes, at: int | None = None) -> Any:
