@@ -32,7 +32,7 @@ class JsonBodyError(ValueError):
     """The body is not usable JSON as a whole (answered 400)."""
 
 
-def printable(value: str, name: str, max_length: int = MAX_ID_LENGTH) -> str:
+def printable(value: str, name: str, max_length: int = MAX_ID_LENGTH, ascii_only: bool = False) -> str:
     """An id as the edge stores and logs it: 1..max_length printable characters.
 
     `str.isprintable` is False for control characters (NUL, newline, DEL, C1),
@@ -45,11 +45,20 @@ def printable(value: str, name: str, max_length: int = MAX_ID_LENGTH) -> str:
         raise ValueError(f"{name} is longer than {max_length} characters")
     if not value.isprintable():
         raise ValueError(f"{name} must be printable text (no control characters or lone surrogates)")
+    if ascii_only and not value.isascii():
+        raise ValueError(f"{name} must be printable ASCII")
     return value
 
 
-def is_printable_id(value: object, max_length: int = MAX_ID_LENGTH) -> TypeGuard[str]:
-    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
+def is_printable_id(value: object, max_length: int = MAX_ID_LENGTH, ascii_only: bool = False) -> TypeGuard[str]:
+    """`ascii_only` for ids that end up in HTTP headers (Stripe idempotency keys are built from
+    org ids and Stripe ids): a header takes Latin-1 at most, and Stripe's own ids are ASCII."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and value.isprintable()
+        and (value.isascii() or not ascii_only)
+    )
 
 
 def _int_or_decimal(text: str) -> int | Decimal:

@@ -46,11 +46,12 @@ _MAX_STRIPE_ID = 255
 
 
 def _text(value: Any, name: str, max_length: int = _MAX_STRIPE_ID) -> str | None:
-    """An id the edge stores and logs: printable text or absent; anything else is unusable."""
+    """An id the edge stores, logs and puts in Stripe idempotency keys (HTTP headers): printable
+    ASCII or absent; anything else is unusable."""
     if value is None or value == "":
         return None
-    if not is_printable_id(value, max_length):
-        raise UnusableEvent(f"{name} must be printable text of at most {max_length} characters")
+    if not is_printable_id(value, max_length, ascii_only=True):
+        raise UnusableEvent(f"{name} must be printable ASCII of at most {max_length} characters")
     return str(value)
 
 

@@ -37,7 +37,7 @@ _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def _customer_id(value: str) -> str:
-    return printable(value, "stripe_customer_id", MAX_STRIPE_ID_LENGTH)
+    return printable(value, "stripe_customer_id", MAX_STRIPE_ID_LENGTH, ascii_only=True)
 
 
 class OrgBody(BaseModel):
@@ -132,7 +132,8 @@ def put_org_route(org_id: str) -> Response:
     svc = services()
     check_body_hmac(request, svc)
     try:
-        printable(org_id, "org_id")
+        # ASCII: the org id goes into Stripe idempotency keys and meter identifiers (HTTP headers).
+        printable(org_id, "org_id", ascii_only=True)
         body = OrgBody.model_validate(load_json(raw_body(request) or b"null"))
     except (ValueError, ValidationError) as exc:
         return error(400, f"invalid org body: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import stripe
 from chalice import Blueprint, Response
@@ -19,6 +20,10 @@ from chalicelib.webhook import MalformedEvent, UnusableEvent, handle_event
 bp = Blueprint(__name__)
 TOLERANCE_SECONDS = 300
 MAX_SIGNATURE_HEADER = 4096
+# Stripe answers that no retry changes (an unknown customer, invalid parameters): the event is
+# acknowledged as unusable instead of a 502 Stripe would retry for three days. 401/403 (a key
+# problem an operator fixes), 409 and 429 stay retryable.
+PERMANENT_STRIPE_STATUSES = frozenset({400, 402, 404})
 _SIGNED_AT = re.compile(r"(?:^|,)t=([0-9]{1,12})(?:,|$)")
 
 
@@ -74,6 +79,11 @@ def stripe_webhook() -> Response:
         event = load_json(payload)
     except JsonBodyError as exc:
         return error(400, f"body is not a JSON Stripe event: {exc}")
+    return handle_verified(event, svc)
+
+
+def handle_verified(event: Any, svc: Services) -> Response:
+    """A verified event's answer: every outcome deliberate (see docs/stripe.md's table)."""
     event_id = event.get("id") if isinstance(event, dict) else None
     try:
         return answer(200, handle_event(event, svc.accounts(), svc.accounts_gateway(), svc.now()))
@@ -90,5 +100,7 @@ def stripe_webhook() -> Response:
     except ProvisioningConflict as exc:
         return error(409, str(exc))
     except stripe.StripeError as exc:
+        if exc.http_status in PERMANENT_STRIPE_STATUSES:
+            return unusable(event_id, f"Stripe refuses it for good ({exc.http_status}): {exc.user_message or exc}")
         logger.error("webhook_stripe_failed", extra={"error": str(exc), "status": exc.http_status})
         return error(502, f"Stripe call failed, retry later: {exc.user_message or exc}")

@@ -150,6 +150,7 @@ def test_parity_bound_follows_the_bucket_width(client: Any, svc: Services, env: 
     [
         ("o" * 2049, {"billing_mode": "legacy"}, "longer than"),
         ("org\x00x", {"billing_mode": "legacy"}, "printable"),
+        ("orgé", {"billing_mode": "legacy"}, "ASCII"),  # it goes into Stripe headers
         ("org-a", {"billing_mode": "legacy", "max_memory_gb": "4"}, "max_memory_gb"),
         ("org-a", {"billing_mode": "legacy", "max_memory_gb": True}, "max_memory_gb"),
         ("org-a", {"billing_mode": "legacy", "stripe_customer_id": "cus_\x00"}, "printable"),

@@ -84,6 +84,9 @@ def test_signed_bodies_that_are_not_stripe_events_are_400(client: Any, svc: Serv
         (sub_created(data={"object": {"id": "sub_1", "metadata": {"org_id": "\ud800"}}}), "org_id"),
         (sub_created(data={"object": {"id": "sub_1", "metadata": {"org_id": "org\u0000"}}}), "org_id"),
         (sub_created(data={"object": {"id": "s" * 3000, "metadata": {"org_id": "org1"}}}), "data.object.id"),
+        # Found by the route fuzz: a non-ASCII id ends up in an Idempotency-Key header -> 502 forever.
+        (sub_created(data={"object": {"id": "cs_ǅ", "metadata": {"org_id": "org1"}}}), "ASCII"),
+        (sub_created(data={"object": {"id": "sub_1", "metadata": {"org_id": "orgé"}}}), "ASCII"),
     ],
 )
 def test_signed_events_with_odd_shapes_are_acknowledged_as_unusable(
