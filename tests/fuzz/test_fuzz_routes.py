@@ -49,6 +49,10 @@ CURRENT = [""]  # the route the running example exercises (for the answer tally)
 def check_answer(res: Any, allowed: set[int]) -> None:
     answered(CURRENT[0], res.status_code)
     assert res.status_code in allowed, (res.status_code, res.body[:300])
+    if res.status_code == 403:
+        # API Gateway's own answer for a path no route matches (chalice local emulates it); not the app's.
+        assert json.loads(res.body) == {"message": "Missing Authentication Token"}
+        return
     if res.status_code >= 300:
         body = json.loads(res.body)
         assert isinstance(body, dict) and isinstance(body.get("error"), str), res.body[:300]
