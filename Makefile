@@ -4,18 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck bench soak stack-up stack-down clean
+.PHONY: run test test-race install lint typecheck bench soak stack-up stack-down clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# The project itself, editable, with the `cli` extra: installs the `edge-billing` console script.
+	$(BIN)/pip install --quiet --no-build-isolation -e '.[cli]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The threaded webhook race, many times over (moto serialized per request): RACE_REPEAT=200 make test-race
+test-race: $(STAMP)
+	RACE_REPEAT=$${RACE_REPEAT:-200} $(BIN)/python -m pytest tests/integration/routes/test_webhook_route.py -k concurrent
 
 lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib tests bench stripe_emulator sim

@@ -85,12 +85,12 @@ class _OneBackupPerTable:
         return backup
 
 
-def _patch_moto_transactions() -> None:
+@contextmanager
+def _moto_transactions_backed_up_once() -> Iterator[None]:
+    """Swap moto's transaction for the one-backup-per-table one, and put moto's own back after."""
     import moto.dynamodb.models as models
 
     backend = models.DynamoDBBackend
-    if getattr(backend.transact_write_items, "one_backup_per_table", False):
-        return
     original = backend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -100,8 +100,11 @@ def _patch_moto_transactions() -> None:
         finally:
             models.copy = copy
 
-    transact_write_items.one_backup_per_table = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        backend.transact_write_items = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -109,12 +112,11 @@ def moto_store(orgs: list[Org]) -> Iterator[tuple[DynamoStore, Accountant, Any]]
     """Fresh moto tables from infra/, orgs loaded, and an accountant counting from here on."""
     from moto import mock_aws
 
-    _patch_moto_transactions()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1"})
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         os.environ.pop(var, None)
-    with mock_aws():
+    with _moto_transactions_backed_up_once(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, PREFIX)
         accountant = Accountant.for_tables(table_specs(PREFIX))

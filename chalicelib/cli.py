@@ -237,6 +237,15 @@ def cap_token_mint(
     sys.stdout.write(token + "\n")
 
 
+def _register_cutover() -> None:
+    from chalicelib.cli_cutover import register
+
+    register(app)
+
+
+_register_cutover()
+
+
 def main() -> None:
     app()
 

@@ -6,6 +6,8 @@ States and their only transitions (each a conditional write):
     pending -> unbillable   (bucket older than Stripe's 35-day window)
     pending -> failed       (Stripe rejected it for good; an operator requeues it)
     failed  -> pending      (operator requeue)
+    sent    -> cancelled    (cutover rollback: Stripe accepted a meter event adjustment cancelling it)
+    pending -> shadow       (cutover rollback: a row of a bucket the cells billed must never be sent)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-State = Literal["shadow", "pending", "sent", "unbillable", "failed"]
+State = Literal["shadow", "pending", "sent", "unbillable", "failed", "cancelled"]
 Kind = Literal["first", "delta"]
 QUEUED_STATES = ("shadow", "pending")
 

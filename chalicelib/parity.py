@@ -1,8 +1,10 @@
 """The edge half of the parity check: GB-seconds of raw pro samples per org in [from, to).
 
-Whole closed buckets are answered from their settled aggregates (one small
-Query, however many cells ask about the same hour); partial or open buckets
-are clipped from the raw samples with the same attribution the rollup uses.
+Every stored pro sample counts, on time or late, swept or not. Whole closed
+buckets are answered from their settled aggregates (one small Query, however
+many cells ask about the same hour) only while the late signal says every
+straggler has been folded into them; otherwise, and for partial or open
+buckets, from the raw samples, clipped with the same attribution the rollup uses.
 """
 
 from __future__ import annotations
@@ -57,9 +59,12 @@ class OrgUsage:
 def usage_parity(store: BillingStore, settings: Settings, window: Window, now: int) -> dict[str, Any]:
     width = settings.BUCKET_SECONDS
     usage: dict[str, OrgUsage] = defaultdict(OrgUsage)
+    # Aggregates leave out stragglers until a sweep folds them in; a swept signal means none is waiting.
+    signal = store.late_signal()
+    folded = signal.version == 0 or signal.swept_version == signal.version
     for b in buckets_between(window.start, window.end, width):
         whole = window.start <= b and b + width <= window.end
-        settled = settle(store, settings, b, now) if whole else None
+        settled = settle(store, settings, b, now) if whole and folded else None
         if settled is not None:
             for agg in settled:
                 usage[agg.org_id].gb_seconds += agg.gb_seconds

@@ -46,22 +46,35 @@ GSI_LAG_SECONDS = 60
 @dataclass(frozen=True)
 class MeterValues:
     values: dict[str, Decimal]
-    unknown: dict[int, Decimal]  # memory_mb -> seconds we cannot price
+    unknown: dict[int, Decimal]  # memory_mb -> seconds no meter can carry: usage not billed
 
 
 def meter_values(seconds_by_memory: dict[int, Decimal], billing_mode: str) -> MeterValues:
-    """Legacy: seconds per tier meter; unified: GB-seconds on the overage meter; unknown sizes never billed."""
+    """Legacy: seconds per tier meter; unified: GB-seconds of every size on the (flat) overage meter.
+
+    Unbilled, and reported: legacy sizes without a tier (there is no meter for them) and, in both
+    modes, size 0 (ticks of older workers without `memory_mb`: GB-seconds cannot be known).
+    """
     values: dict[str, Decimal] = defaultdict(Decimal)
     unknown: dict[int, Decimal] = {}
     for mb, seconds in sorted(seconds_by_memory.items()):
         tier = TIERS.get(mb)
-        if tier is None:
-            unknown[mb] = seconds
-        elif billing_mode == "unified":
-            values[OVERAGE_METER] += gb_seconds(mb, seconds)
-        else:
+        if mb > 0 and billing_mode == "unified":
+            # mb x s / 1024 is exact in Decimal (1024 is a power of two): round the sum once, not each size.
+            values[OVERAGE_METER] += Decimal(mb) * seconds / 1024
+        elif tier is not None:
             values[tier.meter] += seconds
+        else:
+            unknown[mb] = seconds
     return MeterValues({m: exact(v) for m, v in values.items() if v > 0}, unknown)
+
+
+def unbilled(org_id: str, mv: MeterValues, **where: Any) -> list[dict[str, Any]]:
+    """What an operator needs to credit or bill by hand: who, which size, how much."""
+    return [
+        {"org_id": org_id, "memory_mb": mb, "seconds": str(s), "gb_seconds": str(gb_seconds(mb, s)), **where}
+        for mb, s in mv.unknown.items()
+    ]
 
 
 def row_state(bucket_start: int, settings: Settings) -> State | None:
@@ -92,7 +105,7 @@ def plan_bucket(
     for agg in aggregates:
         mode = orgs[agg.org_id].billing_mode if agg.org_id in orgs else "legacy"
         mv = meter_values(agg.seconds_by_memory, mode)
-        unknown += [{"org_id": agg.org_id, "memory_mb": mb, "seconds": str(s)} for mb, s in mv.unknown.items()]
+        unknown += unbilled(agg.org_id, mv)
         if state is None:
             continue
         rows += [
@@ -132,10 +145,7 @@ def plan_late(
                 by_mb[s.memory_mb] += s.seconds
             mode = orgs[org_id].billing_mode if org_id in orgs else "legacy"
             mv = meter_values(dict(by_mb), mode)
-            unknown += [
-                {"org_id": org_id, "bucket_start": bucket, "memory_mb": mb, "seconds": str(v), "late": True}
-                for mb, v in mv.unknown.items()
-            ]
+            unknown += unbilled(org_id, mv, bucket_start=bucket, late=True)
             state = row_state(bucket, settings)
             ids = [s.event_id for s in part]
             rows = (
@@ -203,7 +213,7 @@ class RunResult:
     def body(self) -> dict[str, Any]:
         s = self.settings
         body: dict[str, Any] = {
-            "ok": True,
+            "ok": self.skipped is None,
             "runId": self.run_id,
             "shadow": s.SHADOW,
             "cfg": {
@@ -257,20 +267,20 @@ def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int)
             empty += 1
         store.advance_cursor(CURSOR, b + settings.BUCKET_SECONDS)
     for u in unknown:
-        logger.error("unknown_memory_tier_not_billed", extra={"run_id": run_id, **u})
+        logger.error("usage_not_billed", extra={"run_id": run_id, **u})
     return {
         "buckets": rolled,
         "emptyBuckets": empty,
         "rows": rows_written,
         "consumed": consumed,
-        "unknownTiers": unknown,
+        "unbilled": unknown,
     }
 
 
 def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
     signal = store.late_signal()
     if not late_sweep_due(signal, now, settings.LATE_SWEEP_SECONDS):
-        return {"swept": False, "samples": 0, "waiting": 0, "chunks": 0, "rows": 0, "unknownTiers": []}
+        return {"swept": False, "samples": 0, "waiting": 0, "chunks": 0, "rows": 0, "unbilled": []}
     late = store.late_samples(LATE_SAMPLES_PER_RUN)
     rolled_buckets: dict[int, bool] = {}
     ready: list[StoredSample] = []
@@ -299,7 +309,7 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
                 },
             )
     for u in unknown:
-        logger.error("unknown_memory_tier_not_billed", extra={"run_id": run_id, **u})
+        logger.error("usage_not_billed", extra={"run_id": run_id, **u})
     if len(ready) == len(late) < LATE_SAMPLES_PER_RUN and committed == len(chunks):
         store.save_late_sweep(after_sweep(signal, now, settings.LATE_MARGIN_SECONDS + GSI_LAG_SECONDS))
     return {
@@ -308,7 +318,7 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
         "waiting": len(late) - len(ready),
         "chunks": committed,
         "rows": rows,
-        "unknownTiers": unknown,
+        "unbilled": unknown,
     }
 
 

@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.archive import Archive, S3Archive
+from chalicelib.cell_reports import CellStore
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.settings import Settings, current_settings
 from chalicelib.store.base import BillingStore
@@ -56,6 +57,16 @@ class Services:
             self.extras["accounts"] = DynamoAccounts(client, self.settings.TABLE_PREFIX)
         accounts: DynamoAccounts = self.extras["accounts"]
         return accounts
+
+    def cells(self) -> CellStore:
+        """Parity reports and cell status, in the control table (store/dynamodb_cells.py)."""
+        if "cells" not in self.extras:
+            from chalicelib.store.dynamodb_cells import DynamoCells
+
+            client = getattr(self.store, "client", None) or boto3.client("dynamodb", config=_BOTO)
+            self.extras["cells"] = DynamoCells(client, self.settings.TABLE_PREFIX)
+        cells: CellStore = self.extras["cells"]
+        return cells
 
 
 _current: Services | None = None

@@ -8,6 +8,7 @@ at the emulator for local work.
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +17,7 @@ from typing import Any
 import stripe
 
 from chalicelib.catalog import CatalogGateway, PriceSpec, StripeCatalog, StripePrice
+from chalicelib.cutover import WebhookEndpoint
 from chalicelib.pricing import CURRENCY
 from chalicelib.provisioning import AccountGateway, Subscription
 from chalicelib.settings import Settings
@@ -93,16 +95,31 @@ class StripeClientGateway(StripeGateway):
         self.client = client
 
     def send_meter_event(self, event: MeterEvent) -> SendResult:
+        params: stripe.params.billing.MeterEventCreateParams = {
+            "event_name": event.event_name,
+            "identifier": event.identifier,
+            "timestamp": event.timestamp,
+            "payload": {"stripe_customer_id": event.customer, "value": event.value},
+        }
+        try:
+            # Same key on every retry of this row, so Stripe replays the first answer for 24 h.
+            self.client.v1.billing.meter_events.create(
+                params, options={"idempotency_key": f"meter-event:{event.identifier}"}
+            )
+        except stripe.APIError as exc:
+            if not _replayed_server_error(exc):
+                return classify(exc)
+            # Stripe replays a stored 5xx for 24 h: without a new key the row would wait a day. A new key
+            # is safe because the identifier dedupes: if the first attempt landed, this is a DUPLICATE.
+            return self._send_again(params, event)
+        except stripe.StripeError as exc:
+            return classify(exc)
+        return SendResult(Outcome.SENT)
+
+    def _send_again(self, params: stripe.params.billing.MeterEventCreateParams, event: MeterEvent) -> SendResult:
         try:
             self.client.v1.billing.meter_events.create(
-                {
-                    "event_name": event.event_name,
-                    "identifier": event.identifier,
-                    "timestamp": event.timestamp,
-                    "payload": {"stripe_customer_id": event.customer, "value": event.value},
-                },
-                # Same key on every retry of this row, so Stripe replays the first answer for 24 h.
-                options={"idempotency_key": f"meter-event:{event.identifier}"},
+                params, options={"idempotency_key": f"meter-event:{event.identifier}:{uuid.uuid4().hex}"}
             )
         except stripe.StripeError as exc:
             return classify(exc)
@@ -123,7 +140,16 @@ def _metadata(obj: Any) -> dict[str, str]:
 def _subscription(sub: Any) -> Subscription:
     data = sub.to_dict()
     items = data.get("items") or {}
-    return Subscription(data["id"], tuple(i["id"] for i in items.get("data") or []), data.get("status", ""))
+    metadata = data.get("metadata") or {}
+    made_by = str(metadata.get("checkout_created", ""))
+    return Subscription(
+        data["id"],
+        tuple(i["id"] for i in items.get("data") or []),
+        data.get("status", ""),
+        org_id=metadata.get("org_id"),
+        checkout_created=int(made_by) if made_by.isdecimal() else int(data.get("created") or 0),
+        canceled_at=int(data["canceled_at"]) if data.get("canceled_at") else None,
+    )
 
 
 class StripeAccountsGateway(CatalogGateway, AccountGateway):
@@ -197,18 +223,19 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
                 return None
             raise
 
-    def find_subscription(self, customer: str, org_id: str) -> Subscription | None:
-        for sub in self.client.v1.subscriptions.list({"customer": customer, "limit": 100}).auto_paging_iter():
-            found = _subscription(sub)
-            if _metadata(sub).get("org_id") == org_id and found.live:
-                return found
-        return None
+    def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
+        # List, not Search: List is read-after-write, Search lags up to a minute. `status=all`, then
+        # our own notion of live: the default listing's idea of it is not ours to depend on.
+        listed = self.client.v1.subscriptions.list({"customer": customer, "status": "all", "limit": 100})
+        subs = (_subscription(s) for s in listed.auto_paging_iter())
+        return [s for s in subs if s.org_id == org_id and s.live]
 
     def create_subscription(
-        self, customer: str, org_id: str, price_ids: list[str], idempotency_key: str
+        self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
     ) -> Subscription:
         sub = self.client.v1.subscriptions.create(
-            {"customer": customer, "items": [{"price": p} for p in price_ids], "metadata": {"org_id": org_id}},
+            {"customer": customer, "items": [{"price": p} for p in price_ids],
+             "metadata": {"org_id": org_id, "checkout_created": str(checkout_created)}},
             options={"idempotency_key": idempotency_key},
         )
         return _subscription(sub)
@@ -223,12 +250,60 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
                 return str(txn.id)
         return None
 
-    def create_credit(self, customer: str, org_id: str, amount_cents: int, idempotency_key: str) -> str:
+    def create_credit(
+        self, customer: str, org_id: str, amount_cents: int, idempotency_key: str, fallback_key: str
+    ) -> str:
         # A balance transaction adds to the balance; setting `balance` on the customer would overwrite it.
-        txn = self.client.v1.customers.balance_transactions.create(
-            customer,
-            {"amount": amount_cents, "currency": CURRENCY, "description": "Pro upgrade credit",
-             "metadata": {"upgrade_credit_org": org_id}},
-            options={"idempotency_key": idempotency_key},
-        )
+        params: stripe.params.CustomerBalanceTransactionCreateParams = {
+            "amount": amount_cents, "currency": CURRENCY, "description": "Pro upgrade credit",
+            "metadata": {"upgrade_credit_org": org_id},
+        }
+        try:
+            txn = self.client.v1.customers.balance_transactions.create(
+                customer, params, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.APIError as exc:
+            if not _replayed_server_error(exc):
+                raise
+            # Stripe keeps a 5xx under its key for 24 h; the caller listed the credits just before, so
+            # none exists and a fresh key cannot make a second one.
+            txn = self.client.v1.customers.balance_transactions.create(
+                customer, params, options={"idempotency_key": fallback_key}
+            )
         return str(txn.id)
+
+
+def _replayed_server_error(exc: stripe.StripeError) -> bool:
+    headers = exc.headers or {}
+    replayed = headers.get("idempotent-replayed") or headers.get("Idempotent-Replayed")
+    return (exc.http_status or 0) >= 500 and replayed == "true"
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    ok: bool
+    detail: str = ""
+
+
+class StripeCutoverGateway:
+    """What the cutover CLI asks Stripe: the webhook endpoints, and meter event cancellations."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self.client = client
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return [
+            WebhookEndpoint(e.id, e.url, tuple(e.to_dict().get("enabled_events") or ()), e.status)
+            for e in self.client.v1.webhook_endpoints.list({"limit": 100}).auto_paging_iter()
+        ]
+
+    def cancel_meter_event(self, event_name: str, identifier: str) -> CancelResult:
+        """A meter event adjustment of type cancel (Stripe allows it within 24 h of the event's receipt)."""
+        try:
+            self.client.v1.billing.meter_event_adjustments.create(
+                {"event_name": event_name, "type": "cancel", "cancel": {"identifier": identifier}},
+                options={"idempotency_key": f"meter-event-cancel:{identifier}"},
+            )
+        except stripe.StripeError as exc:
+            return CancelResult(False, exc.user_message or str(exc))
+        return CancelResult(True)

@@ -8,12 +8,13 @@ applies only if no newer one (by the event's `created`) is stored.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.inputs import MAX_ID_LENGTH, is_printable_id
 from chalicelib.observability import logger
-from chalicelib.provisioning import AccountGateway, AccountStore, provision
+from chalicelib.provisioning import AccountGateway, AccountStore, Checkout, Provisioning
 
 CHECKOUT_COMPLETED = "checkout.session.completed"
 SUBSCRIPTION_CREATED = "customer.subscription.created"
@@ -114,8 +115,13 @@ def resolve_org(event: WebhookEvent, store: AccountStore) -> str | None:
     return None
 
 
-def handle_event(payload: Any, store: AccountStore, gateway: AccountGateway, now: int) -> dict[str, Any]:
-    """Apply one verified event; raises EmptyCatalog, ProvisioningConflict or a store/Stripe error to retry."""
+def handle_event(
+    payload: Any, store: AccountStore, gateway: AccountGateway, now: int, holder: str | None = None
+) -> dict[str, Any]:
+    """Apply one verified event; raises EmptyCatalog, ProvisioningConflict or a store/Stripe error to retry.
+
+    `holder` names this invocation in the org's provisioning lease (a fresh one per call by default).
+    """
     event = parse_event(payload)
     log = {"event_id": event.event_id, "event_type": event.type}
     if event.type not in HANDLED_TYPES or (event.type == CHECKOUT_COMPLETED and not event.setup):
@@ -128,21 +134,24 @@ def handle_event(payload: Any, store: AccountStore, gateway: AccountGateway, now
         logger.warning("webhook_unattributable", extra=log | {"customer": event.customer})
         store.remember_event(event.event_id, event.type, now)
         return {"received": True, "unattributable": True}
-    result = apply(event, org_id, store, gateway, now)
+    result = apply(event, org_id, Provisioning(store, gateway, now, holder or uuid.uuid4().hex))
     logger.info("webhook_applied", extra=log | {"org_id": org_id, **result})
     store.remember_event(event.event_id, event.type, now)
     return {"received": True, "org_id": org_id, **result}
 
 
-def apply(event: WebhookEvent, org_id: str, store: AccountStore, gateway: AccountGateway, now: int) -> dict[str, Any]:
+def apply(event: WebhookEvent, org_id: str, p: Provisioning) -> dict[str, Any]:
     if event.type == CHECKOUT_COMPLETED:
         if not event.customer:
             raise MalformedEvent("checkout session has no customer")
-        done = provision(org_id, event.customer, event.object_id, event.created, store, gateway, now)
+        done = p.provision(Checkout(org_id, event.customer, event.object_id, event.created))
         return {"action": "provisioned", **done.body()}
     if event.type == SUBSCRIPTION_CREATED:
-        changed = store.set_plan(org_id, "pro", event.created, now, customer=event.customer)
+        if not event.customer:
+            raise MalformedEvent("subscription has no customer")
+        # Reconciles the org's subscriptions; marks pro only for the attached one (the checkout marks it).
+        changed = p.subscription_created(org_id, event.customer, event.object_id, event.created)
         return {"action": "mark_pro", "applied": changed}
     # A deletion marks free only if it is the org's current subscription and no newer change is stored.
-    changed = store.set_plan(org_id, "free", event.created, now, only_subscription=event.object_id)
+    changed = p.store.set_plan(org_id, "free", event.created, p.now, only_subscription=event.object_id)
     return {"action": "mark_free", "applied": changed}

@@ -44,11 +44,17 @@ class Fleet:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.sandboxes = [
-            (org, f"{org.org_id}-sbx{i}", self.rng.choice(list(TIERS)))
+            (org, f"{org.org_id}-sbx{i}", self.size(org, i))
             for org in self.orgs
             for i in range(self.sandboxes_per_org)
         ]
         self.cursor = {sbx: self.start.quantize(MICRO) for _, sbx, _ in self.sandboxes}
+
+    def size(self, org: OrgSpec, i: int) -> int:
+        # Unified orgs pay GB-seconds at any size: each runs one sandbox at 2048 MB, a size without a tier.
+        if org.billing_mode == "unified" and i == self.sandboxes_per_org - 1:
+            return 2048
+        return self.rng.choice(list(TIERS))
 
     def ticks_until(self, until: Decimal) -> list[dict[str, Any]]:
         """Every tick that ends before `until` and was not produced yet, shuffled like a real batch."""

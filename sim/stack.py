@@ -164,10 +164,7 @@ def up() -> StackInfo:
         _wait_http("moto", info.moto_url + "/moto-api/", pids["moto"], deadline)
         _wait_http("stripe", info.stripe_url + "/_emulator/totals", pids["stripe"], deadline)
         _provision_aws(info)
-        chalice = str(Path(py).parent / "chalice")
-        argv = [chalice, "local", "--no-autoreload", "--stage", STAGE, "--host", "127.0.0.1",
-                "--port", str(ports["api"])]
-        pids["api"] = _spawn("api", argv, base_env | info.app_env())
+        pids["api"] = _spawn("api", _api_argv(str(ports["api"])), base_env | info.app_env())
         _wait_http("api", info.api_url + "/health", pids["api"], deadline)
     except BaseException:
         _kill_all(pids)
@@ -176,6 +173,27 @@ def up() -> StackInfo:
     STATE_FILE.write_text(json.dumps(asdict(info), indent=2))
     STATE_FILE.chmod(0o600)
     return info
+
+
+def _api_argv(port: str) -> list[str]:
+    chalice = str(Path(sys.executable).parent / "chalice")
+    return [chalice, "local", "--no-autoreload", "--stage", STAGE, "--host", "127.0.0.1", "--port", port]
+
+
+def restart_app() -> StackInfo | None:
+    """Restart only `chalice local`, so it reads .chalice/config.json again (the cutover's arm and
+    rollback); tables, emulator state and secrets stay. None when no stack is running."""
+    info = running()
+    if info is None:
+        return None
+    _kill_all({"api": info.pids["api"]})
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STRIPE_"))}
+    pids = dict(info.pids)
+    pids["api"] = _spawn("api", _api_argv(info.api_url.rsplit(":", 1)[1]), base_env | info.app_env())
+    _wait_http("api", info.api_url + "/health", pids["api"], time.monotonic() + START_TIMEOUT_S)
+    restarted = StackInfo(**(asdict(info) | {"pids": pids}))
+    STATE_FILE.write_text(json.dumps(asdict(restarted), indent=2))
+    return restarted
 
 
 def _kill_all(pids: dict[str, int]) -> None:

@@ -94,6 +94,8 @@ class Emulator:
                 r("/v1/customers/<cid>/balance_transactions", endpoint="balance", methods=["GET", "POST"]),
                 r("/v1/subscriptions", endpoint="subscriptions", methods=["GET", "POST"]),
                 r("/v1/subscriptions/<sid>", endpoint="subscription", methods=["GET", "DELETE"]),
+                r("/v1/webhook_endpoints", endpoint="webhooks", methods=["GET", "POST"]),
+                r("/v1/webhook_endpoints/<wid>", endpoint="webhook", methods=["GET", "POST", "DELETE"]),
                 r("/_emulator/reset", endpoint="e_reset", methods=["POST"]),
                 r("/_emulator/clock", endpoint="e_clock", methods=["POST"]),
                 r("/_emulator/faults", endpoint="e_faults", methods=["POST"]),
@@ -145,8 +147,10 @@ class Emulator:
                 keep_blank_values=True,
             )
         )
+        key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         fault = self.take_fault(request)
         if fault and fault.kind == "status":
+            self.remember_failure(key, request, params, fault.status)
             raise StripeFailure(fault.status, "Injected server error.", "api_error")
         if fault and fault.kind == "rate_limit":
             raise StripeFailure(
@@ -157,7 +161,6 @@ class Emulator:
                 {"Retry-After": str(fault.retry_after)},
             )
         delay = self.latency_ms + (fault.delay_ms if fault and fault.kind == "slow" else 0)
-        key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         status, body = self.idempotent(
             key, request, params, lambda: self.handle(endpoint, request.method, dict(args), params, delay)
         )
@@ -175,13 +178,27 @@ class Emulator:
                     return fault
         return None
 
+    @staticmethod
+    def fingerprint(request: Request, params: dict[str, Any]) -> str:
+        return hashlib.sha256(f"{request.method} {request.path} {sorted(params.items())!r}".encode()).hexdigest()
+
+    def remember_failure(self, key: str | None, request: Request, params: dict[str, Any], status: int) -> None:
+        """Stripe keeps a 5xx that began executing under its key and replays it for 24 h."""
+        if key is None or status < 500:
+            return
+        body = StripeFailure(status, "Injected server error.", "api_error").body()
+        with self.lock:
+            if key not in self.idempotency:
+                self.idempotency[key] = Remembered(self.fingerprint(request, params), status, body, True,
+                                                   self.state.now())
+
     def idempotent(
         self, key: str | None, request: Request, params: dict[str, Any], run: Callable[[], tuple[int, dict[str, Any]]]
     ) -> tuple[int, dict[str, Any]]:
         """Replay the first answer for a seen key (negative status marks a replay)."""
         if key is None:
             return self.guarded(run)
-        fingerprint = hashlib.sha256(f"{request.method} {request.path} {sorted(params.items())!r}".encode()).hexdigest()
+        fingerprint = self.fingerprint(request, params)
         with self.lock:
             seen = self.idempotency.get(key)
             if seen and self.state.now() - seen.at > IDEMPOTENCY_TTL:
@@ -205,10 +222,8 @@ class Emulator:
             self.idempotency[key] = Remembered(fingerprint, at=self.state.now())
         status, body = self.guarded(run)
         with self.lock:
-            if status >= 500:
-                del self.idempotency[key]  # Stripe does not remember server errors
-            else:
-                self.idempotency[key] = Remembered(fingerprint, status, body, True, self.state.now())
+            # Stripe stores whatever the request produced once it began executing, a 5xx included.
+            self.idempotency[key] = Remembered(fingerprint, status, body, True, self.state.now())
         return status, body
 
     @staticmethod
@@ -255,8 +270,19 @@ class Emulator:
                 "subscription": lambda: (
                     s.cancel_subscription(args["sid"]) if method == "DELETE" else s.subscription(args["sid"])
                 ),
+                "webhooks": lambda: (
+                    s.create_webhook_endpoint(p) if post
+                    else listing("/v1/webhook_endpoints", list(s.webhook_endpoints.values()))
+                ),
+                "webhook": lambda: self.webhook_endpoint(method, args["wid"], p),
             }
             return 200, table[endpoint]()
+
+    def webhook_endpoint(self, method: str, wid: str, p: dict[str, Any]) -> dict[str, Any]:
+        s = self.state
+        if method == "DELETE":
+            return s.delete_webhook_endpoint(wid)
+        return s.update_webhook_endpoint(wid, p) if method == "POST" else s.webhook_endpoint(wid)
 
     def meter_event(self, p: dict[str, Any], delay_ms: int) -> dict[str, Any]:
         s = self.state

@@ -67,6 +67,7 @@ class State:
     balance_txns: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, MeterEventRecord] = field(default_factory=dict)
+    webhook_endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     in_flight: set[tuple[str, str]] = field(default_factory=set)
 
     def now(self) -> int:
@@ -344,6 +345,7 @@ class State:
             "object": "subscription",
             "customer": cid,
             "status": "active",
+            "canceled_at": None,
             "metadata": p.get("metadata", {}),
             "created": self.now(),
             "livemode": False,
@@ -359,7 +361,9 @@ class State:
 
     def cancel_subscription(self, sid: str) -> dict[str, Any]:
         sub = self.subscription(sid)
-        sub["status"] = "canceled"
+        if sub["status"] != "canceled":
+            sub["status"] = "canceled"
+            sub["canceled_at"] = self.now()
         return sub
 
     def list_subscriptions(self, q: dict[str, Any]) -> list[dict[str, Any]]:
@@ -372,3 +376,43 @@ class State:
         elif not status:
             subs = [s for s in subs if s["status"] != "canceled"]
         return subs
+
+    # --- webhook endpoints ---------------------------------------------------------------
+    def create_webhook_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        events = p.get("enabled_events") or []
+        events = list(events.values()) if isinstance(events, dict) else list(events)
+        if not p.get("url") or not events:
+            raise StripeFailure(400, "Missing required param: url/enabled_events.", code="parameter_missing")
+        endpoint = {
+            "id": new_id("we"),
+            "object": "webhook_endpoint",
+            "url": p["url"],
+            "enabled_events": events,
+            "status": "enabled",
+            "secret": "whsec_" + secrets.token_hex(16),
+            "created": self.now(),
+            "livemode": False,
+        }
+        self.webhook_endpoints[endpoint["id"]] = endpoint
+        return endpoint
+
+    def webhook_endpoint(self, wid: str) -> dict[str, Any]:
+        if wid not in self.webhook_endpoints:
+            raise StripeFailure(404, f"No such webhook endpoint: '{wid}'", code="resource_missing")
+        return self.webhook_endpoints[wid]
+
+    def update_webhook_endpoint(self, wid: str, p: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.webhook_endpoint(wid)
+        if "disabled" in p:
+            endpoint["status"] = "disabled" if str(p["disabled"]).lower() == "true" else "enabled"
+        if "enabled_events" in p:
+            events = p["enabled_events"]
+            endpoint["enabled_events"] = list(events.values()) if isinstance(events, dict) else list(events)
+        if "url" in p:
+            endpoint["url"] = p["url"]
+        return endpoint
+
+    def delete_webhook_endpoint(self, wid: str) -> dict[str, Any]:
+        self.webhook_endpoint(wid)
+        del self.webhook_endpoints[wid]
+        return {"id": wid, "object": "webhook_endpoint", "deleted": True}

@@ -104,6 +104,26 @@ class DynamoAccounts(AccountStore, CatalogStore):
         )
 
     @guarded
+    def claim_org(self, org_id: str, holder: str, now: int, until: int) -> bool:
+        return self._update(
+            org_id, "SET lease_holder = :h, lease_until = :u",
+            "attribute_not_exists(lease_until) OR lease_until <= :now OR lease_holder = :h",
+            {":h": holder, ":u": until, ":now": now},
+        )
+
+    @guarded
+    def release_org(self, org_id: str, holder: str) -> None:
+        # A lease taken over after expiry is the new holder's: the condition leaves it alone.
+        self._update(org_id, "REMOVE lease_holder, lease_until", "lease_holder = :h", {":h": holder})
+
+    @guarded
+    def detach_subscription(self, org_id: str, subscription_id: str, now: int) -> bool:
+        return self._update(
+            org_id, "SET updated_at = :now REMOVE subscription_id, subscription_item_ids",
+            "subscription_id = :sid", {":sid": subscription_id, ":now": now},
+        )
+
+    @guarded
     def record_credit(self, org_id: str, txn_id: str, now: int) -> bool:
         return self._update(
             org_id, "SET credit_txn_id = :t, updated_at = :now",

@@ -46,3 +46,12 @@ def test_a_cancelled_transaction_still_rolls_back_under_the_one_backup_patch() -
         b = client.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"S": "1"}})["Item"]
         assert "v" not in b, "an update made in place is rolled back too"
         assert accountant.units[f"TransactWriteItems {table}"] == 2 * (3 + 2 + 3 + 2)
+
+
+def test_the_moto_patch_is_scoped_to_the_bench_and_restored() -> None:
+    import moto.dynamodb.models as models
+
+    original = models.DynamoDBBackend.transact_write_items
+    with moto_store([]):
+        assert models.DynamoDBBackend.transact_write_items is not original
+    assert models.DynamoDBBackend.transact_write_items is original, "later tests must run on moto's own code"

@@ -58,10 +58,13 @@ def test_packaged_template_is_deployable_and_lints(packaged: dict[str, Any]) -> 
     resources = packaged["template"]["Resources"]
     types = {r["Type"] for r in resources.values()}
     assert {"AWS::Serverless::Function", "AWS::DynamoDB::Table", "AWS::S3::Bucket"} <= types
-    schedule = [
-        r for r in resources.values() if r["Type"] == "AWS::Events::Rule" or "Events" in r.get("Properties", {})
+    schedules = [
+        (name, event["Properties"].get("Schedule"))
+        for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+        for event in (r["Properties"].get("Events") or {}).values() if event.get("Type") == "Schedule"
     ]
-    assert schedule, "the 15-minute rollup schedule is in the package"
+    assert [s for _, s in schedules] == ["rate(15 minutes)"], schedules
+    assert "rollup" in schedules[0][0].lower(), "the schedule belongs to the rollup function"
 
 
 def test_packaged_functions_carry_stage_flags_not_secrets(packaged: dict[str, Any]) -> None:

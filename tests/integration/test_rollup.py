@@ -57,18 +57,21 @@ def test_shadow_roll_writes_rows_and_sends_nothing(
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, 4096)[:179] + hour_of_ticks("u", "uni", T0, 8192, 90))
-    send_ticks(svc, [tick("odd", "leg", iso(T0 + 3600), memory_mb=2048)])  # no such tier
+    # No tier for 2048 MB: a legacy org's is unbilled and reported; a unified org's is billed as GB-seconds.
+    send_ticks(svc, [tick("odd", "leg", iso(T0 + 3600), memory_mb=2048),
+                     tick("odd-u", "uni", iso(T0 + 3600), memory_mb=2048)])
     clock.set(T0 + H + 600)
     result = run_rollup(svc, "test").body()
-    assert result["shadow"] is True and result["send"] is None
+    assert result["ok"] is True and result["shadow"] is True and result["send"] is None
     assert result["roll"]["buckets"] == [T0]
-    assert result["roll"]["unknownTiers"] == [
-        {"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "bucket_start": T0}
+    assert result["roll"]["unbilled"] == [
+        {"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "gb_seconds": "40.000000", "bucket_start": T0}
     ]
     got = rows(svc)
     assert {r.id: (r.value, r.state) for r in got.values()} == {
         f"leg:{T0}:sandbox_compute_sandbox_4gb": (Decimal("3580"), "shadow"),
-        f"uni:{T0}:sandbox_compute_sandbox_overage": (Decimal("14400"), "shadow"),  # 1800 s x 8 GB
+        # 1800 s x 8 GB + 20 s x 2 GB
+        f"uni:{T0}:sandbox_compute_sandbox_overage": (Decimal("14440"), "shadow"),
     }
     assert fake.calls == 0
 
@@ -433,3 +436,44 @@ def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, o
     away = Services(load_settings(BASE_ENV | {"HOME_REGION": "false"}), svc.store, svc.archive, svc.clock)
     assert "home region" in run_rollup(away, "test").body()["skipped"]
     assert svc.store.bucket_state(T0) is None
+
+
+def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
+    from chalicelib.parity import Window, usage_parity
+
+    body = usage_parity(svc.store, svc.settings, Window(start, end), svc.now())
+    return {o["org_id"]: o["gb_seconds"] for o in body["orgs"]}
+
+
+def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_after_the_sweep(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("u", "uni", T0, 2048, n=30))  # on time: 30 x 20 s x 2 GB
+    clock.set(T0 + H + 900)
+    run_rollup(svc, "test")  # the hour is settled and rolled without "leg"
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=180))  # a cell's whole hour, delivered late
+    expected = {"leg": 3600.0, "uni": 1200.0}
+    assert parity_of(svc, T0, T0 + H) == expected, "before any sweep"
+    run_rollup(svc, "test")  # sweeps and bills the stragglers; the signal is not yet settled
+    assert parity_of(svc, T0, T0 + H) == expected, "after the sweep"
+    clock.set(T0 + H + 1800)
+    run_rollup(svc, "test")  # a later sweep marks the signal swept: the cheap path is back
+    signal = svc.store.late_signal()
+    assert signal.swept_version == signal.version
+    assert parity_of(svc, T0, T0 + H) == expected, "from the aggregates, stragglers folded in"
+
+
+def test_parity_of_a_mixed_partial_window_counts_late_and_on_time_samples(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("a", "leg", T0, 1024, n=90))  # [T0, T0+1800) on time
+    clock.set(T0 + 2 * H + 900)
+    run_rollup(svc, "test")
+    send_ticks(svc, [tick(f"b{i}", "leg", iso(T0 + 1800 + 20 * (i + 1))) for i in range(90)])  # late
+    send_ticks(svc, hour_of_ticks("c", "leg", T0 + H, 1024, n=45))  # next hour, late too
+    # [T0 + 900, T0 + H + 450): 45 + 90 on-time/late ticks of the first hour, 22.5 ticks of the second.
+    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}
+    run_rollup(svc, "test")
+    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}

@@ -10,7 +10,7 @@ import pytest
 import stripe
 
 from chalicelib.pricing import TIERS
-from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway
+from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, classify
 
 pytestmark = pytest.mark.stripe_live
 
@@ -37,7 +37,7 @@ def test_meter_event_send_and_duplicate_in_test_mode() -> None:
     # A retry with the same idempotency key replays; a new key with the same identifier is Stripe's duplicate.
     assert gateway.send_meter_event(event).outcome is Outcome.SENT
     again = stripe.StripeClient(os.environ["STRIPE_TEST_API_KEY"], max_network_retries=0)
-    try:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
         again.v1.billing.meter_events.create(
             {
                 "event_name": meter_name,
@@ -46,7 +46,4 @@ def test_meter_event_send_and_duplicate_in_test_mode() -> None:
                 "payload": {"stripe_customer_id": customer, "value": "1.5"},
             }
         )
-    except stripe.InvalidRequestError as exc:
-        from chalicelib.stripe_gateway import classify
-
-        assert classify(exc).outcome is Outcome.DUPLICATE
+    assert classify(caught.value).outcome is Outcome.DUPLICATE

@@ -197,11 +197,29 @@ def test_faults(emu: EmulatorServer, sc: stripe.StripeClient, cus: str) -> None:
     assert read(emu, "totals")["events"] == 2  # f1 and the dropped-but-accepted f2
 
 
-def test_client_retries_recover_from_one_500(emu: EmulatorServer, cus: str) -> None:
+def test_a_500_is_kept_under_its_key_and_replayed_as_stripe_does(emu: EmulatorServer, cus: str) -> None:
     retrying = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emu.url}, max_network_retries=2)
     control(emu, "faults", [{"path": "/v1/billing/meter_events", "kind": "status", "status": 500}])
-    assert send(retrying, cus, "r1").identifier == "r1"
-    assert read(emu, "requests")["requests"]["POST /v1/billing/meter_events"] == 2
+    with pytest.raises(stripe.APIError) as caught:
+        send(retrying, cus, "r1")
+    # stripe-python retried twice with the same key: both answered with the stored 500, marked replayed.
+    assert caught.value.http_status == 500
+    assert (caught.value.headers or {}).get("idempotent-replayed") == "true"
+    assert read(emu, "requests")["requests"]["POST /v1/billing/meter_events"] == 3
+    assert read(emu, "totals")["events"] == 0
+
+
+def test_the_gateway_gets_past_a_stored_500_with_a_fresh_key(emu: EmulatorServer, cus: str) -> None:
+    from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway
+
+    client = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emu.url}, max_network_retries=0)
+    gateway = StripeClientGateway(client)
+    control(emu, "faults", [{"path": "/v1/billing/meter_events", "kind": "status", "status": 500}])
+    event = MeterEvent("m_1gb", "r2", cus, "2.000000", NOW - 60)
+    assert gateway.send_meter_event(event).outcome is Outcome.RETRY, "the first 500 is a plain retry"
+    assert gateway.send_meter_event(event).outcome is Outcome.SENT, "its replay is answered by a fresh key"
+    assert gateway.send_meter_event(event).outcome is Outcome.DUPLICATE, "and the identifier still dedupes"
+    assert read(emu, "totals")["events"] == 1
 
 
 def test_missing_api_key_is_401(emu: EmulatorServer) -> None:
@@ -217,3 +235,16 @@ def test_reset_clears_everything(emu: EmulatorServer, sc: stripe.StripeClient, c
     send(sc, cus, "z")
     control(emu, "reset", {})
     assert read(emu, "totals") == {"totals": {}, "events": 0} and sc.v1.billing.meters.list().data == []
+
+
+def test_webhook_endpoints_created_listed_disabled_deleted(sc: stripe.StripeClient) -> None:
+    events = ["checkout.session.completed", "customer.subscription.deleted"]
+    made = sc.v1.webhook_endpoints.create({"url": "https://edge/api/webhooks/stripe", "enabled_events": events})
+    assert made.status == "enabled" and made.secret.startswith("whsec_")
+    [listed] = sc.v1.webhook_endpoints.list().data
+    assert listed.id == made.id and list(listed.enabled_events) == events
+    assert sc.v1.webhook_endpoints.update(made.id, {"disabled": True}).status == "disabled"
+    sc.v1.webhook_endpoints.delete(made.id)
+    assert sc.v1.webhook_endpoints.list().data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        sc.v1.webhook_endpoints.create({"url": "https://x"})

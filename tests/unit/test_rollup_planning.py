@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.aggregates import aggregate
+from chalicelib.money import exact
 from chalicelib.orgs import Org
 from chalicelib.pricing import OVERAGE_METER, TIERS
 from chalicelib.rollup import (
@@ -38,11 +39,20 @@ def test_legacy_bills_every_known_second_and_reports_the_rest(by_mb: dict[int, D
 
 
 @given(st.dictionaries(sizes, seconds, max_size=9))
-def test_unified_bills_gb_seconds_on_overage(by_mb: dict[int, Decimal]) -> None:
+def test_unified_bills_gb_seconds_of_every_size_on_overage(by_mb: dict[int, Decimal]) -> None:
     mv = meter_values(by_mb, "unified")
-    expected = sum((Decimal(mb) * s / 1024 for mb, s in by_mb.items() if mb in TIERS), Decimal(0))
+    # Every size, with or without a tier (512 and 2048 MB included): the overage meter is flat per GB-second.
+    expected = exact(sum((Decimal(mb) * s / 1024 for mb, s in by_mb.items()), Decimal(0)))
     assert set(mv.values) <= {OVERAGE_METER}
-    assert abs(mv.values.get(OVERAGE_METER, Decimal(0)) - expected) <= Decimal("0.000001")
+    assert mv.values.get(OVERAGE_METER, Decimal(0)) == expected
+    # Only size 0 (workers too old to send memory_mb) cannot be billed, and it is reported.
+    assert set(mv.unknown) == ({0} if 0 in by_mb else set())
+
+
+def test_unified_2048_mb_is_billed_and_legacy_2048_mb_is_reported() -> None:
+    assert meter_values({2048: Decimal(30)}, "unified").values == {OVERAGE_METER: Decimal("60.000000")}
+    legacy = meter_values({2048: Decimal(30)}, "legacy")
+    assert legacy.values == {} and legacy.unknown == {2048: Decimal(30)}
 
 
 def test_plan_bucket_states_follow_shadow_and_bill_from() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -11,13 +12,14 @@ import stripe
 
 from chalicelib.catalog import ensure_products
 from chalicelib.orgs import Org
-from chalicelib.provisioning import UPGRADE_CREDIT_CENTS
+from chalicelib.provisioning import UPGRADE_CREDIT_CENTS, ProvisioningConflict
 from chalicelib.services import Services, services
 from chalicelib.store.dynamodb_accounts import DynamoAccounts
 from chalicelib.stripe_gateway import StripeAccountsGateway
 from chalicelib.webhook import handle_event
 from sim.api import stripe_signature
-from tests.conftest import BASE_ENV
+from stripe_emulator.server import Fault
+from tests.conftest import BASE_ENV, PREFIX
 
 WHSEC = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
 
@@ -137,8 +139,8 @@ def test_crash_between_subscription_creation_and_storing_it(
     gateway = svc.accounts_gateway()
     prices = [e.price_id for e in svc.accounts().catalog()]
     # The first delivery created the subscription and the credit, then the Lambda died before storing.
-    made = gateway.create_subscription(customer, "org1", prices, idempotency_key="sub-create-org1-cs_1")
-    gateway.create_credit(customer, "org1", -UPGRADE_CREDIT_CENTS, idempotency_key="upgrade-credit-org1")
+    made = gateway.create_subscription(customer, "org1", prices, 1000, idempotency_key="sub-create-org1-cs_1")
+    gateway.create_credit(customer, "org1", -UPGRADE_CREDIT_CENTS, "upgrade-credit-org1", "upgrade-credit-org1-x")
     # ... and Stripe retried after the 24 h idempotency window: keys no longer replay.
     emulator.app.idempotency.clear()
     res = deliver(client, checkout(customer, "org1"))
@@ -149,19 +151,43 @@ def test_crash_between_subscription_creation_and_storing_it(
     assert org is not None and org.plan == "pro" and org.subscription_id == made.subscription_id
 
 
+RACE_REPEAT = int(os.environ.get("RACE_REPEAT", "3"))
+
+
+class SerializedClient:
+    """moto checks a condition and then writes, unlocked: two threads can both pass one condition,
+    which real DynamoDB never allows. One lock around each call makes every request atomic again."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._lock = client, threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("round_", range(RACE_REPEAT))
 def test_concurrent_deliveries_converge_on_one_subscription_and_one_credit(
-    svc: Services, emulator: Any, customer: str, catalog: int
+    svc: Services, emulator: Any, customer: str, catalog: int, dynamodb: Any, round_: int
 ) -> None:
-    emulator.app.latency_ms = 50  # widen the race window
-    accounts, gateway = svc.accounts(), svc.accounts_gateway()
-    events = [checkout(customer, "org1", event_id=f"evt_{i}", session=f"cs_{i % 2}") for i in range(4)]
-    failures: list[BaseException] = []
+    """`RACE_REPEAT=200 make test-race` runs this 200 times (see README)."""
+    emulator.app.latency_ms = 20  # widen the race window
+    accounts, gateway = DynamoAccounts(SerializedClient(dynamodb), PREFIX), svc.accounts_gateway()
+    events = [checkout(customer, "org1", event_id=f"evt_{i}", session=f"cs_{i % 2}", created=1000 + i % 2)
+              for i in range(4)]
+    answered: list[str] = []
 
     def run(event: dict[str, Any]) -> None:
         try:
             handle_event(event, accounts, gateway, svc.now())
-        except Exception as exc:
-            failures.append(exc)
+            answered.append(event["id"])
+        except ProvisioningConflict:
+            pass  # 409: another delivery holds the org; Stripe retries
 
     threads = [threading.Thread(target=run, args=(e,)) for e in events]
     for t in threads:
@@ -169,12 +195,50 @@ def test_concurrent_deliveries_converge_on_one_subscription_and_one_credit(
     for t in threads:
         t.join()
     emulator.app.latency_ms = 0
+    assert answered, "one delivery at least must have held the lease and provisioned"
     for event in events:  # Stripe retries every delivery that did not get a 2xx
-        handle_event(event, accounts, gateway, svc.now())
-    assert len(subs(emulator, customer)) == 1, failures
+        if event["id"] not in answered:
+            handle_event(event, accounts, gateway, svc.now())
+    assert len(subs(emulator, customer)) == 1, subs(emulator, customer)
     assert len(credits(emulator, customer)) == 1
     org = svc.store.get_org("org1")
     assert org is not None and org.plan == "pro" and org.subscription_id == subs(emulator, customer)[0]["id"]
+
+
+def test_a_stored_server_error_under_the_credit_key_does_not_block_the_upgrade(
+    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+) -> None:
+    # The first attempt's credit call got a 500 that Stripe stores under the key and replays for 24 h.
+    emulator.app.faults.append(Fault(f"/v1/customers/{customer}/balance_transactions", "POST", "status", 1))
+    first = deliver(client, checkout(customer, "org1"))
+    assert first.status_code == 502
+    again = deliver(client, checkout(customer, "org1"))
+    assert again.status_code == 200, again.body
+    assert len(credits(emulator, customer)) == 1 and len(subs(emulator, customer)) == 1
+    assert emulator.app.idempotency["upgrade-credit-org1"].status == 500
+
+
+def test_the_loser_of_a_lease_answers_409_and_creates_nothing(
+    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+) -> None:
+    assert svc.accounts().claim_org("org1", "another-delivery", svc.now(), svc.now() + 60)
+    res = deliver(client, checkout(customer, "org1"))
+    assert res.status_code == 409 and "retry" in res.json_body["error"]
+    assert subs(emulator, customer) == [] and credits(emulator, customer) == []
+
+
+def test_an_unpaid_subscription_is_kept_and_an_orphan_is_cancelled(
+    client: Any, svc: Services, emulator: Any, customer: str, catalog: int, sc: stripe.StripeClient
+) -> None:
+    assert deliver(client, checkout(customer, "org1")).status_code == 200
+    (sub,) = subs(emulator, customer)
+    sub["status"] = "unpaid"
+    orphan = svc.accounts_gateway().create_subscription(
+        customer, "org1", [e.price_id for e in svc.accounts().catalog()], 1000, "sub-create-dead-lambda")
+    res = deliver(client, checkout(customer, "org1", event_id="evt_checkout_2", session="cs_2"))
+    assert res.status_code == 200 and res.json_body["subscription"] == sub["id"]
+    assert res.json_body["cancelled"] == [orphan.subscription_id]
+    assert [s["id"] for s in subs(emulator, customer)] == [sub["id"]]
 
 
 def test_empty_catalog_answers_5xx_then_recovers_once_published(
@@ -202,17 +266,39 @@ def test_downgrade_marks_free(client: Any, svc: Services, customer: str, catalog
     assert org is not None and org.plan == "free" and org.subscription_id is None
 
 
-def test_late_created_event_does_not_undo_a_newer_deletion(client: Any, svc: Services, customer: str) -> None:
-    svc.store.put_org(Org("org1", plan="pro", subscription_id="sub_a"))
-    assert deliver(client, sub_event("deleted", customer, "sub_a", created=2000)).json_body["applied"] is True
-    late = deliver(client, sub_event("created", customer, "sub_a", created=1500))
+def test_late_created_event_does_not_undo_a_newer_deletion(
+    client: Any, svc: Services, customer: str, catalog: int, emulator: Any
+) -> None:
+    assert deliver(client, checkout(customer, "org1", created=1000)).status_code == 200
+    org = svc.store.get_org("org1")
+    assert org is not None and org.subscription_id
+    first = org.subscription_id
+    svc.accounts_gateway().cancel_subscription(first)
+    assert deliver(client, sub_event("deleted", customer, first, created=2000)).json_body["applied"] is True
+    late = deliver(client, sub_event("created", customer, first, created=1500))
     assert late.status_code == 200 and late.json_body["applied"] is False
     org = svc.store.get_org("org1")
     assert org is not None and org.plan == "free"
-    # A genuinely newer upgrade still applies.
-    assert deliver(client, sub_event("created", customer, "sub_b", created=2500)).json_body["applied"] is True
+    # A genuinely newer upgrade still applies, and its own `created` event is the attached one.
+    newer = checkout(customer, "org1", event_id="evt_2", created=2500, session="cs_2")
+    assert deliver(client, newer).status_code == 200
     org = svc.store.get_org("org1")
-    assert org is not None and org.plan == "pro"
+    assert org is not None and org.plan == "pro" and org.subscription_id not in (None, first)
+    again = deliver(client, sub_event("created", customer, org.subscription_id, created=2501))
+    assert again.json_body["applied"] is True
+    assert len(subs(emulator, customer)) == 1
+
+
+def test_created_event_for_a_subscription_that_is_not_attached_marks_nothing(
+    client: Any, svc: Services, customer: str, catalog: int, emulator: Any
+) -> None:
+    svc.store.put_org(Org("org1", plan="free", stripe_customer_id=customer))
+    stray = svc.accounts_gateway().create_subscription(
+        customer, "org1", [e.price_id for e in svc.accounts().catalog()], 3000, "stray")
+    res = deliver(client, sub_event("created", customer, stray.subscription_id, created=3001))
+    assert res.status_code == 200 and res.json_body["applied"] is False
+    org = svc.store.get_org("org1")
+    assert org is not None and org.plan == "free"
 
 
 def test_deleting_a_subscription_that_is_not_the_orgs_does_not_mark_free(
