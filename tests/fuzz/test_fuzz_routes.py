@@ -333,7 +333,8 @@ def test_health_answers_whatever_the_query_and_headers(client: Any, flaky: Flaky
     assert res.json_body["ok"] is True
 
 
-ROUTES = ["/ingest", "/run", "/health", "/webhooks/stripe", POLICY, PARITY, "/internal/orgs/org-a"]
+ROUTES = ["/ingest", "/run", "/health", "/webhooks/stripe", POLICY, PARITY, "/internal/orgs/org-a",
+          "/internal/parity-reports", "/internal/cells", "/internal/cells/cell-a"]
 
 
 @given(path=st.sampled_from(ROUTES), method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
