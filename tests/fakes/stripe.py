@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 
-from chalicelib.stripe_gateway import MeterEvent, Outcome, SendResult, StripeGateway
+from chalicelib.adapters.stripe_gateway import MeterEvent, Outcome, SendResult, StripeGateway
 
 
 class FakeStripe(StripeGateway):

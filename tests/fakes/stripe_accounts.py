@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.provisioning import AccountGateway, Subscription
+from chalicelib.services.provisioning import AccountGateway, Subscription
 
 IDEMPOTENCY_TTL = 86400
 

@@ -19,14 +19,14 @@ import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.catalog import ensure_products
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.orgs import Org
-from chalicelib.samples import Sample, shard_of
-from chalicelib.services import Services
-from chalicelib.store.base import QuarantineItem, StoreUnavailable
-from chalicelib.store.dynamodb import DynamoStore, sample_pk
-from chalicelib.stripe_gateway import StripeAccountsGateway
+from chalicelib.adapters.dynamodb.store import DynamoStore, sample_pk
+from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.hmac_auth import sign_body, sign_get
+from chalicelib.core.orgs import Org
+from chalicelib.core.samples import Sample, shard_of
+from chalicelib.ports import QuarantineItem, StoreUnavailable
+from chalicelib.services.catalog import ensure_products
 from sim.api import stripe_signature
 from tests.conftest import BASE_ENV, SECRET, T0, iso, tick
 from tests.fuzz.conftest import answered, fuzz, header_values, json_values, mostly, nasty_text, raw_bodies

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import stripe
 
-from chalicelib.pricing import TIERS
-from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, classify
+from chalicelib.adapters.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, classify
+from chalicelib.core.pricing import TIERS
 
 pytestmark = pytest.mark.stripe_live
 

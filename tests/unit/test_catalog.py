@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chalicelib.catalog import (
+from chalicelib.core.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
+from chalicelib.services.catalog import (
     CatalogEntry,
     StripeCatalog,
     StripePrice,
@@ -10,7 +11,6 @@ from chalicelib.catalog import (
     plan_catalog,
     price_specs,
 )
-from chalicelib.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
 
 EMPTY = StripeCatalog(meters={}, product_exists=False, prices={})
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.aggregates import aggregate
-from chalicelib.money import exact
-from chalicelib.orgs import Org
-from chalicelib.pricing import OVERAGE_METER, TIERS
-from chalicelib.rollup import (
+from chalicelib.core.money import exact
+from chalicelib.core.orgs import Org
+from chalicelib.core.pricing import OVERAGE_METER, TIERS
+from chalicelib.ports import LateSignal, OrgAggregate, StoredSample
+from chalicelib.services.rollup import (
     LATE_CHUNK,
     after_sweep,
     buckets_to_roll,
@@ -20,8 +20,8 @@ from chalicelib.rollup import (
     plan_bucket,
     plan_late,
 )
+from chalicelib.services.settlement import aggregate
 from chalicelib.settings import load_settings
-from chalicelib.store.base import LateSignal, OrgAggregate, StoredSample
 
 SHADOW = load_settings({})
 LIVE = load_settings({"SHADOW": "false", "BILL_FROM": "7200"})
