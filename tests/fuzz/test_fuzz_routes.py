@@ -186,7 +186,8 @@ def test_ingest_unsigned_is_refused_and_changes_nothing(client: Any, flaky: Flak
 # No "/?#%" (they change the path itself) and no tab/CR/LF (urlparse drops them, so chalice's local
 # router finds no route and raises: API Gateway would answer such a path itself).
 org_ids = st.one_of(st.sampled_from(["org-a", "org\u0000", "o" * 2049, "é", "\u2028", "a b", "1e309"]),
-                    st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%\t\r\n")))
+                    # Characters a raw URL path cannot carry as-is (chalice's test client also cuts at ';').
+                    st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%;\t\r\n")))
 _loose_org_body = st.fixed_dictionaries(
     {"billing_mode": st.one_of(st.sampled_from(["legacy", "unified"]), json_values)},
     optional={"plan": st.one_of(st.sampled_from(["pro", "free"]), json_values),
