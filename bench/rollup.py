@@ -34,17 +34,18 @@ from bench.capacity import Accountant
 from bench.harness import T0, Workload, moto_store, report, settings
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.store import DynamoStore, stored_sample
-from chalicelib.adapters.s3_archive import Archive
 from chalicelib.adapters.stripe_gateway import StripeClientGateway
 from chalicelib.bootstrap import Services
+from chalicelib.core.aggregation import aggregate
+from chalicelib.core.metering import meter_values
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, first_identifier
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
-from chalicelib.ports import BillingStore, StoredSample
+from chalicelib.core.samples import StoredSample
+from chalicelib.ports import Archive, BillingStore
 from chalicelib.services.ingest import ingest_batch
-from chalicelib.services.rollup import meter_values, run_rollup
+from chalicelib.services.rollup import run_rollup
 from chalicelib.services.sender import send_pending
-from chalicelib.services.settlement import aggregate
 from stripe_emulator import start_in_thread
 
 H = 3600

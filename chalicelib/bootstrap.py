@@ -12,13 +12,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.adapters.clock import Clock, SystemClock
+from chalicelib.adapters.clock import SystemClock
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.s3_archive import Archive, S3Archive
-from chalicelib.adapters.stripe_gateway import StripeAccountsGateway, StripeClientGateway, StripeGateway, make_client
-from chalicelib.core.cell_reports import CellStore
-from chalicelib.ports import BillingStore
+from chalicelib.adapters.s3_archive import S3Archive
+from chalicelib.adapters.stripe_gateway import StripeAccountsGateway, StripeClientGateway, make_client
+from chalicelib.ports import Archive, BillingStore, CellStore, Clock, MeterEventGateway
 from chalicelib.settings import Settings, current_settings
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
@@ -36,11 +35,11 @@ class Services:
     def now(self) -> int:
         return self.clock.now()
 
-    def stripe_gateway(self) -> StripeGateway:
+    def stripe_gateway(self) -> MeterEventGateway:
         """Built on first use: routes that never touch Stripe need no Stripe key."""
         if "stripe" not in self.extras:
             self.extras["stripe"] = StripeClientGateway(make_client(self.settings))
-        gateway: StripeGateway = self.extras["stripe"]
+        gateway: MeterEventGateway = self.extras["stripe"]
         return gateway
 
     def accounts_gateway(self) -> StripeAccountsGateway:

@@ -6,17 +6,11 @@ import gzip
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.observability import logger
-
-
-class Archive(Protocol):
-    def put_batch(self, cell_id: str, received_at: int, body: bytes) -> str | None: ...
-
-    def batches(self, cell_id: str | None, day: str) -> Iterator[tuple[str, bytes]]: ...
 
 
 def batch_key(cell_id: str, received_at: int, body: bytes) -> str:

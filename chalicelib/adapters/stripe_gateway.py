@@ -9,50 +9,29 @@ at the emulator for local work.
 from __future__ import annotations
 
 import uuid
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import stripe
 
+from chalicelib.core.catalog import PriceSpec, StripeCatalog, StripePrice
 from chalicelib.core.cutover import WebhookEndpoint
+from chalicelib.core.meter_events import CancelResult, MeterEvent, Outcome, SendResult
 from chalicelib.core.pricing import CURRENCY
-from chalicelib.services.catalog import CatalogGateway, PriceSpec, StripeCatalog, StripePrice
-from chalicelib.services.provisioning import AccountGateway, Subscription
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountGateway, CatalogGateway, MeterEventGateway
 from chalicelib.settings import Settings
 
+# Stripe's answer to an identifier it has seen: the event was delivered earlier (a lost answer, a crash).
 DUPLICATE_MESSAGE = "An event already exists with identifier"
 
 
-class Outcome(StrEnum):
-    SENT = "sent"
-    # Stripe has this identifier already: the event was delivered earlier (a lost answer, a crash).
-    DUPLICATE = "duplicate"
-    RETRY = "retry"
-    RATE_LIMITED = "rate_limited"
-    REJECTED = "rejected"
 
 
-@dataclass(frozen=True)
-class SendResult:
-    outcome: Outcome
-    detail: str = ""
-    retry_after: float | None = None
 
 
-@dataclass(frozen=True)
-class MeterEvent:
-    event_name: str
-    identifier: str
-    customer: str
-    value: str
-    timestamp: int
 
 
-class StripeGateway(ABC):
-    @abstractmethod
-    def send_meter_event(self, event: MeterEvent) -> SendResult: ...
+
 
 
 def make_client(settings: Settings) -> stripe.StripeClient:
@@ -90,7 +69,7 @@ def classify(exc: stripe.StripeError) -> SendResult:
     return SendResult(Outcome.REJECTED, message)
 
 
-class StripeClientGateway(StripeGateway):
+class StripeClientGateway(MeterEventGateway):
     def __init__(self, client: stripe.StripeClient) -> None:
         self.client = client
 
@@ -279,10 +258,6 @@ def _replayed_server_error(exc: stripe.StripeError) -> bool:
     return (exc.http_status or 0) >= 500 and replayed == "true"
 
 
-@dataclass(frozen=True)
-class CancelResult:
-    ok: bool
-    detail: str = ""
 
 
 class StripeCutoverGateway:

@@ -8,7 +8,6 @@ soak was clean and whether the cells have drained and stood down.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -64,18 +63,3 @@ def drift_exceeds(report: ParityReport) -> list[OrgParity]:
     return [o for o in report.orgs if o.drift is not None and abs(o.drift) > report.tolerance]
 
 
-class CellStore(ABC):
-    @abstractmethod
-    def put_parity_report(self, report: ParityReport) -> bool:
-        """Store (or replace) the report of (cell, window); False if a newer-signed one is stored."""
-
-    @abstractmethod
-    def parity_reports(self, cell_id: str, window_from: int, window_to: int) -> list[ParityReport]:
-        """Reports of a cell whose window starts in [window_from, window_to), oldest first."""
-
-    @abstractmethod
-    def put_cell_status(self, status: CellStatus) -> bool:
-        """Store a cell's status; False if a newer-signed status is stored."""
-
-    @abstractmethod
-    def cell_statuses(self) -> list[CellStatus]: ...

@@ -81,3 +81,17 @@ def late_cutoff(now: int, width: int, grace: int, margin: int) -> int:
     lands before the read, so only buckets past that point need the late path.
     """
     return now + margin - grace - width + 1
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    """A sample as the rollup reads it back (only what aggregation needs)."""
+
+    event_id: str
+    org_id: str
+    memory_mb: int
+    bucket_start: int
+    start: Decimal
+    end: Decimal
+    seconds: Decimal
+    late: bool

@@ -187,7 +187,8 @@ def ensure_products_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON only"),
 ) -> None:
     """Find or create Stripe meters, product and prices, then publish the edge's price catalog."""
-    from chalicelib.services.catalog import EmptyCatalog, ensure_products
+    from chalicelib.core.catalog import EmptyCatalog
+    from chalicelib.services.products import ensure_products
 
     svc = services()
     try:

@@ -9,28 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from chalicelib.adapters.stripe_gateway import CancelResult
 from chalicelib.bootstrap import Services
 from chalicelib.core import cutover as core
+from chalicelib.core.catalog import price_specs
 from chalicelib.core.cell_reports import CellStatus
-from chalicelib.core.cutover import Check, StageFlags, WebhookEndpoint
+from chalicelib.core.cutover import Check, StageFlags
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.services.catalog import price_specs
-
-
-class CutoverStripe(Protocol):
-    def webhook_endpoints(self) -> list[WebhookEndpoint]: ...
-
-    def cancel_meter_event(self, event_name: str, identifier: str) -> CancelResult: ...
-
-
-class SeamReader(Protocol):
-    def bucket_rows(self, bucket_starts: list[int]) -> list[OutboxRow]: ...
-
-    def org_cells(self, bucket_start: int, org_ids: set[str]) -> dict[tuple[str, int], frozenset[str]]: ...
+from chalicelib.ports import CutoverStripe, SeamReader
 
 
 @dataclass

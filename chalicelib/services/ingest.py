@@ -15,9 +15,10 @@ from typing import Any
 from chalicelib.core.envelopes import Rejected, Tick, TickEnvelope, UsageTick, validate_batch
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import legacy_meter
+from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, late_cutoff, samples_from_tick
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, QuarantineItem, StoreUnavailable
+from chalicelib.ports import BillingStore, StoreUnavailable
 from chalicelib.settings import Settings
 
 UNKNOWN_ORG = "unknown_org"

@@ -26,122 +26,36 @@ the checkout) is superseded: acknowledged, and only reconciled.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from chalicelib.core.orgs import Org, Plan
+from chalicelib.core.catalog import CatalogEntry, EmptyCatalog
+from chalicelib.core.orgs import Org
+from chalicelib.core.subscriptions import (
+    UPGRADE_CREDIT_CENTS,
+    Checkout,
+    Subscription,
+    downgrade_cutoff,
+    keeper,
+    to_cancel,
+)
 from chalicelib.observability import logger
-from chalicelib.services.catalog import CatalogEntry, EmptyCatalog
+from chalicelib.ports import AccountGateway, AccountStore
 
-UPGRADE_CREDIT_CENTS = 3000
-# Stripe's statuses that bill or can come back to billing; only these two are over for good.
-ENDED_STATUSES = frozenset({"canceled", "incomplete_expired"})
 # Longer than the API Lambda's timeout (30 s, .chalice/config.json): once a lease has expired its
 # holder is certainly dead, and a delivery stuck behind it waits at most this long.
 LEASE_SECONDS = 120
 
 
-@dataclass(frozen=True)
-class Subscription:
-    subscription_id: str
-    item_ids: tuple[str, ...]
-    status: str
-    org_id: str | None = None
-    # `created` of the checkout that made it (metadata), else Stripe's own `created`.
-    checkout_created: int = 0
-    canceled_at: int | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.status not in ENDED_STATUSES
 
 
-@dataclass(frozen=True)
-class Checkout:
-    org_id: str
-    customer: str
-    session_id: str
-    created: int
 
 
 class ProvisioningConflict(Exception):
     """Another delivery holds the org, or stored a subscription first; Stripe's retry reconciles."""
 
 
-class AccountGateway(ABC):
-    """What provisioning needs from Stripe (implemented by the stripe-python adapter)."""
-
-    @abstractmethod
-    def subscription(self, subscription_id: str) -> Subscription | None: ...
-
-    @abstractmethod
-    def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
-        """Every live subscription of `customer` tagged with `org_id`, from List (read-after-write)."""
-
-    @abstractmethod
-    def create_subscription(
-        self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
-    ) -> Subscription: ...
-
-    @abstractmethod
-    def cancel_subscription(self, subscription_id: str) -> None: ...
-
-    @abstractmethod
-    def find_credit(self, customer: str, org_id: str) -> str | None: ...
-
-    @abstractmethod
-    def create_credit(
-        self, customer: str, org_id: str, amount_cents: int, idempotency_key: str, fallback_key: str
-    ) -> str:
-        """Create under `idempotency_key`; if Stripe replays a server error stored under it, once more
-        under `fallback_key` (the caller has just listed: no credit exists)."""
 
 
-class AccountStore(ABC):
-    """The org-side state provisioning and the webhook change, each change a conditional write."""
-
-    @abstractmethod
-    def catalog(self) -> list[CatalogEntry]: ...
-
-    @abstractmethod
-    def get_org(self, org_id: str) -> Org | None: ...
-
-    @abstractmethod
-    def org_by_customer(self, customer: str) -> Org | None: ...
-
-    @abstractmethod
-    def claim_org(self, org_id: str, holder: str, now: int, until: int) -> bool:
-        """Take the org's provisioning lease unless another holder's lease is unexpired at `now`."""
-
-    @abstractmethod
-    def release_org(self, org_id: str, holder: str) -> None:
-        """Drop the lease if `holder` still holds it."""
-
-    @abstractmethod
-    def attach_subscription(self, org_id: str, sub: Subscription, previous: str | None, now: int) -> bool:
-        """Store `sub` unless the org already holds a subscription other than `previous` or `sub`."""
-
-    @abstractmethod
-    def detach_subscription(self, org_id: str, subscription_id: str, now: int) -> bool:
-        """Forget the attached subscription if it is still `subscription_id`."""
-
-    @abstractmethod
-    def record_credit(self, org_id: str, txn_id: str, now: int) -> bool:
-        """Record the credit once; False if the org already has one."""
-
-    @abstractmethod
-    def set_plan(
-        self, org_id: str, plan: Plan, changed_at: int, now: int,
-        customer: str | None = None, only_subscription: str | None = None,
-    ) -> bool:
-        """Change the plan unless a newer change (Stripe `created`) is stored, or, with
-        `only_subscription`, unless the org's current subscription is another one."""
-
-    @abstractmethod
-    def event_seen(self, event_id: str) -> bool: ...
-
-    @abstractmethod
-    def remember_event(self, event_id: str, event_type: str, now: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -171,28 +85,10 @@ class Provisioned:
 # --- pure decisions ------------------------------------------------------------------
 
 
-def downgrade_cutoff(org: Org | None, attached: Subscription | None) -> int:
-    """The latest known end of Pro: a stored downgrade, or the attached subscription's cancellation."""
-    cutoff = org.plan_changed_at if org is not None and org.plan == "free" else 0
-    if attached is not None and not attached.live and attached.canceled_at is not None:
-        cutoff = max(cutoff, attached.canceled_at)
-    return cutoff
 
 
-def keeper(attached: Subscription | None, cutoff: int) -> str | None:
-    """The subscription to keep: the attached one, if live and not from a superseded checkout."""
-    if attached is None or not attached.live or attached.checkout_created < cutoff:
-        return None
-    return attached.subscription_id
 
 
-def to_cancel(live: list[Subscription], keep: str | None, cutoff: int) -> list[str]:
-    """With a keeper, every other live one; without, only those of checkouts older than the cutoff
-    (a newer one belongs to a checkout whose retry will adopt it)."""
-    return [
-        s.subscription_id for s in live
-        if s.subscription_id != keep and (keep is not None or s.checkout_created < cutoff)
-    ]
 
 
 # --- orchestration -------------------------------------------------------------------

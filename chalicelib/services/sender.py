@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any
 
-from chalicelib.adapters.clock import Clock
-from chalicelib.adapters.stripe_gateway import MeterEvent, Outcome, StripeGateway
+from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.money import wire
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore
+from chalicelib.ports import BillingStore, Clock, MeterEventGateway
 from chalicelib.settings import STRIPE_BACKDATE_SECONDS, Settings
 
 # Keep clear of Stripe's 35-day edge: a row that would arrive just past it is rejected anyway.
@@ -73,7 +72,7 @@ class Sender:
     def __init__(
         self,
         store: BillingStore,
-        gateway: StripeGateway,
+        gateway: MeterEventGateway,
         clock: Clock,
         run_id: str,
         deadline: float,
@@ -126,7 +125,7 @@ class Sender:
 
 def send_pending(
     store: BillingStore,
-    gateway: StripeGateway,
+    gateway: MeterEventGateway,
     settings: Settings,
     clock: Clock,
     run_id: str,

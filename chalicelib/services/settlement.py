@@ -8,35 +8,11 @@ asking for parity) reads one small partition instead of the samples.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from decimal import Decimal
-
+from chalicelib.core.aggregation import OrgAggregate, aggregate
 from chalicelib.core.buckets import is_closed
-from chalicelib.core.money import exact
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, OrgAggregate, StoredSample
+from chalicelib.ports import BillingStore
 from chalicelib.settings import Settings
-
-
-def aggregate(bucket_start: int, samples: Iterable[StoredSample], include_late: bool = False) -> list[OrgAggregate]:
-    """Sum seconds per (org, memory size). Late samples are left to the late path unless asked."""
-    seconds: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    counts: dict[str, int] = defaultdict(int)
-    for s in samples:
-        if s.late and not include_late:
-            continue
-        seconds[s.org_id][s.memory_mb] += s.seconds
-        counts[s.org_id] += 1
-    return [
-        OrgAggregate(
-            org_id=org,
-            bucket_start=bucket_start,
-            seconds_by_memory={mb: exact(v) for mb, v in sorted(by_mb.items())},
-            samples=counts[org],
-        )
-        for org, by_mb in sorted(seconds.items())
-    ]
 
 
 def settle(store: BillingStore, settings: Settings, bucket_start: int, now: int) -> list[OrgAggregate] | None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.core.limits import MAX_ID_LENGTH, is_printable_id
+from chalicelib.core.subscriptions import Checkout
 from chalicelib.observability import logger
-from chalicelib.services.provisioning import AccountGateway, AccountStore, Checkout, Provisioning
+from chalicelib.ports import AccountGateway, AccountStore
+from chalicelib.services.provisioning import Provisioning
 
 CHECKOUT_COMPLETED = "checkout.session.completed"
 SUBSCRIPTION_CREATED = "customer.subscription.created"

@@ -24,9 +24,10 @@ from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
 from chalicelib.bootstrap import Services
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.core.orgs import Org
+from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, shard_of
-from chalicelib.ports import QuarantineItem, StoreUnavailable
-from chalicelib.services.catalog import ensure_products
+from chalicelib.ports import StoreUnavailable
+from chalicelib.services.products import ensure_products
 from sim.api import stripe_signature
 from tests.conftest import BASE_ENV, SECRET, T0, iso, tick
 from tests.fuzz.conftest import answered, fuzz, header_values, json_values, mostly, nasty_text, raw_bodies

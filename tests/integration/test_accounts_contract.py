@@ -8,9 +8,10 @@ import pytest
 
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
-from chalicelib.services.catalog import CatalogEntry
-from chalicelib.services.provisioning import AccountStore, Subscription
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountStore
 from tests.conftest import PREFIX
 
 SUB_A = Subscription("sub_a", ("si_1", "si_2"), "active", "org1", 100)

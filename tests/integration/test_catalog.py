@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
 from chalicelib.bootstrap import Services
+from chalicelib.core.catalog import PRODUCT_ID
 from chalicelib.core.pricing import DASHBOARD_PRICE_KEYS, OVERAGE_METER, TIERS
 from chalicelib.entrypoints.cli import app as cli
-from chalicelib.services.catalog import PRODUCT_ID, ensure_products
+from chalicelib.services.products import ensure_products
 
 
 @pytest.fixture

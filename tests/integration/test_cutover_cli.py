@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.stage_config import read_stage, with_flags
-from chalicelib.adapters.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, StripeCutoverGateway
+from chalicelib.adapters.stripe_gateway import StripeClientGateway, StripeCutoverGateway
 from chalicelib.bootstrap import Services
+from chalicelib.core.catalog import CatalogEntry, price_specs
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.core.cutover import REQUIRED_WEBHOOK_EVENTS
+from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.entrypoints.cli import app as cli
-from chalicelib.services.catalog import CatalogEntry, price_specs
 from tests.conftest import PREFIX, T0
 
 H = 3600

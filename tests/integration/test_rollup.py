@@ -388,7 +388,7 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
 def test_rejected_row_is_failed_not_retried_forever(
     svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
-    from chalicelib.adapters.stripe_gateway import Outcome
+    from chalicelib.core.meter_events import Outcome
 
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -400,7 +400,7 @@ def test_rejected_row_is_failed_not_retried_forever(
 
 
 def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
-    from chalicelib.adapters.stripe_gateway import Outcome
+    from chalicelib.core.meter_events import Outcome
 
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))

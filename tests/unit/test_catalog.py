@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.core.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
-from chalicelib.services.catalog import (
+from chalicelib.core.catalog import (
     CatalogEntry,
     StripeCatalog,
     StripePrice,
@@ -11,6 +10,7 @@ from chalicelib.services.catalog import (
     plan_catalog,
     price_specs,
 )
+from chalicelib.core.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
 
 EMPTY = StripeCatalog(meters={}, product_exists=False, prices={})
 

@@ -18,10 +18,11 @@ import pytest
 import stripe
 
 from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
+from chalicelib.core.subscriptions import Subscription
 from chalicelib.ports import StoreUnavailable
-from chalicelib.services.catalog import CatalogEntry
-from chalicelib.services.provisioning import LEASE_SECONDS, Subscription
+from chalicelib.services.provisioning import LEASE_SECONDS
 from chalicelib.services.webhook import handle_event
 from tests.fakes.stripe_accounts import IDEMPOTENCY_TTL, FakeAccountsGateway
 

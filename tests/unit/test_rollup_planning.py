@@ -7,20 +7,13 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chalicelib.core.aggregation import OrgAggregate, aggregate
+from chalicelib.core.late import LateSignal, after_sweep, late_sweep_due
+from chalicelib.core.metering import LATE_CHUNK, buckets_to_roll, meter_values, plan_bucket, plan_late
 from chalicelib.core.money import exact
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
-from chalicelib.ports import LateSignal, OrgAggregate, StoredSample
-from chalicelib.services.rollup import (
-    LATE_CHUNK,
-    after_sweep,
-    buckets_to_roll,
-    late_sweep_due,
-    meter_values,
-    plan_bucket,
-    plan_late,
-)
-from chalicelib.services.settlement import aggregate
+from chalicelib.core.samples import StoredSample
 from chalicelib.settings import load_settings
 
 SHADOW = load_settings({})

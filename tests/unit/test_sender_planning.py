@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from chalicelib.adapters.stripe_gateway import Outcome, classify
+from chalicelib.adapters.stripe_gateway import classify
+from chalicelib.core.meter_events import Outcome
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.services.sender import plan_send

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.adapters.dynamodb.store import conditional_update, from_item, guarded, read_org, to_item
+from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org, Plan
-from chalicelib.services.catalog import CatalogEntry, CatalogStore
-from chalicelib.services.provisioning import AccountStore, Subscription
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountStore, CatalogStore
 
 CATALOG_PK = "catalog"
 EVENT_PK = "stripe_event"

@@ -16,7 +16,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.store import from_item, guarded, is_conditional_failure, to_item
-from chalicelib.core.cell_reports import CellStatus, CellStore, OrgParity, ParityReport
+from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
+from chalicelib.ports import CellStore
 
 PARITY_PREFIX = "parity#"
 CELL_PK = "cell"

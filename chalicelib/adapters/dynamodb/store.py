@@ -15,19 +15,13 @@ from typing import Any, ParamSpec, TypeVar
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import QUEUED_STATES, OutboxRow, State
-from chalicelib.core.samples import SAMPLE_SHARDS, Sample
-from chalicelib.ports import (
-    BillingStore,
-    LateChunk,
-    LateSignal,
-    OrgAggregate,
-    QuarantineItem,
-    StoredSample,
-    StoreRejected,
-    StoreUnavailable,
-)
+from chalicelib.core.quarantine import QuarantineItem
+from chalicelib.core.samples import SAMPLE_SHARDS, Sample, StoredSample
+from chalicelib.ports import BillingStore, StoreRejected, StoreUnavailable
 
 LATE_SIGNAL_KEY = {"pk": {"S": "late"}, "sk": {"S": "signal"}}
 T = TypeVar("T")

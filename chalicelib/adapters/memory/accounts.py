@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
+from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org, Plan
-from chalicelib.services.catalog import CatalogEntry, CatalogStore
-from chalicelib.services.provisioning import AccountStore, Subscription
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountStore, CatalogStore
 
 
 @dataclass(frozen=True)

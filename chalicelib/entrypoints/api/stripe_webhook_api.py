@@ -9,11 +9,11 @@ import stripe
 from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import Services, services
+from chalicelib.core.catalog import EmptyCatalog
 from chalicelib.core.limits import JsonBodyError, load_json
 from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
 from chalicelib.ports import StoreRejected
-from chalicelib.services.catalog import EmptyCatalog
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
 

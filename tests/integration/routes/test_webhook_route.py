@@ -14,8 +14,9 @@ from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
 from chalicelib.bootstrap import Services, services
 from chalicelib.core.orgs import Org
-from chalicelib.services.catalog import ensure_products
-from chalicelib.services.provisioning import UPGRADE_CREDIT_CENTS, ProvisioningConflict
+from chalicelib.core.subscriptions import UPGRADE_CREDIT_CENTS
+from chalicelib.services.products import ensure_products
+from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import handle_event
 from sim.api import stripe_signature
 from stripe_emulator.server import Fault
