@@ -316,3 +316,12 @@ def test_late_sweep_is_recorded_without_touching_the_version(store: BillingStore
     assert store.late_signal() == LateSignal(2, 1, 10, 1, 20)
     store.save_late_sweep(LateSignal(seen_version=None, seen_at=30, swept_version=None, swept_at=40))
     assert store.late_signal() == LateSignal(2, 1, 30, 1, 40), "None fields keep what is stored"
+
+
+def test_commit_late_chunk_over_the_transaction_limit_is_refused_as_a_failure(store: BillingStore) -> None:
+    # 100 samples + the aggregate = 101 actions: DynamoDB refuses the whole transaction (the rollup chunks by 90).
+    ids = [f"l{i}" for i in range(100)]
+    store.put_samples([sample(e, late=True) for e in ids])
+    with pytest.raises(StoreUnavailable):
+        store.commit_late_chunk(chunk(ids, []), now=1)
+    assert len(store.late_samples()) == 100 and store.aggregates(B) == []
