@@ -19,7 +19,7 @@ from chalicelib.outbox import OutboxRow, State
 from chalicelib.rollup import LEASE, run_rollup
 from chalicelib.services import Services
 from chalicelib.settings import load_settings
-from chalicelib.store.faults import Crash, Faults
+from chalicelib.store.faults import Crash
 from chalicelib.store.memory import MemoryStore
 from tests.conftest import BASE_ENV, T0, iso, tick
 from tests.fakes.stripe import FakeStripe
@@ -258,7 +258,7 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     clock.set(T0 + 2 * H + 900)
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     # A second process on the same tables, killed at its first call of `method` (before or after it wrote).
-    doomed = memory.handle(Faults(memory.faults.methods))
+    doomed = memory.handle()
     doomed.faults.fail_on(method, when=when, exc=Crash)
     with pytest.raises(Crash):
         run_rollup(Services(armed.settings, doomed, svc.archive, svc.clock, armed.extras), "crash")
@@ -295,7 +295,7 @@ def test_runs_outliving_their_leases_race_and_still_bill_once(
     held = [threading.Event() for _ in range(3)]
     racers = []
     for i in range(3):
-        handle = memory.handle(Faults(memory.faults.methods))
+        handle = memory.handle()
         handle.faults.on("acquire_lease", held[i].set, when="after")
         if i:
             handle.faults.on("acquire_lease", held[i - 1].wait)
