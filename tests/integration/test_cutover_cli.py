@@ -46,7 +46,7 @@ def sc(emulator: Any) -> stripe.StripeClient:
 
 @pytest.fixture
 def cut(svc: Services, sc: stripe.StripeClient) -> Services:
-    svc.extras["stripe_cutover"] = StripeCutoverGateway(sc)
+    svc.cutover_gateway = StripeCutoverGateway(sc)
     return svc
 
 

@@ -29,7 +29,7 @@ H = 3600
 
 def live(svc: Services, **env: str) -> Services:
     settings = load_settings(BASE_ENV | {"SHADOW": "false"} | env)
-    return Services(settings, svc.store, svc.archive, svc.clock, {"stripe": svc.extras.get("stripe")})
+    return Services(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
 
 
 def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
@@ -47,7 +47,7 @@ def fake() -> FakeStripe:
 
 @pytest.fixture
 def orgs(svc: Services, fake: FakeStripe) -> None:
-    svc.extras["stripe"] = fake
+    svc.meter_gateway = fake
     svc.store.put_org(Org("leg", plan="pro", billing_mode="legacy", stripe_customer_id="cus_leg"))
     svc.store.put_org(Org("uni", plan="pro", billing_mode="unified", stripe_customer_id="cus_uni"))
 

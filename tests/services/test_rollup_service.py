@@ -29,7 +29,7 @@ H = 3600
 
 def live(svc: Services, **env: str) -> Services:
     settings = load_settings(BASE_ENV | {"SHADOW": "false"} | env)
-    return Services(settings, svc.store, svc.archive, svc.clock, {"stripe": svc.extras.get("stripe")})
+    return Services(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
 
 
 def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
@@ -47,7 +47,7 @@ def fake() -> FakeStripe:
 
 @pytest.fixture
 def orgs(svc: Services, fake: FakeStripe) -> None:
-    svc.extras["stripe"] = fake
+    svc.meter_gateway = fake
     svc.store.put_org(Org("leg", plan="pro", billing_mode="legacy", stripe_customer_id="cus_leg"))
     svc.store.put_org(Org("uni", plan="pro", billing_mode="unified", stripe_customer_id="cus_uni"))
 
@@ -261,7 +261,7 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     doomed = memory.handle()
     doomed.faults.fail_on(method, when=when, exc=Crash)
     with pytest.raises(Crash):
-        run_rollup(Services(armed.settings, doomed, svc.archive, svc.clock, armed.extras), "crash")
+        run_rollup(Services(armed.settings, doomed, svc.archive, svc.clock, meter_gateway=armed.meter_gateway), "crash")
     assert doomed.faults.calls(method) >= 1, "the run reached the crash point"
     clock.advance(armed.settings.LEASE_SECONDS)  # a killed run never releases its lease: it lapses
     run_rollup(armed, "rerun")
@@ -299,7 +299,8 @@ def test_runs_outliving_their_leases_race_and_still_bill_once(
         handle.faults.on("acquire_lease", held[i].set, when="after")
         if i:
             handle.faults.on("acquire_lease", held[i - 1].wait)
-        racers.append(Services(armed.settings, handle, svc.archive, FixedClock(clock.now() + i * lease), armed.extras))
+        racers.append(Services(armed.settings, handle, svc.archive, FixedClock(clock.now() + i * lease),
+                               meter_gateway=armed.meter_gateway))
     results: list[Any] = []
     threads = [threading.Thread(target=lambda r=r: results.append(run_rollup(r, "racer"))) for r in racers]
     for t in threads:
@@ -341,7 +342,7 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
 ) -> None:
     from chalicelib.core.outbox import OutboxRow
 
-    svc.extras["stripe"] = fake
+    svc.meter_gateway = fake
     svc.store.put_org(Org("nocus", plan="pro"))
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("n", "nocus", T0, n=10))
@@ -398,7 +399,7 @@ def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, 
 def test_sending_is_concurrent_but_never_twice_at_once_per_customer_meter(
     svc: Services, clock: FixedClock, fake: FakeStripe
 ) -> None:
-    svc.extras["stripe"] = fake
+    svc.meter_gateway = fake
     fake.latency = 0.01
     ticks = []
     for o in range(12):
