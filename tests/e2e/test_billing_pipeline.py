@@ -12,14 +12,14 @@ from typing import Any
 
 import stripe
 
-from chalicelib.clock import FixedClock
-from chalicelib.ingest import ingest_batch
-from chalicelib.orgs import Org
-from chalicelib.pricing import ALL_METERS
-from chalicelib.rollup import run_rollup
-from chalicelib.services import Services
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.stripe_gateway import StripeClientGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.core.pricing import ALL_METERS
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import load_settings
-from chalicelib.stripe_gateway import StripeClientGateway
 from sim.fleet import Fleet, OrgSpec, compare
 from tests.conftest import BASE_ENV, T0
 
@@ -51,7 +51,7 @@ def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock,
         svc.store,
         svc.archive,
         clock,
-        {"stripe": StripeClientGateway(client)},
+        meter_gateway=StripeClientGateway(client),
     )
     fleet = Fleet(ORGS, Decimal(T0), period=60)  # minute ticks keep moto fast; intervals stay fractional
     clock.set(T0)
