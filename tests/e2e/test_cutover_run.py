@@ -47,3 +47,10 @@ def test_a_whole_cutover_bills_every_org_exactly_its_ground_truth(tmp_path: Path
         assert sides <= ({"edge"} if bucket["bucket_start"] >= t else {"cell"}), bucket
     assert report["costs"]["meter_events"]["edge_late_deltas"] > 0, "the cut-off cell's backlog was billed late"
     assert [r["status"] for r in report["events"]["refused_creates"]] == [401], "no cap-token, no create"
+    # Parity: clean through the soak; the cut-off cell's reports drifted while its ticks were held, and its
+    # re-checks after the backlog arrived are clean again.
+    drift = report["parity_drift"]
+    assert all(Decimal(d["drift"]) == 0 for d in drift if d["window_from"] < t)
+    assert any(Decimal(d["drift"]) < 0 for d in drift if d["cell_id"] == "cell-b" and not d["rechecked"])
+    rechecked = [d for d in drift if d["rechecked"]]
+    assert rechecked and all(Decimal(d["drift"]) == 0 for d in rechecked)
