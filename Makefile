@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-race install lint typecheck bench soak stack-up stack-down clean
+.PHONY: run run-fleet test test-race install lint typecheck bench soak stack-up stack-down clean
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,12 @@ soak: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The main job: a whole cutover from the cells to the edge, locally (out/cutover-report.json and a chart).
 run: $(STAMP)
+	$(BIN)/python -m sim.cutover
+
+# The earlier fleet-only run: ticks through ingest, rollup and send, reconciled with the fleet's ledger.
+run-fleet: $(STAMP)
 	$(BIN)/python -m sim.run
 
 stack-up: $(STAMP)
