@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # Tests in parallel (one worker per core), with branch coverage; the core and the services must stay >= 90 %.
 test: lint
-	$(BIN)/python -m pytest -n auto --cov=chalicelib --cov=cellkit --cov-branch --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -n auto --dist loadgroup --cov=chalicelib --cov=cellkit --cov-branch --cov-report=term:skip-covered
 	@total=$$($(BIN)/coverage report --include='chalicelib/core/*,chalicelib/services/*' --format=total) && \
 		printf 'branch coverage of chalicelib/core and chalicelib/services: %s%% (floor 90%%)\n' "$$total" && \
 		test "$$total" -ge 90

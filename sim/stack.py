@@ -87,6 +87,11 @@ def load() -> StackInfo | None:
 
 
 def alive(pid: int) -> bool:
+    # A child of this process that exited stays a zombie (and answers signal 0) until reaped: reap it.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: the signal below tells
     try:
         os.kill(pid, 0)
     except OSError:
