@@ -34,6 +34,7 @@ lint: $(STAMP)
 # The route fuzz suite (tests/fuzz) with 30x the CI examples (tens of thousands); prints how many ran.
 soak: $(STAMP)
 	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
+	SIM_SCENARIOS=$${SIM_SCENARIOS:-2000} $(BIN)/python -m pytest tests/simulation -p no:logging -q -n auto
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

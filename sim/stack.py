@@ -8,6 +8,7 @@ in `.local/`, never in the repository.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -88,10 +89,8 @@ def load() -> StackInfo | None:
 
 def alive(pid: int) -> bool:
     # A child of this process that exited stays a zombie (and answers signal 0) until reaped: reap it.
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: the signal below tells
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child: the signal below tells
     try:
         os.kill(pid, 0)
     except OSError:
