@@ -215,6 +215,10 @@ def _kill_all(pids: dict[str, int]) -> None:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 continue
+    # SIGKILL is delivered asynchronously: wait until the kernel has ended (and we have reaped) each one.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
+        time.sleep(0.05)
 
 
 def down(quiet: bool = False) -> None:
