@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-race install lint typecheck bench stack-up stack-down clean
+.PHONY: run test test-race install lint typecheck bench soak stack-up stack-down clean
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test-race: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib cellkit tests bench stripe_emulator sim
 	$(BIN)/mypy
+
+# The route fuzz suite (tests/fuzz) with 30x the CI examples (tens of thousands); prints how many ran.
+soak: $(STAMP)
+	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,6 +10,7 @@ from chalicelib.observability import publish
 from chalicelib.operator_metrics import after_rollup
 from chalicelib.rollup import run_rollup
 from chalicelib.routes import cells, ingest, internal, ops, webhooks
+from chalicelib.routes.http import json_error_bodies
 from chalicelib.services import services
 from chalicelib.settings import current_settings
 from chalicelib.telemetry import http_points
@@ -23,6 +24,8 @@ app.register_blueprint(ingest.bp)
 app.register_blueprint(internal.bp)
 app.register_blueprint(ops.bp)
 app.register_blueprint(webhooks.bp)
+# Registered first, so it is the outermost: it also answers for an exception in a later middleware.
+app.register_middleware(json_error_bodies, "http")
 
 
 @app.middleware("http")

@@ -26,6 +26,9 @@ class Slice:
 
 def bucket_of(ts: Decimal | int, width: int) -> int:
     """Start of the bucket holding instant ts (buckets are [start, start + width))."""
+    if isinstance(ts, int):
+        # Integer arithmetic: Decimal's 28-digit context cannot divide a 30-digit instant.
+        return ts // width * width
     return int(Decimal(ts) // width) * width
 
 

@@ -23,7 +23,7 @@ from chalicelib.ingest import ingest_batch, replay_quarantine
 from chalicelib.orgs import Org
 from chalicelib.services import services
 from chalicelib.settings import SettingsError
-from chalicelib.store.base import StoreUnavailable
+from chalicelib.store.base import StoreRejected, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
-        except (SettingsError, StoreUnavailable) as exc:
+        except (SettingsError, StoreUnavailable, StoreRejected) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
         except stripe.StripeError as exc:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.inputs import MAX_ID_LENGTH, JsonBodyError, is_printable_id, load_json, printable
 from chalicelib.money import exact
 
 USAGE_TICK = "usage_tick"
@@ -25,12 +27,23 @@ class BatchError(ValueError):
     """The body as a whole is unusable (not JSON, not an array)."""
 
 
+# RFC 3339 exactly (section 5.6): ASCII digits, a "T" (either case) between date and time,
+# seconds required, a "Z" or a +hh:mm offset; nothing after it. fromisoformat alone also
+# takes "20261130T...", ISO week dates, a space separator and more.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# Bounds what one rejected envelope adds to the answer and to its quarantine item.
+MAX_REASON_LENGTH = 500
+
+
 def parse_batch(body: bytes) -> list[Any]:
-    """Decode the body; floats stay exact Decimals, NaN/Infinity survive to be rejected per envelope."""
+    """Decode the body; floats stay exact Decimals, NaN/Infinity survive to be rejected per envelope,
+    and so do integers too long for int() (as Decimals): one poison envelope never fails the parse."""
     try:
-        data = json.loads(body, parse_float=Decimal, parse_constant=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BatchError(f"body is not valid JSON: {exc}") from None
+        data = load_json(body, parse_float=Decimal, big_ints=True)
+    except JsonBodyError as exc:
+        raise BatchError(str(exc)) from None
     if not isinstance(data, list):
         raise BatchError("body must be a JSON array of envelopes")
     return data
@@ -54,16 +67,30 @@ def _finite_number(value: object, name: str) -> Decimal:
     return number
 
 
+def _id(value: str) -> str:
+    return printable(value, "id")
+
+
+def _label(value: str) -> str:
+    return value and printable(value, "value")
+
+
+# Ids are stored as DynamoDB keys and logged: printable, 1..200 characters (chalicelib.inputs).
+Id = Annotated[str, Field(max_length=MAX_ID_LENGTH), AfterValidator(_id)]
+# Stored and logged but never a key: printable, or empty as older workers send them.
+Label = Annotated[str, Field(max_length=MAX_ID_LENGTH), AfterValidator(_label)]
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str = Field(min_length=1, max_length=200)
-    type: str = Field(min_length=1, max_length=100)
-    sandbox_id: str = Field(min_length=1, max_length=200)
-    org_id: str | None = Field(default=None, max_length=200)
-    plan: str | None = None
-    worker_id: str = Field(max_length=200)
-    cell_id: str = Field(max_length=200)
+    id: Id
+    type: Annotated[str, Field(max_length=100), AfterValidator(_id)]
+    sandbox_id: Id
+    org_id: Id | None = None
+    plan: str | None = Field(default=None, max_length=32)
+    worker_id: Label
+    cell_id: Label
     payload: dict[str, Any] = Field(default_factory=dict)
     timestamp: datetime
 
@@ -72,10 +99,15 @@ class Envelope(BaseModel):
     def _rfc3339(cls, value: object) -> datetime:
         if not isinstance(value, str):
             raise ValueError("timestamp must be an RFC 3339 string")
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(
+                f"timestamp {shown} is not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and a UTC offset, Z or +hh:mm)"
+            )
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value.upper())
         except ValueError:
-            raise ValueError(f"timestamp {value!r} is not RFC 3339") from None
+            raise ValueError(f"timestamp {shown} is not a valid date and time") from None
         if parsed.tzinfo is None:
             raise ValueError(f"timestamp {value!r} has no UTC offset")
         return parsed
@@ -135,12 +167,15 @@ class Validated:
     ticks: list[tuple[int, Tick]]
     others: list[tuple[int, Envelope]]
     rejected: list[Rejected]
+    # Later copies of an envelope id already valid earlier in the same batch: stored once, counted once.
+    duplicates: int = 0
 
 
 def quarantine_id(raw: Any) -> str:
-    """The envelope's own id when it has a usable one, else a digest of its content."""
-    if isinstance(raw, dict) and isinstance(raw.get("id"), str) and 0 < len(raw["id"]) <= 200:
-        return raw["id"]
+    """The envelope's own id when it is a usable one (printable, 1..200), else a digest of its content."""
+    if isinstance(raw, dict) and is_printable_id(raw.get("id")):
+        return str(raw["id"])
+    # ensure_ascii (the default) escapes lone surrogates, so any parsed value has a digest.
     canon = json.dumps(raw, sort_keys=True, default=str).encode()
     return "sha256:" + hashlib.sha256(canon).hexdigest()
 
@@ -151,7 +186,11 @@ def _reason(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    return bounded_reason("; ".join(parts))
+
+
+def bounded_reason(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_LENGTH else reason[: MAX_REASON_LENGTH - 3] + "..."
 
 
 def validate_one(raw: Any, max_interval: int, now: int, max_age: int) -> Tick | Envelope | str:
@@ -162,7 +201,7 @@ def validate_one(raw: Any, max_interval: int, now: int, max_age: int) -> Tick | 
     try:
         env = (TickEnvelope if is_tick else Envelope).model_validate(raw)
     except (ValidationError, InvalidOperation) as exc:
-        return _reason(exc) if isinstance(exc, ValidationError) else str(exc)
+        return _reason(exc) if isinstance(exc, ValidationError) else bounded_reason(str(exc))
     if not isinstance(env, TickEnvelope):
         return env
     usage = env.payload
@@ -180,12 +219,18 @@ def validate_batch(items: list[Any], max_interval: int, now: int, max_age: int) 
     ticks: list[tuple[int, Tick]] = []
     others: list[tuple[int, Envelope]] = []
     rejected: list[Rejected] = []
+    seen: set[str] = set()
     for index, raw in enumerate(items):
         result = validate_one(raw, max_interval, now, max_age)
+        if isinstance(result, str):
+            rejected.append(Rejected(index=index, quarantine_id=quarantine_id(raw), reason=result, raw=raw))
+            continue
+        env = result.envelope if isinstance(result, Tick) else result
+        if env.id in seen:
+            continue  # an at-least-once forwarder re-sent it within the batch: it counts once
+        seen.add(env.id)
         if isinstance(result, Tick):
             ticks.append((index, result))
-        elif isinstance(result, Envelope):
-            others.append((index, result))
         else:
-            rejected.append(Rejected(index=index, quarantine_id=quarantine_id(raw), reason=result, raw=raw))
-    return Validated(ticks=ticks, others=others, rejected=rejected)
+            others.append((index, result))
+    return Validated(ticks=ticks, others=others, rejected=rejected, duplicates=len(items) - len(seen) - len(rejected))

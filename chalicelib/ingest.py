@@ -6,20 +6,26 @@ from the edge's org records; `ingest_batch` is the thin shell around the store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.envelopes import Rejected, Tick, validate_batch
+from chalicelib.envelopes import Rejected, Tick, TickEnvelope, UsageTick, validate_batch
 from chalicelib.observability import logger
 from chalicelib.orgs import Org
+from chalicelib.pricing import legacy_meter
 from chalicelib.samples import Sample, late_cutoff, samples_from_tick
 from chalicelib.settings import Settings
 from chalicelib.store.base import BillingStore, QuarantineItem, StoreUnavailable
 
 UNKNOWN_ORG = "unknown_org"
 INVALID = "invalid"
+# A quarantine item keeps at most this much of the envelope's JSON (DynamoDB items stop at
+# 400 KB, a batch may carry a 1 MiB envelope) plus the whole envelope's SHA-256 and length;
+# the whole batch, byte for byte, is in the raw archive (chalicelib/archive.py).
+MAX_QUARANTINE_RAW = 32 * 1024
 
 
 @dataclass
@@ -28,6 +34,8 @@ class Routed:
     pro_ticks: int = 0
     free_ticks: int = 0
     held: list[tuple[int, Tick, str]] = field(default_factory=list)  # (index, tick, reason)
+    # Stored pro ticks that bill nothing (index, id, reason): said in the answer, never silent.
+    unbillable: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class IngestResult:
     samples: int
     late: int
     quarantined: list[dict[str, Any]]
+    duplicates: int = 0
+    unbillable: list[dict[str, Any]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -49,6 +59,8 @@ class IngestResult:
             "samples": self.samples,
             "late": self.late,
             "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "unbillable": self.unbillable,
         }
 
 
@@ -59,6 +71,16 @@ def plan_of(tick: Tick, orgs: dict[str, Org] | None) -> str | None:
         return tick.envelope.plan
     org = orgs.get(org_id or "")
     return org.plan if org else None
+
+
+def unbillable_reason(memory_mb: int, org: Org | None) -> str | None:
+    """Why a stored pro tick bills nothing, if it does not: legacy orgs are billed per tier
+    meter (a size without one is never sent), unified orgs by GB-seconds (0 MB is 0)."""
+    if memory_mb == 0:
+        return "memory_mb is 0 (absent): the tick is stored but bills 0"
+    if org is not None and org.billing_mode == "legacy" and legacy_meter(memory_mb) is None:
+        return f"memory_mb {memory_mb} has no legacy tier meter: stored for parity, not billed"
+    return None
 
 
 def route_ticks(ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, settings: Settings, now: int) -> Routed:
@@ -74,6 +96,9 @@ def route_ticks(ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, sett
             routed.held.append((index, tick, f"org {org_id} is not known to the edge"))
         elif plan == "pro":
             routed.pro_ticks += 1
+            why = unbillable_reason(tick.usage.memory_mb, orgs.get(org_id) if orgs else None)
+            if why:
+                routed.unbillable.append({"index": index, "id": tick.envelope.id, "reason": why})
             routed.samples.extend(
                 samples_from_tick(tick, org_id, settings.BUCKET_SECONDS, settings.sample_retention_seconds, late_after)
             )
@@ -87,14 +112,31 @@ def _raw_json(raw: Any) -> str:
     return json.dumps(raw, default=lambda v: float(v) if v.is_finite() else str(v))
 
 
+def _known_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A held tick as replay needs it: the envelope's and the payload's own fields, no extras
+    (a valid tick may carry any amount of unknown fields)."""
+    kept = {k: v for k, v in raw.items() if k in TickEnvelope.model_fields}
+    payload = raw.get("payload")
+    if isinstance(payload, dict):
+        kept["payload"] = {k: v for k, v in payload.items() if k in UsageTick.model_fields}
+    return kept
+
+
+def _item(quarantine_id: str, kind: str, reason: str, cell_id: str, raw: Any, now: int) -> QuarantineItem:
+    text = _raw_json(raw)
+    if len(text) <= MAX_QUARANTINE_RAW:
+        return QuarantineItem(quarantine_id, kind, reason, cell_id, text, now)
+    return QuarantineItem(
+        quarantine_id, kind, reason, cell_id, text[:MAX_QUARANTINE_RAW], now,
+        raw_sha256=hashlib.sha256(text.encode()).hexdigest(), raw_length=len(text),
+    )
+
+
 def _quarantine_items(
     raw_items: list[Any], rejected: list[Rejected], held: list[tuple[int, Tick, str]], cell_id: str, now: int
 ) -> list[QuarantineItem]:
-    items = [QuarantineItem(r.quarantine_id, INVALID, r.reason, cell_id, _raw_json(r.raw), now) for r in rejected]
-    items += [
-        QuarantineItem(t.envelope.id, UNKNOWN_ORG, reason, cell_id, _raw_json(raw_items[i]), now)
-        for i, t, reason in held
-    ]
+    items = [_item(r.quarantine_id, INVALID, r.reason, cell_id, r.raw, now) for r in rejected]
+    items += [_item(t.envelope.id, UNKNOWN_ORG, why, cell_id, _known_fields(raw_items[i]), now) for i, t, why in held]
     return items
 
 
@@ -133,6 +175,8 @@ def ingest_batch(items: list[Any], cell_id: str, store: BillingStore, settings: 
         samples=len(routed.samples),
         late=late,
         quarantined=sorted(listed, key=lambda q: q["index"]),
+        duplicates=validated.duplicates,
+        unbillable=routed.unbillable,
     )
 
 
@@ -141,6 +185,9 @@ def replay_quarantine(store: BillingStore, settings: Settings, now: int) -> dict
     held = list(store.quarantine(UNKNOWN_ORG))
     replayed = still_held = 0
     for item in held:
+        if item.raw_sha256:  # only a prefix was kept: nothing to replay from (never for a held tick)
+            still_held += 1
+            continue
         result = ingest_batch([json.loads(item.raw_json, parse_float=Decimal)], item.cell_id, store, settings, now)
         if result.accepted:
             store.delete_quarantine([item.quarantine_id])

@@ -43,6 +43,10 @@ class Settings(BaseModel):
     MAX_BODY_BYTES: int = 1_048_576
     MAX_BATCH_ENVELOPES: int = 1000
     MAX_INTERVAL_SECONDS: int = 3600
+    # The parity route's window, in buckets (at 3600 s: a day). Every bucket costs store reads
+    # (an unsettled one a Query per shard), so the bound is in buckets, not seconds: at the
+    # local stage's 10 s buckets a day would be 8,640 of them.
+    MAX_PARITY_BUCKETS: int = Field(default=24, ge=1, le=168)
 
     # Ingest marks a sample late when its bucket closes within this margin, so a
     # write in flight can never slip past the rollup's read: it must exceed the

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.inputs import MAX_ID_LENGTH, is_printable_id
 from chalicelib.observability import logger
 from chalicelib.provisioning import AccountGateway, AccountStore, Checkout, Provisioning
 
@@ -37,25 +38,70 @@ class MalformedEvent(ValueError):
     pass
 
 
+class UnusableEvent(MalformedEvent):
+    """A signed event of a handled type whose fields the edge cannot use (wrong types, too long,
+    control characters): Stripe's retries could never make it usable, so it is acknowledged and logged."""
+
+
+_MAX_STRIPE_ID = 255
+
+
+def _text(value: Any, name: str, max_length: int = _MAX_STRIPE_ID) -> str | None:
+    """An id the edge stores, logs and puts in Stripe idempotency keys (HTTP headers): printable
+    ASCII or absent; anything else is unusable."""
+    if value is None or value == "":
+        return None
+    if not is_printable_id(value, max_length, ascii_only=True):
+        raise UnusableEvent(f"{name} must be printable ASCII of at most {max_length} characters")
+    return str(value)
+
+
+def _mapping(parent: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UnusableEvent(f"{name} is not an object")
+    return value
+
+
+def _created(value: Any) -> int:
+    # Unix seconds as a JSON integer: a word, a list, NaN or 1e309 cannot order plan changes.
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**12:
+        raise UnusableEvent("created must be unix seconds (an integer)")
+    return value
+
+
 def parse_event(payload: Any) -> WebhookEvent:
-    """The fields the edge acts on; the org from metadata.org_id, else customer_metadata.org_id."""
+    """The fields the edge acts on; the org from metadata.org_id, else customer_metadata.org_id.
+
+    Raises MalformedEvent when the body is not a Stripe event at all (400), UnusableEvent when
+    a handled event's fields cannot be used (acknowledged). Types the edge ignores are not parsed
+    further: their shape is none of its business.
+    """
     if not isinstance(payload, dict):
         raise MalformedEvent("event is not a JSON object")
-    obj = (payload.get("data") or {}).get("object") or {}
-    if not isinstance(obj, dict) or not payload.get("id") or not payload.get("type"):
-        raise MalformedEvent("event lacks id, type or data.object")
-    metadata = obj.get("metadata") or {}
-    customer_metadata = obj.get("customer_metadata") or {}
+    event_id, event_type = payload.get("id"), payload.get("type")
+    if not is_printable_id(event_id, _MAX_STRIPE_ID) or not is_printable_id(event_type, _MAX_STRIPE_ID):
+        raise MalformedEvent("event lacks a printable id or type")
+    if event_type not in HANDLED_TYPES:
+        return WebhookEvent(event_id, event_type, 0, "", None, None, False)
+    obj = _mapping(_mapping(payload, "data", "data"), "object", "data.object")
+    metadata = _mapping(obj, "metadata", "metadata")
+    customer_metadata = _mapping(obj, "customer_metadata", "customer_metadata")
     customer = obj.get("customer")
     if isinstance(customer, dict):  # an expanded customer object
         customer = customer.get("id")
     return WebhookEvent(
-        event_id=str(payload["id"]),
-        type=str(payload["type"]),
-        created=int(payload.get("created") or 0),
-        object_id=str(obj.get("id") or ""),
-        customer=customer or None,
-        org_id=metadata.get("org_id") or customer_metadata.get("org_id") or None,
+        event_id=event_id,
+        type=event_type,
+        created=_created(payload.get("created")),
+        object_id=_text(obj.get("id"), "data.object.id") or "",
+        customer=_text(customer, "customer"),
+        org_id=_text(metadata.get("org_id"), "metadata.org_id", MAX_ID_LENGTH)
+        or _text(customer_metadata.get("org_id"), "customer_metadata.org_id", MAX_ID_LENGTH),
         setup=metadata.get("type") == "setup",
     )
 

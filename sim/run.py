@@ -161,17 +161,24 @@ def stripe_totals(info: stack.StackInfo) -> dict[tuple[str, str], Decimal]:
     return {(c, m): Decimal(v) for c, meters in totals.items() for m, v in meters.items()}
 
 
-def parity(edge: EdgeClient, start: int, end: int) -> dict[str, Decimal]:
-    answer = edge.get("/internal/usage-parity", {"from": start, "to": end})
-    if answer.status != 200:
-        raise SystemExit(f"/internal/usage-parity answered {answer.status}: {answer.body}")
-    return {row["org_id"]: Decimal(str(row["gb_seconds"])) for row in answer.body["orgs"]}
+def parity(edge: EdgeClient, start: int, end: int, step: int) -> dict[str, Decimal]:
+    """GB-seconds per org over [start, end), asked in windows of at most `step` seconds (the route's bound)."""
+    totals: dict[str, Decimal] = {}
+    for lo in range(start, end, step):
+        answer = edge.get("/internal/usage-parity", {"from": lo, "to": min(lo + step, end)})
+        if answer.status != 200:
+            raise SystemExit(f"/internal/usage-parity answered {answer.status}: {answer.body}")
+        for row in answer.body["orgs"]:
+            totals[row["org_id"]] = totals.get(row["org_id"], Decimal(0)) + Decimal(str(row["gb_seconds"]))
+    return totals
 
 
 def reconcile(edge: EdgeClient, info: stack.StackInfo, fleet: Fleet, window: tuple[int, int],
               report: Report) -> None:
     billed = stripe_totals(info)
-    parity_rows = parity(edge, *window)
+    env = info.cli_env()
+    step = int(env["BUCKET_SECONDS"]) * int(env.get("MAX_PARITY_BUCKETS", "24"))
+    parity_rows = parity(edge, *window, step)
     table = Table(title="what Stripe received vs the fleet's own ledger")
     for column in ("org", "customer", "meter", "ledger", "stripe", ""):
         table.add_column(column)

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from chalicelib.cell_reports import CellStatus, OrgParity, ParityReport, drift_exceeds
 from chalicelib.observability import logger, publish
 from chalicelib.parity import WindowError, parse_window
-from chalicelib.routes.http import answer, check_body_hmac, check_get_hmac, error, json_errors, lowered, raw_body
+from chalicelib.routes.http import (
+    answer,
+    check_body_hmac,
+    check_get_hmac,
+    error,
+    json_errors,
+    lowered,
+    query_pairs,
+    raw_body,
+    single_params,
+)
 from chalicelib.services import Services, services
 from chalicelib.telemetry import parity_points
 
@@ -195,7 +205,7 @@ def list_parity_reports() -> Response:
     request = bp.current_request
     svc = services()
     check_get_hmac(request, REPORTS_PATH, svc)
-    query = dict(request.query_params or {})
+    query = single_params(query_pairs(request), ("cell_id", "from", "to"))
     cell_id = query.get("cell_id", "")
     if not CELL_ID.match(cell_id):
         return error(400, "query parameter 'cell_id' is required (letters, digits, . _ : -, at most 128)")

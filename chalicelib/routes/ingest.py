@@ -6,6 +6,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.envelopes import BatchError, parse_batch
 from chalicelib.ingest import ingest_batch
+from chalicelib.inputs import MAX_ID_LENGTH, is_printable_id
 from chalicelib.observability import logger
 from chalicelib.routes.http import answer, check_body_hmac, error, json_errors, lowered, raw_body
 from chalicelib.services import Services, services
@@ -18,6 +19,9 @@ def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Respon
     cell_id = headers.get("x-cell-id", "").strip()
     if not cell_id:
         return error(400, "missing X-Cell-Id header")
+    # It names the archive's S3 prefix (raw/{cell_id}/...) and every log line of the batch.
+    if not is_printable_id(cell_id) or "/" in cell_id:
+        return error(400, f"X-Cell-Id must be 1 to {MAX_ID_LENGTH} printable characters without '/'")
     if len(body) > svc.settings.MAX_BODY_BYTES:
         return error(413, f"body of {len(body)} bytes exceeds {svc.settings.MAX_BODY_BYTES}")
     try:
@@ -31,7 +35,7 @@ def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Respon
     now = svc.now()
     result = ingest_batch(items, cell_id, svc.store, svc.settings, now)
     archived = svc.archive.put_batch(cell_id, now, body)
-    summary = result.body() | {"quarantined": len(result.quarantined)}
+    summary = result.body() | {"quarantined": len(result.quarantined), "unbillable": len(result.unbillable)}
     logger.info("batch_ingested", extra={"cell_id": cell_id, "archive_key": archived, **summary})
     return answer(202, result.body())
 

@@ -23,6 +23,11 @@ class StoreUnavailable(Exception):
     """The store failed or throttled; the caller answers 503 so the sender retries."""
 
 
+class StoreRejected(Exception):
+    """The store refused the request for good (a key too long, a value of the wrong type):
+    retrying can never succeed, so the caller answers 4xx (a signed webhook: 200, logged)."""
+
+
 @dataclass(frozen=True)
 class QuarantineItem:
     quarantine_id: str
@@ -31,6 +36,9 @@ class QuarantineItem:
     cell_id: str
     raw_json: str
     received_at: int
+    # Set when raw_json is only a prefix: the whole envelope's SHA-256 and length (it is in the raw archive).
+    raw_sha256: str | None = None
+    raw_length: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from chalicelib.orgs import Org
 from chalicelib.outbox import QUEUED_STATES, OutboxRow, State
@@ -25,6 +25,7 @@ from chalicelib.store.base import (
     OrgAggregate,
     QuarantineItem,
     StoredSample,
+    StoreRejected,
     StoreUnavailable,
 )
 
@@ -72,8 +73,15 @@ def read_org(client: Any, orgs_table: str, org_id: str) -> Org | None:
     return org_from_item(out["Item"]) if "Item" in out else None
 
 
+# Errors no retry can cure: the request itself is wrong (a key over DynamoDB's size limits, an
+# attribute of the wrong type for a key or index, an item over 400 KB). Everything else
+# (throttling, 5xx, timeouts, a conflicting transaction) may pass on retry.
+PERMANENT_ERROR_CODES = frozenset({"ValidationException", "SerializationException"})
+
+
 def guarded(fn: Callable[P, T]) -> Callable[P, T]:
-    """Turn any DynamoDB failure into StoreUnavailable (answered 503: the sender retries)."""
+    """Turn DynamoDB failures into StoreUnavailable (503: the sender retries) or, when the
+    request can never succeed, StoreRejected (4xx: retrying forever would block the sender)."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -82,7 +90,15 @@ def guarded(fn: Callable[P, T]) -> Callable[P, T]:
         except ClientError as exc:
             if is_conditional_failure(exc):
                 raise
-            raise StoreUnavailable(f"{fn.__name__}: {exc.response.get('Error', {}).get('Code')}") from exc
+            error = exc.response.get("Error", {})
+            if error.get("Code") in PERMANENT_ERROR_CODES:
+                raise StoreRejected(f"{fn.__name__}: {error.get('Code')}: {error.get('Message', '')}"[:500]) from exc
+            raise StoreUnavailable(f"{fn.__name__}: {error.get('Code')}") from exc
+        except ParamValidationError as exc:
+            # botocore's own check of the request shape (a key that is not a string, ...): permanent.
+            raise StoreRejected(f"{fn.__name__}: {exc}"[:500]) from exc
+        except UnicodeError as exc:
+            raise StoreRejected(f"{fn.__name__}: text that is not valid UTF-8") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"{fn.__name__}: {exc}") from exc
 
@@ -323,6 +339,8 @@ class DynamoStore(BillingStore):
                             "cell_id": q.cell_id,
                             "raw": q.raw_json,
                             "received_at": q.received_at,
+                            "raw_sha256": q.raw_sha256,
+                            "raw_length": q.raw_length,
                         }
                     )
                 }
@@ -342,6 +360,8 @@ class DynamoStore(BillingStore):
                         cell_id=d.get("cell_id", ""),
                         raw_json=d["raw"],
                         received_at=int(d["received_at"]),
+                        raw_sha256=d.get("raw_sha256"),
+                        raw_length=int(d["raw_length"]) if d.get("raw_length") is not None else None,
                     )
 
     @guarded

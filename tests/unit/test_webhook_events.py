@@ -29,7 +29,9 @@ def test_org_from_metadata_first_then_customer_metadata() -> None:
     assert (e.org_id, e.customer, e.setup) == ("b", "cus_2", False)
 
 
-@pytest.mark.parametrize("payload", [[], {"type": "x"}, {"id": "e", "type": "x", "data": {"object": "str"}}])
+@pytest.mark.parametrize(
+    "payload", [[], {"type": "x"}, {"id": "e", "type": "customer.subscription.created", "data": {"object": "str"}}]
+)
 def test_malformed(payload: Any) -> None:
     with pytest.raises(MalformedEvent):
         parse_event(payload)
