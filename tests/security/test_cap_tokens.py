@@ -19,7 +19,7 @@ from chalicelib.cap_tokens import MAX_TTL_SECONDS, CapTokenError, mint, verify
 
 SECRET = "edge-session-jwt-secret-of-at-least-32-bytes!"
 NOW = 1_795_572_000
-CLAIMS = {"org_id": "org-a", "plan": "pro", "cell_id": "cell-eu", "iat": NOW - 10, "exp": NOW + 290}
+CLAIMS: dict[str, Any] = {"org_id": "org-a", "plan": "pro", "cell_id": "cell-eu", "iat": NOW - 10, "exp": NOW + 290}
 
 
 def b64(data: bytes) -> str:
