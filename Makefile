@@ -49,6 +49,7 @@ bench: $(STAMP)
 	bench/rollup > bench/results/rollup.json
 	bench/cellspool > bench/results/cellspool.json
 	bench/cellfleet > bench/results/cellfleet.json
+	bench/capacity_model > bench/results/capacity_model.json
 
 clean:
 	rm -rf $(VENV) .local
