@@ -142,6 +142,11 @@ def rollup_limit(curve: list[dict[str, Any]]) -> dict[str, Any]:
                      "sandboxes": round(samples / BUCKET_S * TICK_PERIOD_S)}
     samples = int(LAMBDA_MAX_S / per_sample_parallel)
     out["parallel_shards_900s"] = {"samples_per_bucket": samples, "ticks_per_s": round(samples / BUCKET_S)}
+    # The parity route reads a bucket's raw samples in the API Lambda (before the bucket is settled, or
+    # while stragglers wait for a sweep): API Gateway gives up after 29 s.
+    samples = int(APIGW_TIMEOUT_S / per_sample)
+    out["parity_route_29s"] = {"samples_per_bucket": samples, "ticks_per_s": round(samples / BUCKET_S),
+                               "sandboxes": round(samples / BUCKET_S * TICK_PERIOD_S)}
     return out
 
 
@@ -213,6 +218,8 @@ def main() -> None:
         ("rollup limit (300 s timeout)", f"{limit['timeout_300s']['ticks_per_s']:,} ticks/s",
          f"{limit['timeout_300s']['samples_per_bucket']:,} samples/bucket", "900 s: "
          f"{limit['lambda_900s']['ticks_per_s']:,} ticks/s"),
+        ("parity route, raw read (29 s)", f"{limit['parity_route_29s']['ticks_per_s']:,} ticks/s",
+         f"{limit['parity_route_29s']['samples_per_bucket']:,} samples/bucket", "unsettled bucket or late signal"),
         ("ingest limit", f"{ingest['ticks_per_s']:,} ticks/s", ingest["first"], f"{ingest['sandboxes']:,} sandboxes"),
         ("send limit", f"{send['events_per_hour']:,} events/h", f"{send['orgs_at_meters_per_org']:,} orgs at 2 meters",
          f"concurrency 64: {send['at_concurrency_64']:,}/h"),

@@ -29,7 +29,8 @@ def test_the_curve_streams_and_plans_the_same_rows_whatever_the_bucket_size() ->
     assert large["cpu_s"] > small["cpu_s"] > 0
     assert large["run_s_today"] >= large["run_s_parallel_shards"]
     limit = rollup_limit(curve)
-    assert limit["lambda_900s"]["ticks_per_s"] > limit["timeout_300s"]["ticks_per_s"] > 0
+    assert limit["lambda_900s"]["ticks_per_s"] > limit["timeout_300s"]["ticks_per_s"] > limit["parity_route_29s"][
+        "ticks_per_s"] > 0
 
 
 def test_reads_are_paged_per_shard_and_bounded_by_the_partition_rate() -> None:
