@@ -27,7 +27,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib cellkit tests bench stripe_emulator sim
 	$(BIN)/mypy
 
-# The route fuzz suite (tests/fuzz) with 30x the CI examples (tens of thousands); prints how many ran.
+# The fuzz suite (tests/fuzz: every route, the cell kit's forwarder, the cutover CLI) with 30x the CI
+# examples, and at least 10,000 per cell-side route, forwarder and CLI; prints how many ran per route.
 soak: $(STAMP)
 	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
 
