@@ -68,7 +68,7 @@ def attacks(rsa_key: rsa.RSAPrivateKey) -> dict[str, str]:
                                             algorithm="HS256"),
         "wrong cell": jwt.encode(CLAIMS | {"cell_id": "cell-us"}, SECRET, algorithm="HS256"),
         "no cell": jwt.encode({k: v for k, v in CLAIMS.items() if k != "cell_id"}, SECRET, algorithm="HS256"),
-        "tampered claims (free -> pro kept its signature)": ".".join(
+        "tampered claims (org_id changed, signature kept)": ".".join(
             [head, b64(json.dumps(CLAIMS | {"org_id": "org-b"}).encode()), sig]),
         "tampered signature": f"{head}.{body}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}",
         "signed with another secret": jwt.encode(CLAIMS, SECRET + "x", algorithm="HS256"),
