@@ -40,10 +40,10 @@ from cellkit.core.usage import OrgRow, ScaleEvent, gb_seconds
 from cellkit.ports import CellStore, HttpResponse, TransportError
 from cellkit.services.forwarder import Forwarder
 from cellkit.services.ticker import Ticker, _spool_item
-from chalicelib.envelopes import parse_batch, validate_batch
-from chalicelib.hmac_auth import AuthError, verify_body
-from chalicelib.pricing import gb_seconds as edge_gb_seconds
-from chalicelib.samples import samples_from_tick
+from chalicelib.core.envelopes import parse_batch, validate_batch
+from chalicelib.core.hmac_auth import AuthError, verify_body
+from chalicelib.core.pricing import gb_seconds as edge_gb_seconds
+from chalicelib.core.samples import samples_from_tick
 
 T0 = 1795564800
 US = 1_000_000

@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.capacity import Accountant
-from chalicelib.orgs import Org
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
+from chalicelib.core.orgs import Org
 from chalicelib.settings import Settings, load_settings
-from chalicelib.store.dynamodb import DynamoStore
-from chalicelib.tables import create_tables, table_specs
 
 PREFIX = "bench"
 # 2026-11-25T00:00:00Z, a bucket boundary.

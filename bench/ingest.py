@@ -22,16 +22,15 @@ from typing import Any, cast
 from botocore.exceptions import ClientError
 
 from bench.harness import T0, Workload, moto_store, report, settings
-from chalicelib.archive import Archive
-from chalicelib.clock import FixedClock
-from chalicelib.envelopes import validate_batch
-from chalicelib.hmac_auth import sign_body, verify_body
-from chalicelib.ingest import ingest_batch, lookup_orgs, route_ticks
-from chalicelib.orgs import Org
-from chalicelib.routes.ingest import handle_ingest
-from chalicelib.services import Services
-from chalicelib.store.base import BillingStore
-from chalicelib.store.dynamodb import DynamoStore, sample_to_item
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.store import DynamoStore, sample_to_item
+from chalicelib.bootstrap import Services
+from chalicelib.core.envelopes import validate_batch
+from chalicelib.core.hmac_auth import sign_body, verify_body
+from chalicelib.core.orgs import Org
+from chalicelib.entrypoints.api.ingest_api import handle_ingest
+from chalicelib.ports import Archive, BillingStore
+from chalicelib.services.ingest import ingest_batch, lookup_orgs, route_ticks
 
 SECRET = "bench-secret"
 

@@ -32,19 +32,20 @@ import stripe
 
 from bench.capacity import Accountant
 from bench.harness import T0, Workload, moto_store, report, settings
-from chalicelib.aggregates import aggregate
-from chalicelib.archive import Archive
-from chalicelib.clock import FixedClock
-from chalicelib.ingest import ingest_batch
-from chalicelib.orgs import Org
-from chalicelib.outbox import OutboxRow, first_identifier
-from chalicelib.pricing import OVERAGE_METER, TIERS
-from chalicelib.rollup import meter_values, run_rollup
-from chalicelib.sender import send_pending
-from chalicelib.services import Services
-from chalicelib.store.base import BillingStore, StoredSample
-from chalicelib.store.dynamodb import DynamoStore, stored_sample
-from chalicelib.stripe_gateway import StripeClientGateway
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.store import DynamoStore, stored_sample
+from chalicelib.adapters.stripe_gateway import StripeClientGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.aggregation import aggregate
+from chalicelib.core.metering import meter_values
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow, first_identifier
+from chalicelib.core.pricing import OVERAGE_METER, TIERS
+from chalicelib.core.samples import StoredSample
+from chalicelib.ports import Archive, BillingStore
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import run_rollup
+from chalicelib.services.sender import send_pending
 from stripe_emulator import start_in_thread
 
 H = 3600
@@ -152,8 +153,8 @@ def end_to_end(work: Workload, straggle_every: int) -> dict[str, Any]:
 
 def seed_rollup(store: DynamoStore, accountant: Accountant, bucket: int, orgs: dict[str, Org], now: int) -> int:
     """The seed's rollup of one bucket: read unrolled samples, outbox rows, then mark every sample rolled."""
-    from chalicelib.samples import SAMPLE_SHARDS
-    from chalicelib.store.dynamodb import sample_pk
+    from chalicelib.adapters.dynamodb.store import sample_pk
+    from chalicelib.core.samples import SAMPLE_SHARDS
 
     samples = []
     for shard in range(SAMPLE_SHARDS):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib.telemetry import NAMESPACE, Point
+from chalicelib.core.telemetry import NAMESPACE, Point
 
 SERVICE = "edge-billing"
 logger = Logger(service=SERVICE)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from chalicelib.hmac_auth import sign_body, sign_get
+from chalicelib.core.hmac_auth import sign_body, sign_get
 
 
 @dataclass(frozen=True)

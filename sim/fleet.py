@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from chalicelib.pricing import OVERAGE_METER, TIERS
+from chalicelib.core.pricing import OVERAGE_METER, TIERS
 
 MICRO = Decimal("0.000001")
 

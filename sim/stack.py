@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import typer
 
-from chalicelib.tables import create_tables
+from chalicelib.adapters.dynamodb.tables import create_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local"

@@ -12,13 +12,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.archive import S3Archive
-from chalicelib.clock import FixedClock
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.services import Services, use
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.dynamodb.tables import create_tables
+from chalicelib.adapters.s3_archive import S3Archive
+from chalicelib.bootstrap import Services, use
+from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
-from chalicelib.store.dynamodb import DynamoStore
-from chalicelib.tables import create_tables
 
 SECRET = "test-event-secret"
 PREFIX = "opensandbox-billing-test"

@@ -21,7 +21,7 @@ from cellkit.core.timeutil import MICROS
 MICRO = Decimal("0.000001")
 METER_PREFIX = "sandbox_compute_sandbox_"
 OVERAGE_METER = "sandbox_compute_sandbox_overage"
-# CONTRACT section 5: the per-tier meters (a test pins these to chalicelib.pricing).
+# CONTRACT section 5: the per-tier meters (a test pins these to chalicelib.core.pricing).
 TIER_METERS: dict[int, str] = {mb: f"{METER_PREFIX}{mb // 1024}gb" for mb in (1024, 4096, 8192, 16384, 32768, 65536)}
 
 BillingMode = Literal["legacy", "unified"]

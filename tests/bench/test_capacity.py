@@ -10,7 +10,7 @@ import pytest
 from bench.capacity import Accountant, item_size, read_units, value_size, write_units
 from bench.harness import Workload
 from bench.ingest import cost
-from chalicelib.tables import create_tables, table_specs
+from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
 
 
 def test_sizes_follow_dynamodbs_rules() -> None:

@@ -1,7 +1,7 @@
 """A small in-process edge for the cell kit's HTTP clients, on a real socket.
 
 It checks every request's HMAC with the edge's own verifier
-(chalicelib.hmac_auth, CONTRACT section 1), dedupes ingested envelopes by id
+(chalicelib.core.hmac_auth, CONTRACT section 1), dedupes ingested envelopes by id
 the way the edge does, and answers from a script of injected faults.
 """
 
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from chalicelib.hmac_auth import AuthError, verify_body, verify_get
+from chalicelib.core.hmac_auth import AuthError, verify_body, verify_get
 
 
 @dataclass

@@ -75,7 +75,7 @@ def test_create_in_edge_mode_needs_a_cap_token_and_stop_ends_it(
 ) -> None:
     import time
 
-    from chalicelib.cap_tokens import mint
+    from chalicelib.core.cap_tokens import mint
     from tests.cellkit.conftest import JWT_SECRET
 
     env, edge, db = cell_env

@@ -26,9 +26,9 @@ from cellkit.services.forwarder import Forwarder
 from cellkit.services.parity import ParityChecker
 from cellkit.services.plans import EdgePolicy
 from cellkit.services.ticker import Ticker
-from chalicelib.clock import FixedClock
-from chalicelib.orgs import Org
-from chalicelib.services import Services
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
 from tests.conftest import SECRET, T0
 
 US = 1_000_000

@@ -12,14 +12,14 @@ from typing import Any
 
 import stripe
 
-from chalicelib.clock import FixedClock
-from chalicelib.ingest import ingest_batch
-from chalicelib.orgs import Org
-from chalicelib.pricing import ALL_METERS
-from chalicelib.rollup import run_rollup
-from chalicelib.services import Services
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.stripe_gateway import StripeClientGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.core.pricing import ALL_METERS
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import load_settings
-from chalicelib.stripe_gateway import StripeClientGateway
 from sim.fleet import Fleet, OrgSpec, compare
 from tests.conftest import BASE_ENV, T0
 

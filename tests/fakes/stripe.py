@@ -1,4 +1,4 @@
-"""An in-memory StripeGateway for fast tests: Stripe's meter-event rules, no HTTP."""
+"""An in-memory MeterEventGateway for fast tests: Stripe's meter-event rules, no HTTP."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import time
 from collections import defaultdict
 from decimal import Decimal
 
-from chalicelib.stripe_gateway import MeterEvent, Outcome, SendResult, StripeGateway
+from chalicelib.core.meter_events import MeterEvent, Outcome, SendResult
+from chalicelib.ports import MeterEventGateway
 
 
-class FakeStripe(StripeGateway):
+class FakeStripe(MeterEventGateway):
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
         self.seen: dict[str, MeterEvent] = {}

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.provisioning import AccountGateway, Subscription
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountGateway
 
 IDEMPOTENCY_TTL = 86400
 

@@ -19,14 +19,15 @@ import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.catalog import ensure_products
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.orgs import Org
-from chalicelib.samples import Sample, shard_of
-from chalicelib.services import Services
-from chalicelib.store.base import QuarantineItem, StoreUnavailable
-from chalicelib.store.dynamodb import DynamoStore, sample_pk
-from chalicelib.stripe_gateway import StripeAccountsGateway
+from chalicelib.adapters.dynamodb.store import DynamoStore, sample_pk
+from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.hmac_auth import sign_body, sign_get
+from chalicelib.core.orgs import Org
+from chalicelib.core.quarantine import QuarantineItem
+from chalicelib.core.samples import Sample, shard_of
+from chalicelib.ports import StoreUnavailable
+from chalicelib.services.products import ensure_products
 from sim.api import stripe_signature
 from tests.conftest import BASE_ENV, SECRET, T0, iso, tick
 from tests.fuzz.conftest import answered, fuzz, header_values, json_values, mostly, nasty_text, raw_bodies
@@ -186,7 +187,8 @@ def test_ingest_unsigned_is_refused_and_changes_nothing(client: Any, flaky: Flak
 # No "/?#%" (they change the path itself) and no tab/CR/LF (urlparse drops them, so chalice's local
 # router finds no route and raises: API Gateway would answer such a path itself).
 org_ids = st.one_of(st.sampled_from(["org-a", "org\u0000", "o" * 2049, "é", "\u2028", "a b", "1e309"]),
-                    st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%\t\r\n")))
+                    # Characters a raw URL path cannot carry as-is (chalice's test client also cuts at ';').
+                    st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%;\t\r\n")))
 _loose_org_body = st.fixed_dictionaries(
     {"billing_mode": st.one_of(st.sampled_from(["legacy", "unified"]), json_values)},
     optional={"plan": st.one_of(st.sampled_from(["pro", "free"]), json_values),

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.catalog import CatalogEntry
-from chalicelib.orgs import Org
-from chalicelib.provisioning import AccountStore, Subscription
-from chalicelib.store.dynamodb_accounts import DynamoAccounts
-from chalicelib.store.memory_accounts import MemoryAccounts
+from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.core.catalog import CatalogEntry
+from chalicelib.core.orgs import Org
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import AccountStore
 from tests.conftest import PREFIX
 
 SUB_A = Subscription("sub_a", ("si_1", "si_2"), "active", "org1", 100)
@@ -29,7 +30,7 @@ def put(accounts: Any, org: Org) -> None:
     if isinstance(accounts, MemoryAccounts):
         accounts.put_org(org)
     else:
-        from chalicelib.store.dynamodb import org_to_item
+        from chalicelib.adapters.dynamodb.store import org_to_item
 
         accounts.client.put_item(TableName=accounts.orgs_table, Item=org_to_item(org))
 

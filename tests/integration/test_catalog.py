@@ -9,12 +9,13 @@ import pytest
 import stripe
 from typer.testing import CliRunner
 
-from chalicelib.catalog import PRODUCT_ID, ensure_products
-from chalicelib.cli import app as cli
-from chalicelib.pricing import DASHBOARD_PRICE_KEYS, OVERAGE_METER, TIERS
-from chalicelib.services import Services
-from chalicelib.store.dynamodb_accounts import DynamoAccounts
-from chalicelib.stripe_gateway import StripeAccountsGateway
+from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.catalog import PRODUCT_ID
+from chalicelib.core.pricing import DASHBOARD_PRICE_KEYS, OVERAGE_METER, TIERS
+from chalicelib.entrypoints.cli import app as cli
+from chalicelib.services.products import ensure_products
 
 
 @pytest.fixture

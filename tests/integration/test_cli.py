@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from chalicelib.cap_tokens import verify
-from chalicelib.cli import app as cli
-from chalicelib.services import Services
+from chalicelib.bootstrap import Services
+from chalicelib.core.cap_tokens import verify
+from chalicelib.entrypoints.cli import app as cli
 
 
 def test_orgs_put_then_cap_token_mint(svc: Services, env: dict[str, str]) -> None:

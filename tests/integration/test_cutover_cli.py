@@ -12,15 +12,16 @@ import pytest
 import stripe
 from typer.testing import CliRunner
 
-from chalicelib.catalog import CatalogEntry, price_specs
-from chalicelib.cell_reports import CellStatus, OrgParity, ParityReport
-from chalicelib.cli import app as cli
-from chalicelib.clock import FixedClock
-from chalicelib.cutover import REQUIRED_WEBHOOK_EVENTS
-from chalicelib.outbox import OutboxRow
-from chalicelib.services import Services
-from chalicelib.stage_config import read_stage, with_flags
-from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, StripeCutoverGateway
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.stage_config import read_stage, with_flags
+from chalicelib.adapters.stripe_gateway import StripeClientGateway, StripeCutoverGateway
+from chalicelib.bootstrap import Services
+from chalicelib.core.catalog import CatalogEntry, price_specs
+from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
+from chalicelib.core.cutover import REQUIRED_WEBHOOK_EVENTS
+from chalicelib.core.meter_events import MeterEvent, Outcome
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import PREFIX, T0
 
 H = 3600

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.tables import TEMPLATE, table_specs
+from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 

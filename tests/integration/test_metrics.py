@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cell_reports import CellStatus
-from chalicelib.clock import FixedClock
-from chalicelib.operator_metrics import after_rollup
-from chalicelib.orgs import Org
-from chalicelib.outbox import OutboxRow
-from chalicelib.rollup import run_rollup
-from chalicelib.services import Services
-from chalicelib.telemetry import rollup_points
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services
+from chalicelib.core.cell_reports import CellStatus
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.telemetry import rollup_points
+from chalicelib.services.operator_metrics import after_rollup
+from chalicelib.services.rollup import run_rollup
 from tests.conftest import T0, iso, signed_post, tick
 
 H = 3600

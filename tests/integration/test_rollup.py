@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib.clock import FixedClock
-from chalicelib.ingest import ingest_batch
-from chalicelib.orgs import Org
-from chalicelib.rollup import run_rollup
-from chalicelib.services import Services
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import load_settings
-from chalicelib.store.dynamodb import DynamoStore
 from tests.conftest import BASE_ENV, T0, iso, tick
 from tests.fakes.stripe import FakeStripe
 
@@ -47,7 +47,7 @@ def orgs(svc: Services, fake: FakeStripe) -> None:
 
 def rows(svc: Services) -> dict[str, Any]:
     items = svc.store.client.scan(TableName=svc.store.outbox_table)["Items"]  # type: ignore[attr-defined]
-    from chalicelib.store.dynamodb import outbox_from_item
+    from chalicelib.adapters.dynamodb.store import outbox_from_item
 
     return {r.id: r for r in map(outbox_from_item, items)}
 
@@ -136,7 +136,7 @@ def test_straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, o
 
 
 def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, orgs: None) -> None:
-    from chalicelib.parity import Window, usage_parity
+    from chalicelib.services.parity import Window, usage_parity
 
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -354,7 +354,7 @@ def test_accepted_but_answer_lost_is_not_billed_twice(
 def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
     svc: Services, clock: FixedClock, fake: FakeStripe
 ) -> None:
-    from chalicelib.outbox import OutboxRow
+    from chalicelib.core.outbox import OutboxRow
 
     svc.extras["stripe"] = fake
     svc.store.put_org(Org("nocus", plan="pro"))
@@ -388,7 +388,7 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
 def test_rejected_row_is_failed_not_retried_forever(
     svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
-    from chalicelib.stripe_gateway import Outcome
+    from chalicelib.core.meter_events import Outcome
 
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -400,7 +400,7 @@ def test_rejected_row_is_failed_not_retried_forever(
 
 
 def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
-    from chalicelib.stripe_gateway import Outcome
+    from chalicelib.core.meter_events import Outcome
 
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -439,7 +439,7 @@ def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, o
 
 
 def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
-    from chalicelib.parity import Window, usage_parity
+    from chalicelib.services.parity import Window, usage_parity
 
     body = usage_parity(svc.store, svc.settings, Window(start, end), svc.now())
     return {o["org_id"]: o["gb_seconds"] for o in body["orgs"]}

@@ -9,8 +9,9 @@ import uuid
 import pytest
 import stripe
 
-from chalicelib.pricing import TIERS
-from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway, classify
+from chalicelib.adapters.stripe_gateway import StripeClientGateway, classify
+from chalicelib.core.meter_events import MeterEvent, Outcome
+from chalicelib.core.pricing import TIERS
 
 pytestmark = pytest.mark.stripe_live
 

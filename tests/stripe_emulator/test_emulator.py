@@ -210,7 +210,8 @@ def test_a_500_is_kept_under_its_key_and_replayed_as_stripe_does(emu: EmulatorSe
 
 
 def test_the_gateway_gets_past_a_stored_500_with_a_fresh_key(emu: EmulatorServer, cus: str) -> None:
-    from chalicelib.stripe_gateway import MeterEvent, Outcome, StripeClientGateway
+    from chalicelib.adapters.stripe_gateway import StripeClientGateway
+    from chalicelib.core.meter_events import MeterEvent, Outcome
 
     client = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emu.url}, max_network_retries=0)
     gateway = StripeClientGateway(client)

@@ -6,8 +6,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.buckets import bucket_of, buckets_between, is_closed, overlap, split
-from chalicelib.money import exact
+from chalicelib.core.buckets import bucket_of, buckets_between, is_closed, overlap, split
+from chalicelib.core.money import exact
 
 widths = st.sampled_from([60, 900, 3600, 86400])
 instants = st.decimals(min_value=0, max_value=4_000_000_000, places=6, allow_nan=False, allow_infinity=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from chalicelib.cap_tokens import CapTokenError, mint, verify
+from chalicelib.core.cap_tokens import CapTokenError, mint, verify
 
 SECRET = "s3cret-" + "x" * 32
 

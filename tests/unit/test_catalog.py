@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.catalog import (
+from chalicelib.core.catalog import (
     CatalogEntry,
     StripeCatalog,
     StripePrice,
@@ -10,7 +10,7 @@ from chalicelib.catalog import (
     plan_catalog,
     price_specs,
 )
-from chalicelib.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
+from chalicelib.core.pricing import ALL_METERS, CATALOG_KEYS, OVERAGE_METER, TIERS
 
 EMPTY = StripeCatalog(meters={}, product_exists=False, prices={})
 

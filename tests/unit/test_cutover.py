@@ -9,12 +9,12 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import cutover as core
-from chalicelib.cell_reports import CellStatus, OrgParity, ParityReport
-from chalicelib.cutover import StageFlags, WebhookEndpoint
-from chalicelib.outbox import OutboxRow
-from chalicelib.stage_config import read_stage, with_flags
-from chalicelib.webhook import HANDLED_TYPES
+from chalicelib.adapters.stage_config import read_stage, with_flags
+from chalicelib.core import cutover as core
+from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
+from chalicelib.core.cutover import StageFlags, WebhookEndpoint
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.services.webhook import HANDLED_TYPES
 
 H = 3600
 T = 1795564800 + 10 * H

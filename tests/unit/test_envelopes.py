@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.envelopes import BatchError, Tick, parse_batch, quarantine_id, validate_one
+from chalicelib.core.envelopes import BatchError, Tick, parse_batch, quarantine_id, validate_one
 from tests.conftest import T0, iso, tick
 
 NOW = T0 + 3600

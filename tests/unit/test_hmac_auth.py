@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.hmac_auth import AuthError, candidate_queries, sign_body, sign_get, verify_body, verify_get
+from chalicelib.core.hmac_auth import AuthError, candidate_queries, sign_body, sign_get, verify_body, verify_get
 
 
 def test_body_signature_round_trip() -> None:
@@ -101,7 +101,7 @@ def test_a_rebuild_never_reads_one_signed_query_as_other_parameters() -> None:
 
 
 def test_canonical_form() -> None:
-    from chalicelib.hmac_auth import canonical_query
+    from chalicelib.core.hmac_auth import canonical_query
 
     assert canonical_query([("to", "2"), ("from", "1")]) == "from=1&to=2"
     assert canonical_query({"q": "a b+c/€"}) == "q=a%20b%2Bc%2F%E2%82%AC"

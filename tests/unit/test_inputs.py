@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.inputs import JsonBodyError, deeper_than, is_printable_id, load_json, printable
+from chalicelib.core.limits import JsonBodyError, deeper_than, is_printable_id, load_json, printable
 
 
 @pytest.mark.parametrize("depth, deeper", [(32, False), (33, True)])

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import stripe
 
-from chalicelib.catalog import CatalogEntry
-from chalicelib.orgs import Org
-from chalicelib.provisioning import LEASE_SECONDS, Subscription
-from chalicelib.store.base import StoreUnavailable
-from chalicelib.store.memory_accounts import MemoryAccounts
-from chalicelib.webhook import handle_event
+from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.core.catalog import CatalogEntry
+from chalicelib.core.orgs import Org
+from chalicelib.core.subscriptions import Subscription
+from chalicelib.ports import StoreUnavailable
+from chalicelib.services.provisioning import LEASE_SECONDS
+from chalicelib.services.webhook import handle_event
 from tests.fakes.stripe_accounts import IDEMPOTENCY_TTL, FakeAccountsGateway
 
 T = 1_000_000

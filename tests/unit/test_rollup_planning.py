@@ -7,21 +7,14 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.aggregates import aggregate
-from chalicelib.money import exact
-from chalicelib.orgs import Org
-from chalicelib.pricing import OVERAGE_METER, TIERS
-from chalicelib.rollup import (
-    LATE_CHUNK,
-    after_sweep,
-    buckets_to_roll,
-    late_sweep_due,
-    meter_values,
-    plan_bucket,
-    plan_late,
-)
+from chalicelib.core.aggregation import OrgAggregate, aggregate
+from chalicelib.core.late import LateSignal, after_sweep, late_sweep_due
+from chalicelib.core.metering import LATE_CHUNK, buckets_to_roll, meter_values, plan_bucket, plan_late
+from chalicelib.core.money import exact
+from chalicelib.core.orgs import Org
+from chalicelib.core.pricing import OVERAGE_METER, TIERS
+from chalicelib.core.samples import StoredSample
 from chalicelib.settings import load_settings
-from chalicelib.store.base import LateSignal, OrgAggregate, StoredSample
 
 SHADOW = load_settings({})
 LIVE = load_settings({"SHADOW": "false", "BILL_FROM": "7200"})

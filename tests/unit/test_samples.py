@@ -6,8 +6,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.envelopes import Envelope, Tick, UsageTick
-from chalicelib.samples import SAMPLE_SHARDS, late_cutoff, samples_from_tick, shard_of
+from chalicelib.core.envelopes import Envelope, Tick, UsageTick
+from chalicelib.core.samples import SAMPLE_SHARDS, late_cutoff, samples_from_tick, shard_of
 from tests.conftest import T0, iso, tick
 
 

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from chalicelib.orgs import Org
-from chalicelib.outbox import OutboxRow
-from chalicelib.sender import plan_send
-from chalicelib.stripe_gateway import Outcome, classify
+from chalicelib.adapters.stripe_gateway import classify
+from chalicelib.core.meter_events import Outcome
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.services.sender import plan_send
 
 NOW = 100 * 86400
 

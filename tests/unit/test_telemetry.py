@@ -6,8 +6,8 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from chalicelib import telemetry as tm
-from chalicelib.cell_reports import OrgParity, ParityReport
+from chalicelib.core import telemetry as tm
+from chalicelib.core.cell_reports import OrgParity, ParityReport
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.webhook import MalformedEvent, parse_event
+from chalicelib.services.webhook import MalformedEvent, parse_event
 
 
 def event(obj: dict[str, Any], kind: str = "checkout.session.completed") -> dict[str, Any]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from cellkit.core.backoff import delay
 from cellkit.core.signing import body_headers, get_headers
-from chalicelib.hmac_auth import verify_body, verify_get
+from chalicelib.core.hmac_auth import verify_body, verify_get
 
 
 def test_backoff_grows_caps_and_jitters() -> None:

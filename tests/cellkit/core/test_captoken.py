@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cellkit.core.captoken import CapTokenInvalid, verify
-from chalicelib.cap_tokens import mint
+from chalicelib.core.cap_tokens import mint
 
 SECRET = "cell-test-jwt-secret-of-32-bytes-or-more"
 NOW = 1795564800

@@ -70,7 +70,7 @@ def test_envelope_matches_the_contract() -> None:
 
 
 def test_envelopes_pass_the_edge_validator() -> None:
-    from chalicelib.envelopes import Tick, validate_one
+    from chalicelib.core.envelopes import Tick, validate_one
 
     plan = plan_tick(sandbox(), T0_US + 20_000_001, "w1")
     assert plan is not None

@@ -73,7 +73,7 @@ def test_hour_usage_legacy_unified_free_and_unpriced() -> None:
 
 
 def test_meters_match_the_edge_pricing_table() -> None:
-    from chalicelib import pricing
+    from chalicelib.core import pricing
 
     assert {mb: t.meter for mb, t in pricing.TIERS.items()} == TIER_METERS
     assert pricing.OVERAGE_METER == OVERAGE_METER

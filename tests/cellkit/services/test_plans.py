@@ -10,7 +10,7 @@ from cellkit.adapters.memory import MemoryStore
 from cellkit.core.usage import OrgRow
 from cellkit.services.plans import CreateRequest, EdgePolicy, SandboxGate, effective_plan
 from cellkit.services.ticker import Ticker
-from chalicelib.cap_tokens import mint
+from chalicelib.core.cap_tokens import mint
 from tests.cellkit.conftest import JWT_SECRET, SECRET, T0, Captured
 from tests.cellkit.fake_edge import FakeEdge
 

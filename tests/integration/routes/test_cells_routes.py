@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.clock import FixedClock
-from chalicelib.services import Services
-from chalicelib.store.base import StoreUnavailable
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services
+from chalicelib.ports import StoreUnavailable
 from tests.conftest import T0, signed_get, signed_post
 
 REPORTS = "/internal/parity-reports"
@@ -174,7 +174,7 @@ class FailingClient:
 
 
 def test_store_failure_is_503(client: Any, svc: Services) -> None:
-    from chalicelib.store.dynamodb_cells import DynamoCells
+    from chalicelib.adapters.dynamodb.cells import DynamoCells
 
     svc.extras["cells"] = DynamoCells(FailingClient(), "x")
     assert post_report(client, svc, report()).status_code == 503

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.ingest import MAX_QUARANTINE_RAW
-from chalicelib.orgs import Org
-from chalicelib.services import Services
-from chalicelib.store.dynamodb import DynamoStore
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.services.ingest import MAX_QUARANTINE_RAW
 from tests.conftest import T0, iso, signed_post, tick
 
 
@@ -76,7 +76,7 @@ def test_a_valid_tick_with_huge_extras_for_an_unknown_org_is_held_small(client: 
     [item] = svc.store.quarantine("unknown_org")
     assert "notes" not in item.raw_json and item.raw_sha256 is None
     svc.store.put_org(Org("org-new", plan="pro"))
-    from chalicelib.ingest import replay_quarantine
+    from chalicelib.services.ingest import replay_quarantine
 
     assert replay_quarantine(svc.store, svc.settings, svc.now())["replayed"] == 1
     assert stored_ids(svc.store) == {"h1"}

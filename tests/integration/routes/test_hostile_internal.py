@@ -9,12 +9,12 @@ from unittest.mock import Mock
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.cap_tokens import verify
-from chalicelib.hmac_auth import sign_get
-from chalicelib.orgs import Org
-from chalicelib.services import Services, use
-from chalicelib.store.base import StoreRejected
-from chalicelib.store.dynamodb import DynamoStore, guarded
+from chalicelib.adapters.dynamodb.store import DynamoStore, guarded
+from chalicelib.bootstrap import Services, use
+from chalicelib.core.cap_tokens import verify
+from chalicelib.core.hmac_auth import sign_get
+from chalicelib.core.orgs import Org
+from chalicelib.ports import StoreRejected
 from tests.conftest import SECRET, T0, signed_get, signed_post
 
 POLICY = "/internal/org-policy"
@@ -182,7 +182,7 @@ def test_permanent_store_errors_are_rejections_not_unavailability() -> None:
 
     with pytest.raises(StoreRejected, match="ValidationException"):
         refuse("ValidationException")()
-    from chalicelib.store.base import StoreUnavailable
+    from chalicelib.ports import StoreUnavailable
 
     for code in ("ProvisionedThroughputExceededException", "ThrottlingException", "InternalServerError"):
         with pytest.raises(StoreUnavailable):

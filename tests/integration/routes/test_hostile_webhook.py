@@ -8,10 +8,10 @@ from unittest.mock import Mock
 
 import pytest
 
-from chalicelib.orgs import Org
-from chalicelib.services import Services
-from chalicelib.store.base import StoreRejected
-from chalicelib.store.dynamodb_accounts import DynamoAccounts
+from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.ports import StoreRejected
 from sim.api import stripe_signature
 from tests.conftest import BASE_ENV
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.orgs import Org
-from chalicelib.services import Services, use
-from chalicelib.store.base import StoreUnavailable
-from chalicelib.store.dynamodb import DynamoStore
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.bootstrap import Services, use
+from chalicelib.core.orgs import Org
+from chalicelib.ports import StoreUnavailable
 from tests.conftest import ARCHIVE, T0, iso, signed_post, tick
 
 
@@ -136,7 +136,7 @@ def test_non_finite_numbers_are_quarantined(client: Any, svc: Services, orgs: No
 
 
 def test_unknown_org_is_held_then_replayed(client: Any, svc: Services, orgs: None) -> None:
-    from chalicelib.ingest import replay_quarantine
+    from chalicelib.services.ingest import replay_quarantine
 
     res = post(client, [tick("u1", "org-new", iso(T0 + 100)), tick("p1", "org-pro", iso(T0 + 100))], svc.now())
     assert res.status_code == 202

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cap_tokens import verify
-from chalicelib.clock import FixedClock
-from chalicelib.hmac_auth import sign_get
-from chalicelib.orgs import Org
-from chalicelib.services import Services
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services
+from chalicelib.core.cap_tokens import verify
+from chalicelib.core.hmac_auth import sign_get
+from chalicelib.core.orgs import Org
 from tests.conftest import SECRET, T0, iso, signed_get, signed_post, tick
 
 PARITY = "/internal/usage-parity"
@@ -63,8 +63,8 @@ def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, u
     first = parity(client, svc, T0, T0 + 3600).json_body
     assert svc.store.bucket_state(T0) is not None  # settled by the first asker
     # Later askers read the aggregates: deleting a raw sample no longer changes the answer.
-    from chalicelib.samples import shard_of
-    from chalicelib.store.dynamodb import sample_pk
+    from chalicelib.adapters.dynamodb.store import sample_pk
+    from chalicelib.core.samples import shard_of
 
     svc.store.client.delete_item(  # type: ignore[attr-defined]
         TableName=svc.store.samples_table,
@@ -139,9 +139,9 @@ def test_health(client: Any, svc: Services) -> None:
 
 
 def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
-    from chalicelib.envelopes import Envelope, Tick, UsageTick
-    from chalicelib.parity import Window, usage_parity
-    from chalicelib.samples import samples_from_tick
+    from chalicelib.core.envelopes import Envelope, Tick, UsageTick
+    from chalicelib.core.samples import samples_from_tick
+    from chalicelib.services.parity import Window, usage_parity
 
     svc.store.put_org(Org("org-x", plan="pro"))
     env = Envelope.model_validate(json.loads(json.dumps(tick("d1", "org-x", iso(T0 + 50)))))

@@ -7,10 +7,10 @@ from typing import Any
 
 from chalice.test import Client
 
-from chalicelib.clock import FixedClock
-from chalicelib.ingest import ingest_batch
-from chalicelib.orgs import Org
-from chalicelib.services import Services, use
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services, use
+from chalicelib.core.orgs import Org
+from chalicelib.services.ingest import ingest_batch
 from chalicelib.settings import load_settings
 from tests.conftest import BASE_ENV, T0, iso, signed_post, tick
 

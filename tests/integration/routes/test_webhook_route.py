@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 import stripe
 
-from chalicelib.catalog import ensure_products
-from chalicelib.orgs import Org
-from chalicelib.provisioning import UPGRADE_CREDIT_CENTS, ProvisioningConflict
-from chalicelib.services import Services, services
-from chalicelib.store.dynamodb_accounts import DynamoAccounts
-from chalicelib.stripe_gateway import StripeAccountsGateway
-from chalicelib.webhook import handle_event
+from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
+from chalicelib.bootstrap import Services, services
+from chalicelib.core.orgs import Org
+from chalicelib.core.subscriptions import UPGRADE_CREDIT_CENTS
+from chalicelib.services.products import ensure_products
+from chalicelib.services.provisioning import ProvisioningConflict
+from chalicelib.services.webhook import handle_event
 from sim.api import stripe_signature
 from stripe_emulator.server import Fault
 from tests.conftest import BASE_ENV, PREFIX

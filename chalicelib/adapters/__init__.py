@@ -1,0 +1,1 @@
+"""Adapters: DynamoDB, Stripe, S3, the clock, and in-memory ones for every port."""

@@ -1,0 +1,1 @@
+"""The DynamoDB adapters (boto3), one module per concern."""

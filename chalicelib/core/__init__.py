@@ -1,0 +1,1 @@
+"""The pure core: money, buckets, pricing, attribution, planning. No boto3, stripe or logger."""

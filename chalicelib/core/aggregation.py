@@ -1,0 +1,50 @@
+"""Per-bucket, per-org usage: the one aggregation that the rollup and parity share.
+
+`aggregate` streams: memory is bounded by orgs x memory sizes, not by samples.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from chalicelib.core.money import exact
+from chalicelib.core.samples import StoredSample
+
+
+@dataclass(frozen=True)
+class OrgAggregate:
+    """Raw pro usage of one org in one bucket: seconds per memory size, and the sample count."""
+
+    org_id: str
+    bucket_start: int
+    seconds_by_memory: dict[int, Decimal]
+    samples: int
+
+    @property
+    def gb_seconds(self) -> Decimal:
+        from chalicelib.core.pricing import gb_seconds
+
+        return sum((gb_seconds(mb, s) for mb, s in self.seconds_by_memory.items()), Decimal(0))
+
+
+def aggregate(bucket_start: int, samples: Iterable[StoredSample], include_late: bool = False) -> list[OrgAggregate]:
+    """Sum seconds per (org, memory size). Late samples are left to the late path unless asked."""
+    seconds: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    counts: dict[str, int] = defaultdict(int)
+    for s in samples:
+        if s.late and not include_late:
+            continue
+        seconds[s.org_id][s.memory_mb] += s.seconds
+        counts[s.org_id] += 1
+    return [
+        OrgAggregate(
+            org_id=org,
+            bucket_start=bucket_start,
+            seconds_by_memory={mb: exact(v) for mb, v in sorted(by_mb.items())},
+            samples=counts[org],
+        )
+        for org, by_mb in sorted(seconds.items())
+    ]

@@ -1,0 +1,165 @@
+"""Closed buckets' usage -> meter values -> outbox rows: the rollup's planning, pure.
+
+The shell that reads and writes around it is services/rollup.py.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.buckets import bucket_of
+from chalicelib.core.late import LateChunk
+from chalicelib.core.money import exact
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow, State, delta_identifier, first_identifier
+from chalicelib.core.pricing import OVERAGE_METER, TIERS, gb_seconds
+from chalicelib.core.samples import StoredSample
+from chalicelib.settings import Settings
+
+MAX_BUCKETS_PER_RUN = 240
+
+
+# Room in one TransactWriteItems (100 actions) for the samples, up to 6 tier rows and the aggregate.
+LATE_CHUNK = 90
+
+
+@dataclass(frozen=True)
+class MeterValues:
+    values: dict[str, Decimal]
+    unknown: dict[int, Decimal]  # memory_mb -> seconds no meter can carry: usage not billed
+
+
+def meter_values(seconds_by_memory: dict[int, Decimal], billing_mode: str) -> MeterValues:
+    """Legacy: seconds per tier meter; unified: GB-seconds of every size on the (flat) overage meter.
+
+    Unbilled, and reported: legacy sizes without a tier (there is no meter for them) and, in both
+    modes, size 0 (ticks of older workers without `memory_mb`: GB-seconds cannot be known).
+    """
+    values: dict[str, Decimal] = defaultdict(Decimal)
+    unknown: dict[int, Decimal] = {}
+    for mb, seconds in sorted(seconds_by_memory.items()):
+        tier = TIERS.get(mb)
+        if mb > 0 and billing_mode == "unified":
+            # mb x s / 1024 is exact in Decimal (1024 is a power of two): round the sum once, not each size.
+            values[OVERAGE_METER] += Decimal(mb) * seconds / 1024
+        elif tier is not None:
+            values[tier.meter] += seconds
+        else:
+            unknown[mb] = seconds
+    return MeterValues({m: exact(v) for m, v in values.items() if v > 0}, unknown)
+
+
+def unbilled(org_id: str, mv: MeterValues, **where: Any) -> list[dict[str, Any]]:
+    """What an operator needs to credit or bill by hand: who, which size, how much."""
+    return [
+        {"org_id": org_id, "memory_mb": mb, "seconds": str(s), "gb_seconds": str(gb_seconds(mb, s)), **where}
+        for mb, s in mv.unknown.items()
+    ]
+
+
+def row_state(bucket_start: int, settings: Settings) -> State | None:
+    """Shadow rows for every bucket while in shadow; live: pending at/after BILL_FROM, none before (consumed)."""
+    if settings.SHADOW:
+        return "shadow"
+    return "pending" if bucket_start >= settings.BILL_FROM else None
+
+
+@dataclass
+class BucketPlan:
+    rows: list[OutboxRow]
+    unknown: list[dict[str, Any]]
+    consumed: bool
+
+
+def plan_bucket(
+    bucket_start: int,
+    aggregates: Iterable[OrgAggregate],
+    orgs: dict[str, Org],
+    settings: Settings,
+    run_id: str,
+    now: int,
+) -> BucketPlan:
+    state = row_state(bucket_start, settings)
+    rows: list[OutboxRow] = []
+    unknown: list[dict[str, Any]] = []
+    for agg in aggregates:
+        mode = orgs[agg.org_id].billing_mode if agg.org_id in orgs else "legacy"
+        mv = meter_values(agg.seconds_by_memory, mode)
+        unknown += unbilled(agg.org_id, mv)
+        if state is None:
+            continue
+        rows += [
+            OutboxRow(
+                id=first_identifier(agg.org_id, bucket_start, meter),
+                org_id=agg.org_id,
+                bucket_start=bucket_start,
+                bucket_end=bucket_start + settings.BUCKET_SECONDS,
+                meter=meter,
+                value=value,
+                kind="first",
+                state=state,
+                samples=agg.samples,
+                run_id=run_id,
+                created_at=now,
+            )
+            for meter, value in sorted(mv.values.items())
+        ]
+    return BucketPlan(rows=rows, unknown=unknown, consumed=state is None)
+
+
+def plan_late(
+    samples: Iterable[StoredSample], orgs: dict[str, Org], settings: Settings, run_id: str, now: int
+) -> tuple[list[LateChunk], list[dict[str, Any]]]:
+    """Group stragglers by (org, bucket) into chunks small enough for one transaction each."""
+    groups: dict[tuple[str, int], list[StoredSample]] = defaultdict(list)
+    for s in samples:
+        groups[(s.org_id, s.bucket_start)].append(s)
+    chunks: list[LateChunk] = []
+    unknown: list[dict[str, Any]] = []
+    for (org_id, bucket), group in sorted(groups.items()):
+        group.sort(key=lambda s: s.event_id)
+        for i in range(0, len(group), LATE_CHUNK):
+            part = group[i : i + LATE_CHUNK]
+            by_mb: dict[int, Decimal] = defaultdict(Decimal)
+            for s in part:
+                by_mb[s.memory_mb] += s.seconds
+            mode = orgs[org_id].billing_mode if org_id in orgs else "legacy"
+            mv = meter_values(dict(by_mb), mode)
+            unknown += unbilled(org_id, mv, bucket_start=bucket, late=True)
+            state = row_state(bucket, settings)
+            ids = [s.event_id for s in part]
+            rows = (
+                [
+                    OutboxRow(
+                        id=delta_identifier(org_id, bucket, meter, ids),
+                        org_id=org_id,
+                        bucket_start=bucket,
+                        bucket_end=bucket + settings.BUCKET_SECONDS,
+                        meter=meter,
+                        value=value,
+                        kind="delta",
+                        state=state,
+                        samples=len(part),
+                        run_id=run_id,
+                        created_at=now,
+                    )
+                    for meter, value in sorted(mv.values.items())
+                ]
+                if state
+                else []
+            )
+            chunks.append(LateChunk(org_id, bucket, rows, {mb: exact(v) for mb, v in by_mb.items()}, ids))
+    return chunks, unknown
+
+
+def buckets_to_roll(cursor: int | None, now: int, settings: Settings) -> list[int]:
+    """Closed buckets from the cursor on (first run: a bounded look-back), oldest first."""
+    width = settings.BUCKET_SECONDS
+    last_closed = bucket_of(now - settings.GRACE_SECONDS, width) - width
+    first = cursor if cursor is not None else last_closed - (settings.ROLLUP_LOOKBACK_BUCKETS - 1) * width
+    return list(range(first, last_closed + 1, width))[:MAX_BUCKETS_PER_RUN]

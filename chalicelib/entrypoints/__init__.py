@@ -1,0 +1,1 @@
+"""Entry points: the HTTP blueprints, the schedule, the operator CLI."""

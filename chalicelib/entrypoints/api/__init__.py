@@ -1,0 +1,1 @@
+"""Chalice blueprints: HTTP in, services out (app.py registers them)."""

@@ -1,0 +1,140 @@
+"""Cell-facing internal routes: usage parity, org policy, org registration."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from chalice import Blueprint, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from chalicelib.bootstrap import services
+from chalicelib.core.buckets import buckets_between
+from chalicelib.core.cap_tokens import mint
+from chalicelib.core.limits import MAX_STRIPE_ID_LENGTH, load_json, printable
+from chalicelib.core.orgs import Org, default_max_memory_gb
+from chalicelib.entrypoints.api.http import (
+    answer,
+    check_body_hmac,
+    check_get_hmac,
+    error,
+    json_errors,
+    query_pairs,
+    raw_body,
+    single_params,
+)
+from chalicelib.services.parity import Window, WindowError, parse_window, usage_parity
+from chalicelib.settings import Settings
+
+bp = Blueprint(__name__)
+PARITY_PATH = "/internal/usage-parity"
+POLICY_PATH = "/internal/org-policy"
+
+
+# Unix seconds as ASCII digits: int() alone also takes "+5", " 5", "5_000" and non-ASCII digits,
+# and 12 digits keep every bucket computation far from Decimal's precision.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+def _customer_id(value: str) -> str:
+    return printable(value, "stripe_customer_id", MAX_STRIPE_ID_LENGTH, ascii_only=True)
+
+
+class OrgBody(BaseModel):
+    # Strict: "4" or true is not a memory size, and a number is not a customer id.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    billing_mode: Literal["legacy", "unified"]
+    plan: Literal["pro", "free"] | None = None
+    stripe_customer_id: Annotated[str, AfterValidator(_customer_id)] | None = None
+    max_memory_gb: int | None = Field(default=None, ge=1, le=4096)
+
+
+def parity_window(params: dict[str, str], settings: Settings) -> Window:
+    """The parity window, bounded in buckets: each bucket costs store reads (an unsettled one
+    32 shard queries), so the largest allowed question must still answer well within API
+    Gateway's 29 s, whatever the stage's bucket width."""
+    for name in ("from", "to"):
+        raw = params.get(name)
+        if raw is not None and not _UNIX_SECONDS.fullmatch(raw):
+            raise WindowError(f"{name!r}={raw[:40]!r} must be integers: unix seconds, 1 to 12 ASCII digits")
+    window = parse_window(params)
+    buckets = len(buckets_between(window.start, window.end, settings.BUCKET_SECONDS))
+    if buckets > settings.MAX_PARITY_BUCKETS:
+        raise WindowError(
+            f"window [{window.start}, {window.end}) spans {buckets} buckets of {settings.BUCKET_SECONDS}s: "
+            f"the maximum is {settings.MAX_PARITY_BUCKETS} (MAX_PARITY_BUCKETS); ask in smaller windows"
+        )
+    return window
+
+
+def org_body(org: Org) -> dict[str, object]:
+    return {
+        "org_id": org.org_id,
+        "plan": org.plan,
+        "billing_mode": org.billing_mode,
+        "stripe_customer_id": org.stripe_customer_id,
+        "max_memory_gb": org.max_memory_gb,
+        "subscription_id": org.subscription_id,
+        "updated_at": org.updated_at,
+    }
+
+
+def put_org(org_id: str, body: OrgBody, now: int) -> Org:
+    """Create or update an org; fields the body leaves out keep their stored value."""
+    return services().store.update_org(org_id, body.model_dump(exclude_none=True), now)
+
+
+@bp.route(PARITY_PATH, methods=["GET"])
+@json_errors
+def usage_parity_route() -> Response:
+    request = bp.current_request
+    svc = services()
+    check_get_hmac(request, PARITY_PATH, svc)
+    try:
+        window = parity_window(single_params(query_pairs(request), ("from", "to")), svc.settings)
+    except WindowError as exc:
+        return error(400, str(exc))
+    return answer(200, usage_parity(svc.store, svc.settings, window, svc.now()))
+
+
+@bp.route(POLICY_PATH, methods=["GET"])
+@json_errors
+def org_policy_route() -> Response:
+    request = bp.current_request
+    svc = services()
+    check_get_hmac(request, POLICY_PATH, svc)
+    query = single_params(query_pairs(request), ("org_id", "cell_id"))
+    org_id = query.get("org_id")
+    if not org_id:
+        return error(400, "query parameter 'org_id' is required")
+    try:
+        printable(org_id, "org_id")
+        printable(query.get("cell_id") or "-", "cell_id")
+    except ValueError as exc:
+        return error(400, str(exc))
+    org = svc.store.get_org(org_id)
+    if org is None:
+        return error(404, f"org {org_id} is not known to the edge")
+    max_gb = org.max_memory_gb or default_max_memory_gb(org.plan)
+    body: dict[str, object] = {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024}
+    if query.get("cell_id"):
+        # The plan just resolved, as a short-lived token the cell can hand to its sandbox creator.
+        body["capToken"] = mint(svc.settings.secret("SESSION_JWT_SECRET"), org_id, org.plan, query["cell_id"],
+                                svc.now())
+    return answer(200, body)
+
+
+@bp.route("/internal/orgs/{org_id}", methods=["PUT"])
+@json_errors
+def put_org_route(org_id: str) -> Response:
+    request = bp.current_request
+    svc = services()
+    check_body_hmac(request, svc)
+    try:
+        # ASCII: the org id goes into Stripe idempotency keys and meter identifiers (HTTP headers).
+        printable(org_id, "org_id", ascii_only=True)
+        body = OrgBody.model_validate(load_json(raw_body(request) or b"null"))
+    except (ValueError, ValidationError) as exc:
+        return error(400, f"invalid org body: {exc}")
+    return answer(200, org_body(put_org(org_id, body, svc.now())))

@@ -1,0 +1,106 @@
+"""POST /webhooks/stripe: verified with stripe-python on the raw body, then handed to `webhook`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import stripe
+from chalice import Blueprint, Response
+
+from chalicelib.bootstrap import Services, services
+from chalicelib.core.catalog import EmptyCatalog
+from chalicelib.core.limits import JsonBodyError, load_json
+from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
+from chalicelib.observability import logger
+from chalicelib.ports import StoreRejected
+from chalicelib.services.provisioning import ProvisioningConflict
+from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
+
+bp = Blueprint(__name__)
+TOLERANCE_SECONDS = 300
+MAX_SIGNATURE_HEADER = 4096
+# Stripe answers that no retry changes (an unknown customer, invalid parameters): the event is
+# acknowledged as unusable instead of a 502 Stripe would retry for three days. 401/403 (a key
+# problem an operator fixes), 409 and 429 stay retryable.
+PERMANENT_STRIPE_STATUSES = frozenset({400, 402, 404})
+_SIGNED_AT = re.compile(r"(?:^|,)t=([0-9]{1,12})(?:,|$)")
+
+
+class BadSignature(ValueError):
+    pass
+
+
+def signed_at(header: str) -> int:
+    """The header's `t=` (the first, as stripe-python reads it), as ASCII-digit unix seconds."""
+    first_t = next((item for item in header.split(",") if item.startswith("t=")), "")
+    match = _SIGNED_AT.fullmatch(first_t)
+    if not match:
+        raise BadSignature("Stripe-Signature t= must be unix seconds")
+    return int(match.group(1))
+
+
+def verify_stripe_signature(payload: bytes, header: str, svc: Services) -> None:
+    """Stripe's own HMAC check (stripe-python), then the timestamp against the injected clock,
+    in both directions: stripe-python checks only the past, and reads the wall clock."""
+    # compare_digest inside stripe-python raises TypeError on non-ASCII text: refuse it first.
+    if not header.isascii() or len(header) > MAX_SIGNATURE_HEADER:
+        raise BadSignature("malformed Stripe-Signature header")
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, svc.settings.secret("STRIPE_WEBHOOK_SECRET"), None)
+    except stripe.SignatureVerificationError as exc:
+        raise BadSignature(str(exc.user_message or exc)) from None
+    except ValueError:
+        raise BadSignature("body is not UTF-8") from None
+    if abs(svc.now() - signed_at(header)) > TOLERANCE_SECONDS:
+        raise BadSignature(f"Stripe-Signature timestamp outside the {TOLERANCE_SECONDS}s tolerance")
+
+
+def unusable(event_id: object, reason: str) -> Response:
+    # 200 on purpose: the event is Stripe's and signed, but no retry can make it usable.
+    logger.error("webhook_unusable", extra={"event_id": str(event_id)[:255], "reason": reason[:500]})
+    return answer(200, {"received": True, "unusable": reason[:500]})
+
+
+@bp.route("/webhooks/stripe", methods=["POST"], content_types=["application/json", "text/plain"])
+@json_errors
+def stripe_webhook() -> Response:
+    request = bp.current_request
+    svc = services()
+    payload = raw_body(request)
+    signature = lowered(request.headers).get("stripe-signature")
+    if not signature:
+        return error(400, "missing Stripe-Signature header")
+    try:
+        verify_stripe_signature(payload, signature, svc)
+    except BadSignature as exc:
+        return error(400, f"bad Stripe signature: {exc}")
+    try:
+        event = load_json(payload)
+    except JsonBodyError as exc:
+        return error(400, f"body is not a JSON Stripe event: {exc}")
+    return handle_verified(event, svc)
+
+
+def handle_verified(event: Any, svc: Services) -> Response:
+    """A verified event's answer: every outcome deliberate (see docs/stripe.md's table)."""
+    event_id = event.get("id") if isinstance(event, dict) else None
+    try:
+        return answer(200, handle_event(event, svc.accounts(), svc.accounts_gateway(), svc.now()))
+    except UnusableEvent as exc:
+        return unusable(event_id, str(exc))
+    except StoreRejected as exc:
+        return unusable(event_id, f"the store refuses it for good: {exc}")
+    except MalformedEvent as exc:
+        return error(400, f"malformed event: {exc}")
+    except EmptyCatalog as exc:
+        # 5xx on purpose: Stripe retries, and the org stays as it was until the catalog is published.
+        logger.error("webhook_catalog_empty", extra={"error": str(exc)})
+        return error(500, str(exc))
+    except ProvisioningConflict as exc:
+        return error(409, str(exc))
+    except stripe.StripeError as exc:
+        if exc.http_status in PERMANENT_STRIPE_STATUSES:
+            return unusable(event_id, f"Stripe refuses it for good ({exc.http_status}): {exc.user_message or exc}")
+        logger.error("webhook_stripe_failed", extra={"error": str(exc), "status": exc.http_status})
+        return error(502, f"Stripe call failed, retry later: {exc.user_message or exc}")

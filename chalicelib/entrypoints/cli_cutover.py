@@ -1,0 +1,239 @@
+"""`python -m chalicelib.cli cutover ...`: the operator's commands for the seam (CONTRACT section 9).
+
+Thin: parse, call `cutover_run`, print. Exit codes (every subcommand): 0 all
+good, 1 a check failed (the output names why), 2 operator error, 3 not yet
+(retry later). `.chalice/config.json` is the source of truth for the flags:
+`arm` and `rollback` write it and apply it (the local stage: restart the
+local stack's app; AWS stages: print the `chalice deploy` to run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import stripe
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stage, stages, with_flags
+from chalicelib.bootstrap import Services, services
+from chalicelib.core import cutover as core
+from chalicelib.ports import StoreUnavailable
+from chalicelib.services import cutover_ops as run
+from chalicelib.settings import SettingsError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+console = Console(soft_wrap=True)  # an error line stays one line, whatever the terminal
+cutover_app = typer.Typer(help="Move Pro billing from the cells to the edge (docs/runbook.md).",
+                          no_args_is_help=True)
+LOCAL_STAGE = "local"
+
+StageOpt = typer.Option("dev", "--stage", help="Chalice stage in .chalice/config.json")
+JsonOpt = typer.Option(False, "--json", help="Print JSON only")
+ConfigOpt = typer.Option(CONFIG, "--config", help="The Chalice config (source of truth for flags)", hidden=True)
+StaleOpt = typer.Option(1800, "--stale-after", help="A cell status older than this many seconds is not trusted")
+
+
+def fail(message: str, code: int = core.EXIT_USAGE) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def guarded(fn: Callable[P, T]) -> Callable[P, T]:
+    """A bad flag, an unreachable store or Stripe failing is one clear line and exit 2, not a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (SettingsError, StoreUnavailable, StageConfigError) as exc:
+            raise fail(str(exc)) from None
+        except stripe.StripeError as exc:
+            raise fail(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
+
+    return wrapper
+
+
+def stage_flags(config: Path, stage: str, svc: Services) -> core.StageFlags:
+    try:
+        flags = read_stage(config.read_text(), stage)
+    except (OSError, StageConfigError) as exc:
+        raise fail(str(exc)) from None
+    prefix = flags.value("TABLE_PREFIX")
+    if prefix and prefix != svc.settings.TABLE_PREFIX:
+        # Checking one stage's flags against another stage's tables would answer the wrong question.
+        raise fail(f"the environment points at tables {svc.settings.TABLE_PREFIX}-* but stage {stage} uses "
+                   f"{prefix}-*: export that stage's TABLE_PREFIX (and its endpoints)")
+    return flags
+
+
+def show(outcome: run.Outcome, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.body(), default=str, indent=2) + "\n")
+    else:
+        table = Table("check", "ok", "why")
+        for c in outcome.checks:
+            mark = "[green]ok[/green]" if c.ok else ("[yellow]wait[/yellow]" if c.wait else "[red]FAIL[/red]")
+            table.add_row(c.name, mark, c.why)
+        console.print(table)
+        extra = {k: v for k, v in outcome.data.items() if k not in ("cells",)}
+        if extra:
+            console.print_json(json.dumps(extra, default=str))
+    raise typer.Exit(outcome.code)
+
+
+def seam_reader(svc: Services) -> run.SeamReader:
+    from chalicelib.adapters.dynamodb.seam import DynamoSeam
+
+    return DynamoSeam(svc.store)  # type: ignore[arg-type]
+
+
+def stripe_for_cutover(svc: Services) -> run.CutoverStripe:
+    from chalicelib.adapters.stripe_gateway import StripeCutoverGateway, make_client
+
+    if "stripe_cutover" not in svc.extras:
+        svc.extras["stripe_cutover"] = StripeCutoverGateway(make_client(svc.settings))
+    gateway: run.CutoverStripe = svc.extras["stripe_cutover"]
+    return gateway
+
+
+def running_shadow(stage: str, api_url: str | None) -> bool | None:
+    """What the deployed app says (GET /health), when we know where it is."""
+    import urllib.request
+
+    if api_url is None and stage == LOCAL_STAGE:
+        from sim.stack import running
+
+        info = running()
+        api_url = info.api_url if info else None
+    if not api_url:
+        return None
+    try:
+        with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=5) as res:
+            return bool(json.load(res)["shadow"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def apply(stage: str, config: Path) -> str:
+    if stage == LOCAL_STAGE and config == CONFIG:
+        from sim.stack import restart_app
+
+        info = restart_app()
+        if info is None:
+            return "no local stack running: the flags apply when it starts (make stack-up)"
+        return f"restarted the local app at {info.api_url} with the new flags"
+    return f"now apply it: chalice deploy --stage {stage} (or the CloudFormation pipeline of docs/deploy.md)"
+
+
+def write_flags(config: Path, stage: str, updates: dict[str, str]) -> str:
+    from chalicelib.settings import SettingsError, load_settings
+
+    text = config.read_text()
+    new = with_flags(text, stage, updates)
+    try:
+        load_settings(dict(read_stage(new, stage).env))
+    except SettingsError as exc:
+        raise fail(f"refusing to write flags that would not start: {exc}") from None
+    config.write_text(new)
+    return apply(stage, config)
+
+
+@cutover_app.command("preflight")
+@guarded
+def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+              api_url: str = typer.Option(None, help="The deployed API, to compare its flags with the config"),
+              soak_hours: int = typer.Option(24, help="Hours of clean parity required"),
+              soak_seconds: int = typer.Option(None, help="The soak in seconds (overrides --soak-hours; for "
+                                                          "stages with short buckets)")) -> None:
+    """Catalog published, one webhook endpoint, 24 h of clean parity from every cell, flags consistent."""
+    svc = services()
+    flags = stage_flags(config, stage, svc)
+    soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
+    show(run.preflight(svc, stripe_for_cutover(svc), flags, running_shadow(stage, api_url), soak), as_json)
+
+
+@cutover_app.command("plan")
+@guarded
+def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+         lead: int = typer.Option(None, help="Seconds from now T must at least be (default one bucket)")) -> None:
+    """Propose T (the next quiet bucket boundary) with the steps and the flags per stage."""
+    svc = services()
+    flags = stage_flags(config, stage, svc)
+    text = config.read_text()
+    others = [read_stage(text, s) for s in stages(text) if s != stage]
+    outcome = run.plan(svc, flags, others, lead)
+    if not as_json:
+        console.print(f"T = {outcome.data['T']}")
+        for step in outcome.data["steps"]:
+            console.print(step)
+    show(outcome, as_json)
+
+
+@cutover_app.command("drain-check")
+@guarded
+def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), stage: str = StageOpt,
+                as_json: bool = JsonOpt, config: Path = ConfigOpt, stale_after: int = StaleOpt) -> None:
+    """Every cell billed through T, nothing pending (exit 3: still draining, run it again)."""
+    svc = services()
+    stage_flags(config, stage, svc)
+    error = core.boundary_error(at, svc.settings.BUCKET_SECONDS)
+    if error:
+        raise fail(error)
+    show(run.drain(svc, at, stale_after), as_json)
+
+
+@cutover_app.command("arm")
+@guarded
+def arm(at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"), stage: str = StageOpt,
+        as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
+    """Write BILL_FROM=T and SHADOW=false for the stage, and apply it."""
+    svc = services()
+    flags = stage_flags(config, stage, svc)
+    bucket = int(flags.value("BUCKET_SECONDS", "3600"))
+    error = core.boundary_error(at, bucket)
+    if error:
+        raise fail(f"refusing to arm: {error}")
+    applied = write_flags(config, stage, {"BILL_FROM": str(at), "SHADOW": "false"})
+    checks = [core.Check("armed", True, f"stage {stage}: BILL_FROM={at}, SHADOW=false written to {config.name}"),
+              core.Check("applied", True, applied)]
+    show(run.Outcome("arm", checks, {"stage": stage, "T": at}), as_json)
+
+
+@cutover_app.command("verify")
+@guarded
+def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+           at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)"),
+           stale_after: int = StaleOpt,
+           run_every: int = typer.Option(core.RUN_EVERY_SECONDS, help="Seconds between rollup runs")) -> None:
+    """Meter events flowing, every cell stood down, no bucket around T billed twice or by nobody."""
+    svc = services()
+    flags = stage_flags(config, stage, svc)
+    t = at if at is not None else int(flags.value("BILL_FROM", "0"))
+    show(run.verify(svc, seam_reader(svc), flags, t, stale_after, run_every), as_json)
+
+
+@cutover_app.command("rollback")
+@guarded
+def rollback(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+             at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)")) -> None:
+    """SHADOW=true again; cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
+    svc = services()
+    flags = stage_flags(config, stage, svc)
+    t = at if at is not None else int(flags.value("BILL_FROM", "0"))
+    applied = write_flags(config, stage, {"SHADOW": "true"})
+    outcome = run.rollback(svc, seam_reader(svc), stripe_for_cutover(svc), t)
+    outcome.checks.insert(1, core.Check("applied", True, applied))
+    show(outcome, as_json)
+
+
+def register(app: Any) -> None:
+    app.add_typer(cutover_app, name="cutover")

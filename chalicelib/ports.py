@@ -1,0 +1,316 @@
+"""The ports: every dependency the services have, as small typed Protocols, in one module.
+
+Services depend on these only; adapters (chalicelib/adapters/) implement them:
+DynamoDB and in-memory for the stores, stripe-python and in-memory for Stripe.
+Every store method that changes billing state is an idempotent put of
+deterministic content or a conditional write (False when its condition did not
+hold), so a retry or a racing Lambda can never apply it twice. The exactly-once
+rules live in the services; adapters only keep these promises.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.catalog import CatalogEntry, PriceSpec, StripeCatalog, StripePrice
+from chalicelib.core.cell_reports import CellStatus, ParityReport
+from chalicelib.core.cutover import WebhookEndpoint
+from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.meter_events import CancelResult, MeterEvent, SendResult
+from chalicelib.core.orgs import Org, Plan
+from chalicelib.core.outbox import OutboxRow, State
+from chalicelib.core.quarantine import QuarantineItem
+from chalicelib.core.samples import Sample, StoredSample
+from chalicelib.core.subscriptions import Subscription
+
+
+class StoreUnavailable(Exception):
+    """The store failed or throttled; the caller answers 503 so the sender retries."""
+
+
+class StoreRejected(Exception):
+    """The store refused the request for good (a key too long, a value of the wrong type):
+    retrying can never succeed, so the caller answers 4xx (a signed webhook: 200, logged)."""
+
+
+class Clock(Protocol):
+    def now(self) -> int:
+        """Unix seconds."""
+        ...
+
+
+class Archive(Protocol):
+    """Raw ingest batches, kept so samples can be rebuilt from them."""
+
+    def put_batch(self, cell_id: str, received_at: int, body: bytes) -> str | None: ...
+
+    def batches(self, cell_id: str | None, day: str) -> Iterator[tuple[str, bytes]]: ...
+
+
+class OrgStore(Protocol):
+    """The edge's org records (plan authority)."""
+
+    @abstractmethod
+    def get_orgs(self, org_ids: Iterable[str]) -> dict[str, Org]: ...
+
+    @abstractmethod
+    def get_org(self, org_id: str) -> Org | None: ...
+
+    @abstractmethod
+    def put_org(self, org: Org) -> Org: ...
+
+    @abstractmethod
+    def update_org(self, org_id: str, fields: dict[str, Any], now: int) -> Org:
+        """Set only `fields` (creating the org if new), leaving every other attribute as stored."""
+
+
+
+class SampleStore(Protocol):
+    """Billing samples, one item per (event, bucket)."""
+
+    @abstractmethod
+    def put_samples(self, samples: list[Sample]) -> int:
+        """Store samples; returns how many late samples were new (replays of late ones are skipped)."""
+
+    @abstractmethod
+    def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
+        """Every sample of a bucket, strongly consistent (the rollup's and parity's read)."""
+
+
+
+class QuarantineStore(Protocol):
+    """Envelopes kept aside: never lost, replayable."""
+
+    @abstractmethod
+    def put_quarantine(self, items: list[QuarantineItem]) -> None: ...
+
+    @abstractmethod
+    def quarantine(self, kind: str | None = None) -> Iterator[QuarantineItem]: ...
+
+    @abstractmethod
+    def delete_quarantine(self, quarantine_ids: list[str]) -> None: ...
+
+
+
+class AggregateStore(Protocol):
+    """A closed bucket's settled aggregates and its state."""
+
+    @abstractmethod
+    def bucket_state(self, bucket_start: int) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
+        """Store a closed bucket's aggregates once; False if another writer already did."""
+
+    @abstractmethod
+    def aggregates(self, bucket_start: int) -> list[OrgAggregate]: ...
+
+    @abstractmethod
+    def mark_bucket_rolled(self, bucket_start: int, report: dict[str, Any]) -> bool:
+        """aggregated -> rolled, once; False if it was rolled already."""
+
+
+
+class RunControl(Protocol):
+    """The rollup's lease and cursor."""
+
+    @abstractmethod
+    def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool: ...
+
+    @abstractmethod
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    @abstractmethod
+    def cursor(self, name: str) -> int | None: ...
+
+    @abstractmethod
+    def advance_cursor(self, name: str, value: int) -> None:
+        """Move the cursor forward (never back)."""
+
+
+
+class OutboxStore(Protocol):
+    """Meter events to send, one row per identifier, each state change conditional."""
+
+    @abstractmethod
+    def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
+        """Create rows that do not exist yet (an existing row keeps its state); returns how many were new."""
+
+    @abstractmethod
+    def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]: ...
+
+    @abstractmethod
+    def get_outbox_row(self, row_id: str) -> OutboxRow | None: ...
+
+    @abstractmethod
+    def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
+        """Conditional state change; False if the row was not in `expected`."""
+
+
+
+class LateStore(Protocol):
+    """Stragglers: the late index, the late signal, atomic late commits."""
+
+    @abstractmethod
+    def late_samples(self, limit: int = 10_000) -> list[StoredSample]: ...
+
+    @abstractmethod
+    def late_signal(self) -> LateSignal: ...
+
+    @abstractmethod
+    def save_late_sweep(self, signal: LateSignal) -> None:
+        """Record the rollup's fields of `signal`, leaving the version (ingest's) as it is."""
+
+    @abstractmethod
+    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
+        """Atomically: create the delta rows, add to the aggregate, clear the samples' late flags."""
+
+
+class BillingStore(OrgStore, SampleStore, QuarantineStore, AggregateStore, RunControl, OutboxStore, LateStore,
+                   Protocol):
+    """Everything ingest, the rollup and parity read and write: one table set, one adapter."""
+
+
+class MeterEventGateway(Protocol):
+    """Stripe metering: one meter event, and what came of it."""
+
+    @abstractmethod
+    def send_meter_event(self, event: MeterEvent) -> SendResult: ...
+
+
+class CatalogGateway(Protocol):
+    """What ensure-products needs from Stripe."""
+
+    @abstractmethod
+    def stripe_catalog(self, lookup_keys: list[str], product_id: str) -> StripeCatalog: ...
+
+    @abstractmethod
+    def create_meter(self, event_name: str) -> str: ...
+
+    @abstractmethod
+    def create_product(self, product_id: str, name: str) -> None: ...
+
+    @abstractmethod
+    def create_price(self, spec: PriceSpec, product_id: str, meter_id: str) -> StripePrice: ...
+
+
+class CatalogStore(Protocol):
+    """The published (key, price id) rows the webhook provisions from."""
+
+    @abstractmethod
+    def catalog(self) -> list[CatalogEntry]: ...
+
+    @abstractmethod
+    def publish_catalog(self, entries: list[CatalogEntry], now: int) -> None:
+        """Replace the published catalog with `entries` (never called with an empty list)."""
+
+
+class AccountGateway(Protocol):
+    """What provisioning needs from Stripe."""
+
+    @abstractmethod
+    def subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    @abstractmethod
+    def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
+        """Every live subscription of `customer` tagged with `org_id`, from List (read-after-write)."""
+
+    @abstractmethod
+    def create_subscription(
+        self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
+    ) -> Subscription: ...
+
+    @abstractmethod
+    def cancel_subscription(self, subscription_id: str) -> None: ...
+
+    @abstractmethod
+    def find_credit(self, customer: str, org_id: str) -> str | None: ...
+
+    @abstractmethod
+    def create_credit(
+        self, customer: str, org_id: str, amount_cents: int, idempotency_key: str, fallback_key: str
+    ) -> str:
+        """Create under `idempotency_key`; if Stripe replays a server error stored under it, once more
+        under `fallback_key` (the caller has just listed: no credit exists)."""
+
+
+class AccountStore(CatalogStore, Protocol):
+    """The org-side state provisioning and the webhook change, each change a conditional write."""
+
+    @abstractmethod
+    def get_org(self, org_id: str) -> Org | None: ...
+
+    @abstractmethod
+    def org_by_customer(self, customer: str) -> Org | None: ...
+
+    @abstractmethod
+    def claim_org(self, org_id: str, holder: str, now: int, until: int) -> bool:
+        """Take the org's provisioning lease unless another holder's lease is unexpired at `now`."""
+
+    @abstractmethod
+    def release_org(self, org_id: str, holder: str) -> None:
+        """Drop the lease if `holder` still holds it."""
+
+    @abstractmethod
+    def attach_subscription(self, org_id: str, sub: Subscription, previous: str | None, now: int) -> bool:
+        """Store `sub` unless the org already holds a subscription other than `previous` or `sub`."""
+
+    @abstractmethod
+    def detach_subscription(self, org_id: str, subscription_id: str, now: int) -> bool:
+        """Forget the attached subscription if it is still `subscription_id`."""
+
+    @abstractmethod
+    def record_credit(self, org_id: str, txn_id: str, now: int) -> bool:
+        """Record the credit once; False if the org already has one."""
+
+    @abstractmethod
+    def set_plan(
+        self, org_id: str, plan: Plan, changed_at: int, now: int,
+        customer: str | None = None, only_subscription: str | None = None,
+    ) -> bool:
+        """Change the plan unless a newer change (Stripe `created`) is stored, or, with
+        `only_subscription`, unless the org's current subscription is another one."""
+
+    @abstractmethod
+    def event_seen(self, event_id: str) -> bool: ...
+
+    @abstractmethod
+    def remember_event(self, event_id: str, event_type: str, now: int) -> None: ...
+
+
+class CellStore(Protocol):
+    """What cells report: parity reports and status."""
+
+    @abstractmethod
+    def put_parity_report(self, report: ParityReport) -> bool:
+        """Store (or replace) the report of (cell, window); False if a newer-signed one is stored."""
+
+    @abstractmethod
+    def parity_reports(self, cell_id: str, window_from: int, window_to: int) -> list[ParityReport]:
+        """Reports of a cell whose window starts in [window_from, window_to), oldest first."""
+
+    @abstractmethod
+    def put_cell_status(self, status: CellStatus) -> bool:
+        """Store a cell's status; False if a newer-signed status is stored."""
+
+    @abstractmethod
+    def cell_statuses(self) -> list[CellStatus]: ...
+
+
+class CutoverStripe(Protocol):
+    """What the cutover asks Stripe: the webhook endpoints, and meter event cancellations."""
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]: ...
+
+    def cancel_meter_event(self, event_name: str, identifier: str) -> CancelResult: ...
+
+
+class SeamReader(Protocol):
+    """The outbox rows and sample cells of the buckets around the cutover's T."""
+
+    def bucket_rows(self, bucket_starts: list[int]) -> list[OutboxRow]: ...
+
+    def org_cells(self, bucket_start: int, org_ids: set[str]) -> dict[tuple[str, int], frozenset[str]]: ...

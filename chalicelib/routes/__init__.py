@@ -1,1 +1,0 @@
-"""HTTP entry points, one blueprint per concern; app.py only registers them."""

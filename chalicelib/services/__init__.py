@@ -1,0 +1,1 @@
+"""Services: orchestrate the ports (chalicelib/ports.py) around the pure core."""

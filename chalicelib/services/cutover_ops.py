@@ -1,0 +1,166 @@
+"""The cutover's imperative shell: gather the facts (store, cell reports, Stripe), let `cutover` decide,
+and for rollback carry out what it decided (cancel meter events, demote rows), each step logged.
+
+The CLI (`cli_cutover.py`) only parses arguments and prints what these return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.bootstrap import Services
+from chalicelib.core import cutover as core
+from chalicelib.core.catalog import price_specs
+from chalicelib.core.cell_reports import CellStatus
+from chalicelib.core.cutover import Check, StageFlags
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.observability import logger
+from chalicelib.ports import CutoverStripe, SeamReader
+
+
+@dataclass
+class Outcome:
+    command: str
+    checks: list[Check]
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def code(self) -> int:
+        return core.exit_code(self.checks)
+
+    def body(self) -> dict[str, Any]:
+        return {"command": self.command, "ok": self.code == core.EXIT_OK, "exit_code": self.code,
+                "checks": [c.body() for c in self.checks], **self.data}
+
+
+def preflight(svc: Services, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
+              soak_seconds: int = core.SOAK_SECONDS) -> Outcome:
+    settings = svc.settings
+    now = svc.now()
+    checks = [core.check_catalog([e.key for e in svc.accounts().catalog()], [s.catalog_key for s in price_specs()]),
+              core.check_webhook(stripe.webhook_endpoints())]
+    cells = svc.cells().cell_statuses()
+    start, end = core.soak_window(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, soak_seconds)
+    reports = {c.cell_id: svc.cells().parity_reports(c.cell_id, start - 7 * 86400, end) for c in cells}
+    checks += core.check_parity([c.cell_id for c in cells], reports, start, end)
+    checks += core.check_flags(flags, cells, running_shadow)
+    return Outcome("preflight", checks, {"stage": flags.stage, "soak": {"from": start, "to": end}})
+
+
+def plan(svc: Services, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> Outcome:
+    bucket = svc.settings.BUCKET_SECONDS
+    now = svc.now()
+    lead = bucket if lead is None else lead
+    horizon = min(86400, 48 * bucket)
+    first = -(-(now + lead) // bucket) * bucket
+    # Yesterday's usage around each candidate boundary, from the settled aggregates (no sample reads).
+    usage: dict[int, Decimal] = {}
+    for b in range(first - 86400 - bucket, first - 86400 + horizon, bucket):
+        if b + bucket + svc.settings.GRACE_SECONDS <= now:
+            usage[b] = sum((a.gb_seconds for a in svc.store.aggregates(b)), Decimal(0))
+    t = core.propose_t(now, bucket, lead, usage, horizon)
+    body = core.plan_body(flags, t, others)
+    return Outcome("plan", [Check("plan", True, f"T={t}")], body)
+
+
+def drain(svc: Services, t: int, stale_after: int) -> Outcome:
+    cells = svc.cells().cell_statuses()
+    checks = core.drain_checks(cells, t, svc.now(), stale_after)
+    return Outcome("drain-check", checks, {"T": t, "cells": [cell_body(c) for c in cells]})
+
+
+def cell_body(c: CellStatus) -> dict[str, Any]:
+    return {"cell_id": c.cell_id, "authority": c.authority, "billers_running": c.billers_running,
+            "billed_through": c.billed_through, "pending_billable": c.pending_billable,
+            "spool_depth": c.spool_depth, "reported_at": c.reported_at}
+
+
+def seam_buckets(cells: Sequence[CellStatus], t: int, bucket: int, around: int = 2) -> list[int]:
+    edges = [c.billed_through for c in cells] + [t]
+    lo, hi = min(edges) - around * bucket, max(edges) + around * bucket
+    return list(range(lo - lo % bucket, hi, bucket))
+
+
+def verify(svc: Services, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
+           run_every: int = core.RUN_EVERY_SECONDS) -> Outcome:
+    settings = svc.settings
+    now = svc.now()
+    bucket = settings.BUCKET_SECONDS
+    cells = svc.cells().cell_statuses()
+    last_closed = (now - settings.GRACE_SECONDS) // bucket * bucket - bucket
+    around = [b for b in seam_buckets(cells, t, bucket) if b <= last_closed]
+    recent = [b for b in range(last_closed - 2 * bucket, last_closed + bucket, bucket) if b >= t]
+    rows = {r.id: r for r in seam_reader.bucket_rows(sorted(set(around + recent)))}
+    rows |= {r.id: r for r in svc.store.outbox_queue("pending", min_bucket=t)}
+    sent = [r for r in rows.values() if r.state in ("sent", "cancelled")]
+    verdicts = core.seam(cells, t, bucket, sent, last_closed=last_closed)
+    checks = [core.check_armed(flags, t), core.check_flowing(list(rows.values()), t, bucket,
+                                                             settings.GRACE_SECONDS, now, run_every)]
+    checks += [c for c in (core.check_fresh(c, now, stale_after) for c in cells) if c]
+    checks += core.check_cells_stood_down(cells, t)
+    checks += core.check_seam(verdicts)
+    return Outcome("verify", checks, {"T": t, "buckets": [v.body() for v in verdicts],
+                                      "cells": [cell_body(c) for c in cells]})
+
+
+def rollback(svc: Services, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> Outcome:
+    """Cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
+    now = svc.now()
+    bucket = svc.settings.BUCKET_SECONDS
+    cells = svc.cells().cell_statuses()
+    rows: list[OutboxRow] = []
+    org_cells: dict[tuple[str, int], frozenset[str]] = {}
+    if cells:
+        lo = min([t] + [c.billed_through for c in cells]) - 2 * bucket
+        hi = max(c.billed_through for c in cells)
+        buckets = list(range(lo - lo % bucket, hi, bucket))
+        rows = seam_reader.bucket_rows(buckets)
+        # Only buckets some but not all cells billed need to know where each org's usage came from.
+        mixed = {b for b in buckets if min(c.billed_through for c in cells) <= b}
+        for b in sorted(mixed):
+            orgs = {r.org_id for r in rows if r.bucket_start == b and r.state in ("sent", "pending")}
+            if orgs:
+                org_cells |= seam_reader.org_cells(b, orgs)
+    decided = core.plan_rollback(rows, cells, now, org_cells)
+    cancelled, manual = carry_out(svc, stripe, decided, now)
+    checks = [Check("shadow", True, "SHADOW=true written and applied: the edge sends nothing more")]
+    if not cells:
+        checks.append(Check("cells", False, "no cell has reported its status: nothing says which buckets the cells "
+                                            "billed, so nothing was cancelled"))
+    back = [c for c in cells if c.authority != "cell" or not c.billers_running]
+    if back:
+        checks.append(Check("cells", False, f"{len(back)} cell(s) still stood down ({back[0].cell_id}): set "
+                                             "PRO_BILLING_AUTHORITY=cell, restart, and run rollback again once "
+                                             "they report billed_through past the edge's last bucket", wait=True))
+    if manual:
+        checks.append(Check("manual", False, f"{len(manual)} meter event(s) need a manual credit (listed)"))
+    body = core.RollbackPlan(cancelled, manual, decided.demote).body()
+    return Outcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
+
+
+def carry_out(svc: Services, stripe: CutoverStripe, decided: core.RollbackPlan,
+              now: int) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
+    cancelled: list[OutboxRow] = []
+    manual = list(decided.manual)
+    for r in decided.cancel:
+        log = {"org_id": r.org_id, "bucket_start": r.bucket_start, "identifier": r.id, "meter": r.meter,
+               "value": str(r.value)}
+        result = stripe.cancel_meter_event(r.meter, r.id)
+        if result.ok:
+            # Marked so a re-run never cancels it again; the condition keeps a racing run honest.
+            svc.store.transition(r.id, "sent", "cancelled", now, detail="cutover rollback")
+            cancelled.append(r)
+            logger.warning("meter_event_cancelled", extra=log)
+        else:
+            manual.append((r, f"Stripe refused the cancellation: {result.detail}"))
+            logger.error("meter_event_cancel_refused", extra=log | {"error": result.detail})
+    for r in decided.demote:
+        svc.store.transition(r.id, "pending", "shadow", now, detail="cutover rollback: the cells billed this bucket")
+    for r, why in manual:
+        logger.error("meter_event_needs_manual_credit", extra={"org_id": r.org_id, "bucket_start": r.bucket_start,
+                                                                "identifier": r.id, "value": str(r.value),
+                                                                "why": why})
+    return cancelled, manual
