@@ -22,11 +22,11 @@ from typing import Any
 
 from bench.capacity import item_size
 from bench.harness import T0, report, settings
-from chalicelib.aggregates import aggregate
-from chalicelib.orgs import Org
-from chalicelib.rollup import plan_bucket
-from chalicelib.samples import SAMPLE_SHARDS, Sample
-from chalicelib.store.dynamodb import sample_to_item, stored_sample
+from chalicelib.adapters.dynamodb.store import sample_to_item, stored_sample
+from chalicelib.core.aggregation import aggregate
+from chalicelib.core.metering import plan_bucket
+from chalicelib.core.orgs import Org
+from chalicelib.core.samples import SAMPLE_SHARDS, Sample
 
 # --- measured per-tick costs (README, bench/ingest and bench/rollup) ------------------------------
 WU_PER_TICK = 1.02  # ingest + rollup + send, on-time ticks (1.017 measured; 1.0476 with 1 % stragglers)

@@ -30,9 +30,9 @@ from cellkit.adapters.http import EdgeClient
 from cellkit.adapters.memory import MemoryStore
 from cellkit.ports import HttpResponse, SpoolItem, TransportError
 from cellkit.services.forwarder import Forwarder
-from chalicelib.cli import app as cli
-from chalicelib.services import Services
-from chalicelib.stage_config import with_flags
+from chalicelib.adapters.stage_config import with_flags
+from chalicelib.bootstrap import Services
+from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import PREFIX
 from tests.fuzz.conftest import answered, fuzz, nasty_text, ran
 

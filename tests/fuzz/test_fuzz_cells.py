@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.cell_reports import CellStatus, CellStore, ParityReport
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.services import Services
-from chalicelib.store.base import StoreUnavailable
+from chalicelib.bootstrap import Services
+from chalicelib.core.cell_reports import CellStatus, ParityReport
+from chalicelib.core.hmac_auth import sign_body, sign_get
+from chalicelib.ports import CellStore, StoreUnavailable
 from tests.conftest import SECRET, T0
 from tests.fuzz.conftest import answered, fuzz, header_values, json_values, mostly, nasty_text, ran, raw_bodies
 from tests.fuzz.test_fuzz_routes import encode_query, grouped_pairs, styles, usable

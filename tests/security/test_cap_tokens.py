@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from chalicelib.cap_tokens import MAX_TTL_SECONDS, CapTokenError, mint, verify
+from chalicelib.core.cap_tokens import MAX_TTL_SECONDS, CapTokenError, mint, verify
 
 SECRET = "edge-session-jwt-secret-of-at-least-32-bytes!"
 NOW = 1_795_572_000

@@ -34,7 +34,7 @@ S3_OPS = {"put_object": "s3:PutObject", "get_object": "s3:GetObject", "list_obje
 TRANSACT_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
 
 # Code the Lambdas never run: the operator CLI (its own credentials) and the cutover's readers.
-OPERATOR_MODULES = {"cli", "cli_cutover", "cutover_run", "tables"}
+OPERATOR_MODULES = {"cli", "cli_cutover", "cutover_ops", "tables"}
 OPERATOR_FUNCTIONS = {"S3Archive.batches", "DynamoSeam.bucket_rows", "DynamoSeam.org_cells"}
 
 

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 import stripe
 
-from chalicelib.archive import S3Archive
-from chalicelib.catalog import ensure_products
-from chalicelib.clock import FixedClock
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.orgs import Org
-from chalicelib.services import Services, use
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.s3_archive import S3Archive
+from chalicelib.bootstrap import Services, use
+from chalicelib.core.hmac_auth import sign_body, sign_get
+from chalicelib.core.orgs import Org
+from chalicelib.ports import StoreUnavailable
+from chalicelib.services.products import ensure_products
 from chalicelib.settings import load_settings
-from chalicelib.store.base import StoreUnavailable
-from chalicelib.store.dynamodb import DynamoStore
 from sim.api import stripe_signature
 from stripe_emulator.server import Fault
 from tests.conftest import ARCHIVE, BASE_ENV, T0, iso, tick

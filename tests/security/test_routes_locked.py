@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.hmac_auth import sign_body, sign_get
-from chalicelib.orgs import Org
-from chalicelib.services import Services
+from chalicelib.bootstrap import Services
+from chalicelib.core.hmac_auth import sign_body, sign_get
+from chalicelib.core.orgs import Org
 from chalicelib.settings import load_settings
 from tests.conftest import SECRET, T0, iso, signed_post, tick
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import stripe
 
-import chalicelib.hmac_auth as hmac_auth
-from chalicelib.clock import FixedClock
-from chalicelib.hmac_auth import AuthError, candidate_queries, sign_body, sign_get, verify_body, verify_get
-from chalicelib.orgs import Org
-from chalicelib.services import Services
+import chalicelib.core.hmac_auth as hmac_auth
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.bootstrap import Services
+from chalicelib.core.hmac_auth import AuthError, candidate_queries, sign_body, sign_get, verify_body, verify_get
+from chalicelib.core.orgs import Org
 from tests.conftest import BASE_ENV, SECRET, T0, iso, signed_get, signed_post, tick
 
 WHSEC = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
