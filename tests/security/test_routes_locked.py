@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,6 +123,13 @@ def test_unsigned_webhook_and_open_health(client: Any, orgs: Services) -> None:
                            headers={"Content-Type": "application/json"})
     assert res.status_code == 400 and "Stripe-Signature" in res.json_body["error"]
     assert client.http.get("/health").json_body["ok"] is True
+
+
+def test_the_prod_stage_is_the_one_without_run() -> None:
+    # The 404 below keys on WORKER_ENV=prod: the prod stage of the source of truth must say so.
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    assert config["stages"]["prod"]["environment_variables"]["WORKER_ENV"] == "prod"
+    assert load_settings(config["stages"]["prod"]["environment_variables"]).stage_is_prod
 
 
 @pytest.mark.parametrize("signed", [True, False])
