@@ -125,9 +125,10 @@ _valid_status = st.fixed_dictionaries({
     "billed_through": st.integers(0, 2 * 10**9), "pending_billable": st.integers(0, 10**6),
     "spool_depth": st.integers(0, 10**6)})
 statuses = st.one_of(_valid_status, mostly(_status, json_values))
-# No "/?#%" (they change the path itself) and no tab/CR/LF (API Gateway would answer such a path itself).
+# No "/?#%" (they change the path itself), no tab/CR/LF (API Gateway would answer such a path itself),
+# no ";" (chalice's test client cuts the path there: found by the soak, an artefact of the client).
 path_ids = st.one_of(st.sampled_from(["cell-a", "cell\u0000", "c" * 200, "é", "a b", "1e309"]),
-                     st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%\t\r\n")))
+                     st.text(min_size=1, max_size=30).filter(lambda s: not set(s) & set("/?#%;\t\r\n")))
 
 
 def dumps(value: Any) -> bytes:
