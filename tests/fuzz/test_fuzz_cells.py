@@ -274,3 +274,18 @@ def test_found_by_the_fuzz_ratios_beyond_dynamodb_numbers_are_stored(client: Any
     assert res.status_code == 200, res.body
     [stored] = cells.parity_reports("cell-a", T0, T0 + 1)
     assert [str(o.drift) for o in stored.orgs] == ["0E-12", "0.123456789012"]
+
+
+def test_found_by_the_soak_integers_beyond_dynamodb_numbers_are_400_not_500(client: Any,
+                                                                           cells: RecordingCells) -> None:
+    # A 41-digit spool depth (or window) passed validation, then failed the store's number
+    # serialisation: an unhandled 500. Now the body is refused with the reason, and nothing is stored.
+    status = {"authority": "cell", "billers_running": False, "billed_through": 0, "pending_billable": 0,
+              "spool_depth": 10**41}
+    res = send_signed(client, "PUT", f"{CELLS}/cell-a", dumps(status))
+    assert res.status_code == 400 and "spool_depth" in res.json_body["error"]
+    report = {"cell_id": "cell-a", "window": {"from": 10**40, "to": 10**40 + 3600}, "tolerance": 0.02, "orgs": [],
+              "clean": True}
+    res = send_signed(client, "POST", REPORTS, dumps(report))
+    assert res.status_code == 400 and "window" in res.json_body["error"]
+    assert cells.writes == 0

@@ -45,6 +45,11 @@ BODY_TYPES = ["application/json", "text/plain", "application/octet-stream"]
 # store after validation passed (found by tests/fuzz/test_fuzz_cells.py). Ratios are bounded and
 # rounded to 12 places, far finer than any tolerance means.
 RATIO_STEP = Decimal("1e-12")
+# The same for integers: a 41-digit spool depth passed validation and then failed the store's number
+# serialisation (an unhandled 500; found by `make soak`). Unix seconds get 12 digits (the HMAC
+# timestamp's bound), counts 15.
+MAX_UNIX_SECONDS = 10**12 - 1
+MAX_COUNT = 10**15
 RATIO_BOUND = 10**9
 
 
@@ -58,8 +63,8 @@ Ratio = Annotated[Decimal, Field(ge=-RATIO_BOUND, le=RATIO_BOUND, allow_inf_nan=
 class ReportWindow(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    start: int = Field(alias="from", ge=0, strict=True)
-    end: int = Field(alias="to", ge=0, strict=True)
+    start: int = Field(alias="from", ge=0, le=MAX_UNIX_SECONDS, strict=True)
+    end: int = Field(alias="to", ge=0, le=MAX_UNIX_SECONDS, strict=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> ReportWindow:
@@ -103,9 +108,9 @@ class CellStatusBody(BaseModel):
 
     authority: Literal["cell", "edge"]
     billers_running: StrictBool
-    billed_through: int = Field(ge=0, strict=True)
-    pending_billable: int = Field(ge=0, strict=True)
-    spool_depth: int = Field(ge=0, strict=True)
+    billed_through: int = Field(ge=0, le=MAX_UNIX_SECONDS, strict=True)
+    pending_billable: int = Field(ge=0, le=MAX_COUNT, strict=True)
+    spool_depth: int = Field(ge=0, le=MAX_COUNT, strict=True)
 
 
 class BadBody(ValueError):
