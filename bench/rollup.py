@@ -108,7 +108,7 @@ def end_to_end(work: Workload, straggle_every: int) -> dict[str, Any]:
         held_ids = {t["id"] for t in held}
         with moto_store(org_list) as (store, accountant, _):
             clock = FixedClock(T0)
-            svc = Services(settings(), store, NoArchive(), clock, {"stripe": StripeClientGateway(client)})
+            svc = Services(settings(), store, NoArchive(), clock, meter_gateway=StripeClientGateway(client))
             by_step = five_minute_batches([t for t in ticks if t["id"] not in held_ids])
             steps = int(work.hours * H) // 300 + 4
             # The first hour closes at H + grace and is rolled by the next 15-minute run; deliver after that.

@@ -1,23 +1,41 @@
-"""The composition root: builds the store, archive, clock and Stripe gateway from settings.
+"""The composition root: builds every adapter from settings and hands the services their ports.
 
 Handlers ask `services()` for their dependencies; tests and the fleet
-simulation install their own with `use()` instead of patching modules.
+simulation install their own with `use()` (the in-memory adapters, fakes)
+instead of patching modules. Stripe gateways are built on first use, so
+routes that never touch Stripe need no Stripe key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.adapters.clock import SystemClock
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.adapters.dynamodb.cells import DynamoCells
+from chalicelib.adapters.dynamodb.seam import DynamoSeam
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3_archive import S3Archive
-from chalicelib.adapters.stripe_gateway import StripeAccountsGateway, StripeClientGateway, make_client
-from chalicelib.ports import Archive, BillingStore, CellStore, Clock, MeterEventGateway
+from chalicelib.adapters.stripe_gateway import (
+    StripeAccountsGateway,
+    StripeClientGateway,
+    StripeCutoverGateway,
+    make_client,
+)
+from chalicelib.ports import (
+    AccountStore,
+    Archive,
+    BillingStore,
+    CellStore,
+    Clock,
+    CutoverStripe,
+    MeterEventGateway,
+    SeamReader,
+    StripeAccounts,
+)
 from chalicelib.settings import Settings, current_settings
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
@@ -26,46 +44,60 @@ _BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=
 
 @dataclass
 class Services:
+    """Every port, typed. Left None, a DynamoDB or Stripe adapter is built on first use."""
+
     settings: Settings
     store: BillingStore
     archive: Archive
     clock: Clock
-    extras: dict[str, Any] = field(default_factory=dict)
+    account_store: AccountStore | None = None
+    cell_store: CellStore | None = None
+    seam_reader: SeamReader | None = None
+    meter_gateway: MeterEventGateway | None = None
+    account_gateway: StripeAccounts | None = None
+    cutover_gateway: CutoverStripe | None = None
 
     def now(self) -> int:
         return self.clock.now()
 
+    def _dynamo(self) -> DynamoStore:
+        if not isinstance(self.store, DynamoStore):
+            raise TypeError("a non-DynamoDB store needs its account, cell and seam adapters given explicitly")
+        return self.store
+
     def stripe_gateway(self) -> MeterEventGateway:
-        """Built on first use: routes that never touch Stripe need no Stripe key."""
-        if "stripe" not in self.extras:
-            self.extras["stripe"] = StripeClientGateway(make_client(self.settings))
-        gateway: MeterEventGateway = self.extras["stripe"]
-        return gateway
+        if self.meter_gateway is None:
+            self.meter_gateway = StripeClientGateway(make_client(self.settings))
+        return self.meter_gateway
 
-    def accounts_gateway(self) -> StripeAccountsGateway:
-        """Catalog and provisioning calls to Stripe (built on first use, like the meter-event gateway)."""
-        if "stripe_accounts" not in self.extras:
-            self.extras["stripe_accounts"] = StripeAccountsGateway(make_client(self.settings))
-        gateway: StripeAccountsGateway = self.extras["stripe_accounts"]
-        return gateway
+    def accounts_gateway(self) -> StripeAccounts:
+        """Catalog and provisioning calls to Stripe."""
+        if self.account_gateway is None:
+            self.account_gateway = StripeAccountsGateway(make_client(self.settings))
+        return self.account_gateway
 
-    def accounts(self) -> DynamoAccounts:
+    def cutover_stripe(self) -> CutoverStripe:
+        if self.cutover_gateway is None:
+            self.cutover_gateway = StripeCutoverGateway(make_client(self.settings))
+        return self.cutover_gateway
+
+    def accounts(self) -> AccountStore:
         """Catalog, webhook event ids and org plan transitions, in the same tables as `store`."""
-        if "accounts" not in self.extras:
-            client = getattr(self.store, "client", None) or boto3.client("dynamodb", config=_BOTO)
-            self.extras["accounts"] = DynamoAccounts(client, self.settings.TABLE_PREFIX)
-        accounts: DynamoAccounts = self.extras["accounts"]
-        return accounts
+        if self.account_store is None:
+            self.account_store = DynamoAccounts(self._dynamo().client, self.settings.TABLE_PREFIX)
+        return self.account_store
 
     def cells(self) -> CellStore:
-        """Parity reports and cell status, in the control table (store/dynamodb_cells.py)."""
-        if "cells" not in self.extras:
-            from chalicelib.adapters.dynamodb.cells import DynamoCells
+        """Parity reports and cell status, in the control table."""
+        if self.cell_store is None:
+            self.cell_store = DynamoCells(self._dynamo().client, self.settings.TABLE_PREFIX)
+        return self.cell_store
 
-            client = getattr(self.store, "client", None) or boto3.client("dynamodb", config=_BOTO)
-            self.extras["cells"] = DynamoCells(client, self.settings.TABLE_PREFIX)
-        cells: CellStore = self.extras["cells"]
-        return cells
+    def seam(self) -> SeamReader:
+        """The outbox rows and sample cells around the cutover's T."""
+        if self.seam_reader is None:
+            self.seam_reader = DynamoSeam(self._dynamo())
+        return self.seam_reader
 
 
 _current: Services | None = None

@@ -25,6 +25,7 @@ from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, StoredSample
 from chalicelib.core.subscriptions import Subscription
+from chalicelib.settings import Settings
 
 
 class StoreUnavailable(Exception):
@@ -314,3 +315,27 @@ class SeamReader(Protocol):
     def bucket_rows(self, bucket_starts: list[int]) -> list[OutboxRow]: ...
 
     def org_cells(self, bucket_start: int, org_ids: set[str]) -> dict[tuple[str, int], frozenset[str]]: ...
+
+    def oldest_pending_bucket_end(self) -> int | None: ...
+
+
+class StripeAccounts(AccountGateway, CatalogGateway, Protocol):
+    """Provisioning and the catalog: one stripe-python adapter serves both."""
+
+
+class Deps(Protocol):
+    """What a service asks of the composition root (chalicelib/bootstrap.py builds one)."""
+
+    settings: Settings
+    store: BillingStore
+    clock: Clock
+
+    def now(self) -> int: ...
+
+    def accounts(self) -> AccountStore: ...
+
+    def cells(self) -> CellStore: ...
+
+    def seam(self) -> SeamReader: ...
+
+    def stripe_gateway(self) -> MeterEventGateway: ...

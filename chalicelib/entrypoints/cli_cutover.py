@@ -90,21 +90,6 @@ def show(outcome: run.Outcome, as_json: bool) -> None:
     raise typer.Exit(outcome.code)
 
 
-def seam_reader(svc: Services) -> run.SeamReader:
-    from chalicelib.adapters.dynamodb.seam import DynamoSeam
-
-    return DynamoSeam(svc.store)  # type: ignore[arg-type]
-
-
-def stripe_for_cutover(svc: Services) -> run.CutoverStripe:
-    from chalicelib.adapters.stripe_gateway import StripeCutoverGateway, make_client
-
-    if "stripe_cutover" not in svc.extras:
-        svc.extras["stripe_cutover"] = StripeCutoverGateway(make_client(svc.settings))
-    gateway: run.CutoverStripe = svc.extras["stripe_cutover"]
-    return gateway
-
-
 def running_shadow(stage: str, api_url: str | None) -> bool | None:
     """What the deployed app says (GET /health), when we know where it is."""
     import urllib.request
@@ -158,7 +143,7 @@ def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Con
     svc = services()
     flags = stage_flags(config, stage, svc)
     soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
-    show(run.preflight(svc, stripe_for_cutover(svc), flags, running_shadow(stage, api_url), soak), as_json)
+    show(run.preflight(svc, svc.cutover_stripe(), flags, running_shadow(stage, api_url), soak), as_json)
 
 
 @cutover_app.command("plan")
@@ -218,7 +203,7 @@ def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
     svc = services()
     flags = stage_flags(config, stage, svc)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
-    show(run.verify(svc, seam_reader(svc), flags, t, stale_after, run_every), as_json)
+    show(run.verify(svc, svc.seam(), flags, t, stale_after, run_every), as_json)
 
 
 @cutover_app.command("rollback")
@@ -230,7 +215,7 @@ def rollback(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Conf
     flags = stage_flags(config, stage, svc)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     applied = write_flags(config, stage, {"SHADOW": "true"})
-    outcome = run.rollback(svc, seam_reader(svc), stripe_for_cutover(svc), t)
+    outcome = run.rollback(svc, svc.seam(), svc.cutover_stripe(), t)
     outcome.checks.insert(1, core.Check("applied", True, applied))
     show(outcome, as_json)
 

@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.bootstrap import Services
 from chalicelib.core import cutover as core
 from chalicelib.core.catalog import price_specs
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.cutover import Check, StageFlags
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import CutoverStripe, SeamReader
+from chalicelib.ports import CutoverStripe, Deps, SeamReader
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Outcome:
                 "checks": [c.body() for c in self.checks], **self.data}
 
 
-def preflight(svc: Services, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
+def preflight(svc: Deps, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
               soak_seconds: int = core.SOAK_SECONDS) -> Outcome:
     settings = svc.settings
     now = svc.now()
@@ -50,7 +49,7 @@ def preflight(svc: Services, stripe: CutoverStripe, flags: StageFlags, running_s
     return Outcome("preflight", checks, {"stage": flags.stage, "soak": {"from": start, "to": end}})
 
 
-def plan(svc: Services, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> Outcome:
+def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> Outcome:
     bucket = svc.settings.BUCKET_SECONDS
     now = svc.now()
     lead = bucket if lead is None else lead
@@ -66,7 +65,7 @@ def plan(svc: Services, flags: StageFlags, others: Sequence[StageFlags], lead: i
     return Outcome("plan", [Check("plan", True, f"T={t}")], body)
 
 
-def drain(svc: Services, t: int, stale_after: int) -> Outcome:
+def drain(svc: Deps, t: int, stale_after: int) -> Outcome:
     cells = svc.cells().cell_statuses()
     checks = core.drain_checks(cells, t, svc.now(), stale_after)
     return Outcome("drain-check", checks, {"T": t, "cells": [cell_body(c) for c in cells]})
@@ -84,7 +83,7 @@ def seam_buckets(cells: Sequence[CellStatus], t: int, bucket: int, around: int =
     return list(range(lo - lo % bucket, hi, bucket))
 
 
-def verify(svc: Services, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
+def verify(svc: Deps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
            run_every: int = core.RUN_EVERY_SECONDS) -> Outcome:
     settings = svc.settings
     now = svc.now()
@@ -106,7 +105,7 @@ def verify(svc: Services, seam_reader: SeamReader, flags: StageFlags, t: int, st
                                       "cells": [cell_body(c) for c in cells]})
 
 
-def rollback(svc: Services, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> Outcome:
+def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> Outcome:
     """Cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
     now = svc.now()
     bucket = svc.settings.BUCKET_SECONDS
@@ -141,7 +140,7 @@ def rollback(svc: Services, seam_reader: SeamReader, stripe: CutoverStripe, t: i
     return Outcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
 
 
-def carry_out(svc: Services, stripe: CutoverStripe, decided: core.RollbackPlan,
+def carry_out(svc: Deps, stripe: CutoverStripe, decided: core.RollbackPlan,
               now: int) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
     cancelled: list[OutboxRow] = []
     manual = list(decided.manual)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.bootstrap import Services
 from chalicelib.core.telemetry import (
     Point,
     expected_parity_window,
@@ -17,10 +16,10 @@ from chalicelib.core.telemetry import (
     rollup_points,
 )
 from chalicelib.observability import logger, publish
-from chalicelib.ports import StoreUnavailable
+from chalicelib.ports import Deps, StoreUnavailable
 
 
-def after_rollup(svc: Services, run: dict[str, Any]) -> list[Point]:
+def after_rollup(svc: Deps, run: dict[str, Any]) -> list[Point]:
     points = rollup_points(run)
     if not run.get("skipped"):
         try:
@@ -33,11 +32,9 @@ def after_rollup(svc: Services, run: dict[str, Any]) -> list[Point]:
     return points
 
 
-def state_points(svc: Services) -> list[Point]:
-    from chalicelib.adapters.dynamodb.seam import DynamoSeam
-
+def state_points(svc: Deps) -> list[Point]:
     now = svc.now()
-    oldest = DynamoSeam(svc.store).oldest_pending_bucket_end()  # type: ignore[arg-type]
+    oldest = svc.seam().oldest_pending_bucket_end()
     window_from, window_to = expected_parity_window(now)
     cells = svc.cells()
     present = {c.cell_id: bool(cells.parity_reports(c.cell_id, window_from, window_to))

@@ -23,7 +23,7 @@ from chalicelib.core.late import GSI_LAG_SECONDS, after_sweep, late_sweep_due
 from chalicelib.core.metering import buckets_to_roll, plan_bucket, plan_late
 from chalicelib.core.samples import StoredSample
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore
+from chalicelib.ports import BillingStore, Deps
 from chalicelib.services.settlement import settle
 from chalicelib.settings import Settings
 
@@ -184,7 +184,7 @@ def promote_shadow(store: BillingStore, settings: Settings, now: int) -> int:
             return promoted
 
 
-def run_rollup(svc: Any, trigger: str, gateway: Any = None) -> RunResult:
+def run_rollup(svc: Deps, trigger: str) -> RunResult:
     """One rollup run under a lease; a second concurrent run returns at once with `skipped`."""
     from chalicelib.services.sender import send_pending
 
@@ -205,7 +205,7 @@ def run_rollup(svc: Any, trigger: str, gateway: Any = None) -> RunResult:
         result.roll["late"] = roll_late(store, settings, run_id, now)
         if not settings.SHADOW:
             result.roll["promoted"] = promote_shadow(store, settings, now)
-            result.send = send_pending(store, gateway or svc.stripe_gateway(), settings, svc.clock, run_id).body()
+            result.send = send_pending(store, svc.stripe_gateway(), settings, svc.clock, run_id).body()
     finally:
         store.release_lease(LEASE, run_id)
     logger.info(

@@ -51,7 +51,7 @@ def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock,
         svc.store,
         svc.archive,
         clock,
-        {"stripe": StripeClientGateway(client)},
+        meter_gateway=StripeClientGateway(client),
     )
     fleet = Fleet(ORGS, Decimal(T0), period=60)  # minute ticks keep moto fast; intervals stay fractional
     clock.set(T0)

@@ -364,7 +364,7 @@ HANDLED = ["checkout.session.completed", "customer.subscription.created", "custo
 @pytest.fixture
 def stripe_ready(svc: Services, flaky: FlakyStore, emulator: Any) -> str:
     sc = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emulator.url}, max_network_retries=0)
-    svc.extras["stripe_accounts"] = StripeAccountsGateway(sc)
+    svc.account_gateway = StripeAccountsGateway(sc)
     ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now())
     return str(sc.v1.customers.create({"email": "fuzz@example.com"}).id)
 

@@ -1,6 +1,6 @@
 """In-memory AccountStore: the same conditional semantics as DynamoAccounts, for fast logic tests.
 
-tests/integration/test_accounts_contract.py runs one suite against both, so this
+tests/contract/test_account_store.py runs one suite against both, so this
 one cannot drift from the DynamoDB adapter.
 """
 

@@ -176,7 +176,7 @@ class FailingClient:
 def test_store_failure_is_503(client: Any, svc: Services) -> None:
     from chalicelib.adapters.dynamodb.cells import DynamoCells
 
-    svc.extras["cells"] = DynamoCells(FailingClient(), "x")
+    svc.cell_store = DynamoCells(FailingClient(), "x")
     assert post_report(client, svc, report()).status_code == 503
     assert client.http.put(f"{CELLS}/cell-a", **signed_post(status(), svc.now(), cell_id=None)).status_code == 503
     assert client.http.get(CELLS, headers=signed_get(CELLS, "", svc.now())).status_code == 503

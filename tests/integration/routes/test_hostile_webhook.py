@@ -115,7 +115,7 @@ def test_a_store_rejection_of_a_signed_event_is_acknowledged(client: Any, svc: S
     accounts = Mock(spec=DynamoAccounts)
     accounts.event_seen.return_value = False
     accounts.set_plan.side_effect = StoreRejected("set_plan: ValidationException")
-    svc.extras["accounts"] = accounts
+    svc.account_store = accounts
     res = signed(client, svc, json.dumps(sub_deleted()).encode())
     assert res.status_code == 200 and "refuses it for good" in res.json_body["unusable"]
 

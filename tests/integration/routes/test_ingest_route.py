@@ -10,17 +10,18 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.orgs import Org
-from chalicelib.ports import StoreUnavailable
-from tests.conftest import ARCHIVE, T0, iso, signed_post, tick
+from chalicelib.ports import BillingStore, StoreUnavailable
+from tests.conftest import ARCHIVE, PREFIX, T0, iso, signed_post, tick
 
 
 def post(client: Any, body: Any, now: int, **kw: Any) -> Any:
     return client.http.post("/ingest", **signed_post(body, now, **kw))
 
 
-def samples_of(store: DynamoStore, bucket: int) -> list[Any]:
+def samples_of(store: BillingStore, bucket: int) -> list[Any]:
     return sorted(store.bucket_samples(bucket), key=lambda s: (s.event_id, s.start))
 
 
@@ -160,18 +161,15 @@ def test_plan_comes_from_the_edge_not_the_envelope(client: Any, svc: Services, o
     assert [s.org_id for s in samples_of(svc.store, T0)] == ["org-pro"]
 
 
-class OrgLookupDown(DynamoStore):
-    def get_orgs(self, org_ids: Any) -> dict[str, Org]:
-        raise StoreUnavailable("orgs table throttled")
-
-
-def test_envelope_plan_used_only_when_lookup_fails(client: Any, svc: Services, orgs: None, dynamodb: Any) -> None:
-    down = OrgLookupDown(dynamodb, svc.store.samples_table.rsplit("-", 1)[0], svc.settings.sample_retention_seconds)  # type: ignore[attr-defined]
+def test_envelope_plan_used_only_when_lookup_fails(client: Any, svc: Services, orgs: None) -> None:
+    down = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
+    down.faults.fail_on("get_orgs", exc=StoreUnavailable("orgs table throttled"), times=None)
     use(Services(svc.settings, down, svc.archive, svc.clock))
     body = [tick("a", "org-free", iso(T0 + 100), plan="pro"), tick("b", "org-pro", iso(T0 + 100), plan="free")]
     res = post(client, body, svc.now())
     assert res.status_code == 202
-    assert [s.org_id for s in samples_of(svc.store, T0)] == ["org-free"]
+    assert [s.org_id for s in samples_of(down, T0)] == ["org-free"]
+    assert down.faults.calls("get_orgs") >= 1
 
 
 def test_tick_straddling_a_boundary_is_split(client: Any, svc: Services, orgs: None) -> None:
@@ -185,10 +183,10 @@ def test_tick_straddling_a_boundary_is_split(client: Any, svc: Services, orgs: N
 
 def test_samples_carry_ttl(client: Any, svc: Services, orgs: None, dynamodb: Any) -> None:
     post(client, [tick("t1", "org-pro", iso(T0 + 100))], svc.now())
-    items = dynamodb.scan(TableName=svc.store.samples_table)["Items"]  # type: ignore[attr-defined]
+    items = dynamodb.scan(TableName=f"{PREFIX}-samples")["Items"]
     assert int(items[0]["expires_at"]["N"]) == T0 + 3600 + svc.settings.sample_retention_seconds
     assert svc.settings.sample_retention_seconds > 35 * 86400
-    ttl = dynamodb.describe_time_to_live(TableName=svc.store.samples_table)  # type: ignore[attr-defined]
+    ttl = dynamodb.describe_time_to_live(TableName=f"{PREFIX}-samples")
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
 

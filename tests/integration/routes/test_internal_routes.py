@@ -13,7 +13,7 @@ from chalicelib.bootstrap import Services
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.orgs import Org
-from tests.conftest import SECRET, T0, iso, signed_get, signed_post, tick
+from tests.conftest import PREFIX, SECRET, T0, iso, signed_get, signed_post, tick
 
 PARITY = "/internal/usage-parity"
 
@@ -58,7 +58,7 @@ def test_parity_partial_window_clips_samples(client: Any, svc: Services, usage: 
     assert res.json_body["orgs"] == [{"org_id": "org-a", "gb_seconds": 40.0, "samples": 1}]
 
 
-def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, usage: None) -> None:
+def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, usage: None, dynamodb: Any) -> None:
     assert svc.store.bucket_state(T0) is None
     first = parity(client, svc, T0, T0 + 3600).json_body
     assert svc.store.bucket_state(T0) is not None  # settled by the first asker
@@ -66,9 +66,9 @@ def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, u
     from chalicelib.adapters.dynamodb.store import sample_pk
     from chalicelib.core.samples import shard_of
 
-    svc.store.client.delete_item(  # type: ignore[attr-defined]
-        TableName=svc.store.samples_table,
-        Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}},  # type: ignore[attr-defined]
+    dynamodb.delete_item(
+        TableName=f"{PREFIX}-samples",
+        Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}},
     )
     assert parity(client, svc, T0, T0 + 3600).json_body["orgs"] == first["orgs"]
 

@@ -78,7 +78,7 @@ def sc(emulator: Any) -> stripe.StripeClient:
 
 @pytest.fixture
 def accounts(svc: Services, sc: stripe.StripeClient) -> DynamoAccounts:
-    svc.extras["stripe_accounts"] = StripeAccountsGateway(sc)
+    svc.account_gateway = StripeAccountsGateway(sc)
     return svc.accounts()
 
 

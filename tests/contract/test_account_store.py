@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory.accounts import MemoryAccounts
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
 from chalicelib.core.subscriptions import Subscription
 from chalicelib.ports import AccountStore
 from tests.conftest import PREFIX
+from tests.contract.conftest import RETENTION
 
 SUB_A = Subscription("sub_a", ("si_1", "si_2"), "active", "org1", 100)
 SUB_B = Subscription("sub_b", ("si_3",), "active", "org1", 200)
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def accounts(request: pytest.FixtureRequest) -> Any:
+def both(request: pytest.FixtureRequest) -> tuple[Any, Callable[[Org], Org]]:
+    """The AccountStore under contract, and how to seed an org in its tables (a public put_org either way)."""
     if request.param == "memory":
-        return MemoryAccounts()
+        memory = MemoryAccounts()
+        return memory, memory.put_org
     dynamodb = request.getfixturevalue("dynamodb")
-    return DynamoAccounts(dynamodb, PREFIX)
+    # DynamoAccounts has no put_org: the billing store's, on the same orgs table, seeds it.
+    return DynamoAccounts(dynamodb, PREFIX), DynamoStore(dynamodb, PREFIX, RETENTION).put_org
 
 
-def put(accounts: Any, org: Org) -> None:
-    if isinstance(accounts, MemoryAccounts):
-        accounts.put_org(org)
-    else:
-        from chalicelib.adapters.dynamodb.store import org_to_item
+@pytest.fixture
+def accounts(both: tuple[Any, Callable[[Org], Org]]) -> Any:
+    return both[0]
 
-        accounts.client.put_item(TableName=accounts.orgs_table, Item=org_to_item(org))
+
+@pytest.fixture
+def put(both: tuple[Any, Callable[[Org], Org]]) -> Callable[[Org], Org]:
+    return both[1]
 
 
 def test_lease_is_exclusive_until_it_expires_and_only_its_holder_releases_it(accounts: AccountStore) -> None:
@@ -50,8 +57,10 @@ def test_lease_is_exclusive_until_it_expires_and_only_its_holder_releases_it(acc
     assert org is not None and org.plan == "free", "a lease on an unknown org makes a free org"
 
 
-def test_attach_only_over_nothing_the_same_or_the_named_previous(accounts: AccountStore) -> None:
-    put(accounts, Org("org1"))
+def test_attach_only_over_nothing_the_same_or_the_named_previous(
+    accounts: AccountStore, put: Callable[[Org], Org]
+) -> None:
+    put(Org("org1"))
     assert accounts.attach_subscription("org1", SUB_A, None, 1)
     assert accounts.attach_subscription("org1", SUB_A, None, 2)
     assert not accounts.attach_subscription("org1", SUB_B, None, 3)
@@ -61,8 +70,8 @@ def test_attach_only_over_nothing_the_same_or_the_named_previous(accounts: Accou
     assert org is not None and org.subscription_id == "sub_b" and org.subscription_item_ids == ("si_3",)
 
 
-def test_detach_only_the_named_subscription(accounts: AccountStore) -> None:
-    put(accounts, Org("org1", subscription_id="sub_a", subscription_item_ids=("si_1",)))
+def test_detach_only_the_named_subscription(accounts: AccountStore, put: Callable[[Org], Org]) -> None:
+    put(Org("org1", subscription_id="sub_a", subscription_item_ids=("si_1",)))
     assert not accounts.detach_subscription("org1", "sub_b", 5)
     assert accounts.detach_subscription("org1", "sub_a", 5)
     assert not accounts.detach_subscription("org1", "sub_a", 6)
@@ -70,8 +79,8 @@ def test_detach_only_the_named_subscription(accounts: AccountStore) -> None:
     assert org is not None and org.subscription_id is None and org.subscription_item_ids == ()
 
 
-def test_credit_is_recorded_once(accounts: AccountStore) -> None:
-    put(accounts, Org("org1"))
+def test_credit_is_recorded_once(accounts: AccountStore, put: Callable[[Org], Org]) -> None:
+    put(Org("org1"))
     assert accounts.record_credit("org1", "cbtxn_1", 1)
     assert accounts.record_credit("org1", "cbtxn_1", 2)
     assert not accounts.record_credit("org1", "cbtxn_2", 3)
@@ -80,9 +89,9 @@ def test_credit_is_recorded_once(accounts: AccountStore) -> None:
 
 
 def test_plan_changes_never_go_back_in_time_and_deletions_only_for_the_current_subscription(
-    accounts: AccountStore,
+    accounts: AccountStore, put: Callable[[Org], Org]
 ) -> None:
-    put(accounts, Org("org1", subscription_id="sub_a"))
+    put(Org("org1", subscription_id="sub_a"))
     assert accounts.set_plan("org1", "pro", 1000, 1, customer="cus_1")
     assert not accounts.set_plan("org1", "free", 900, 2)
     assert not accounts.set_plan("org1", "free", 2000, 3, only_subscription="sub_other")

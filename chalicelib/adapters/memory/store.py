@@ -1,0 +1,348 @@
+"""In-memory BillingStore: the same answers as DynamoStore, for fast logic tests and fault injection.
+
+tests/contract/test_billing_store.py runs one suite against both adapters, so
+this one cannot drift from the DynamoDB one. The state lives in `MemoryTables`
+(what DynamoDB holds); a `MemoryStore` is one handle on them (what one Lambda
+process holds), with its own `Faults`. Two handles on the same tables are two
+processes racing on the same data; a crash on one leaves the other working.
+
+Each public method runs under the tables' one lock, so it is atomic as one
+DynamoDB request (or transaction) is. Reads return what DynamoDB's queries
+return, in their order: shards in order, then the sort key within a shard.
+TTL is not modelled (nothing deletes on expiry).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from chalicelib.adapters.memory.faults import Faults
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow, State
+from chalicelib.core.quarantine import QuarantineItem
+from chalicelib.core.samples import Sample, StoredSample, shard_of
+from chalicelib.ports import BillingStore, StoreRejected
+
+T = TypeVar("T")
+# Mirrors of DynamoStore's layout where it shows in answers (orders, the bucket item).
+QUARANTINE_SHARDS = 8
+# DynamoDB's TransactWriteItems limit: a bigger late chunk is refused, not half-applied.
+MAX_TRANSACTION_ACTIONS = 100
+DEFAULT_RETENTION_SECONDS = 45 * 86400
+_ORG_FIELDS = frozenset(f.name for f in fields(Org)) - {"org_id"}
+
+
+@dataclass
+class _Aggregate:
+    seconds_by_memory: dict[int, Decimal]
+    samples: int
+
+
+@dataclass(frozen=True)
+class _Lease:
+    owner: str
+    until: int
+
+
+@dataclass
+class MemoryTables:
+    """Everything DynamoStore keeps in its four tables, keyed as there."""
+
+    orgs: dict[str, Org] = field(default_factory=dict)
+    samples: dict[int, dict[str, Sample]] = field(default_factory=dict)  # bucket -> event id -> sample
+    quarantine: dict[str, QuarantineItem] = field(default_factory=dict)
+    buckets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    aggregates: dict[tuple[int, str], _Aggregate] = field(default_factory=dict)
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)
+    outbox: dict[str, OutboxRow] = field(default_factory=dict)
+    late_signal: LateSignal = field(default_factory=LateSignal)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def _stored(s: Sample) -> StoredSample:
+    return StoredSample(s.event_id, s.org_id, s.memory_mb, s.bucket_start, s.start, s.end, s.seconds, s.late)
+
+
+def _mb_order(seconds_by_memory: dict[int, Decimal]) -> dict[int, Decimal]:
+    # DynamoStore reads sizes back from "mb_<size>" attribute names in string order.
+    return {mb: seconds_by_memory[mb] for mb in sorted(seconds_by_memory, key=lambda mb: f"mb_{mb}")}
+
+
+def _at_least_one(items: list[T], limit: int) -> list[T]:
+    # DynamoStore checks the limit after appending, so a limit below 1 still yields one item.
+    return items[: max(limit, 1)]
+
+
+class MemoryStore(BillingStore):
+    def __init__(
+        self,
+        tables: MemoryTables | None = None,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+        faults: Faults | None = None,
+    ) -> None:
+        self.tables = tables or MemoryTables()
+        self.retention_seconds = retention_seconds
+        self.faults = faults or Faults(BillingStore.__abstractmethods__)
+
+    def handle(self, faults: Faults | None = None) -> MemoryStore:
+        """Another handle on the same tables (a second process): shares every item, not the faults."""
+        return MemoryStore(self.tables, self.retention_seconds, faults)
+
+    def _run(self, method: str, body: Callable[[], T]) -> T:
+        # Hooks run outside the lock: a hook may wait for another thread's call.
+        call = self.faults.before(method)
+        with self.tables.lock:
+            result = body()
+        self.faults.after(method, call)
+        return result
+
+    # --- orgs ----------------------------------------------------------
+    def get_orgs(self, org_ids: Iterable[str]) -> dict[str, Org]:
+        wanted = sorted(set(org_ids))
+        return self._run("get_orgs", lambda: {o: self.tables.orgs[o] for o in wanted if o in self.tables.orgs})
+
+    def get_org(self, org_id: str) -> Org | None:
+        return self._run("get_org", lambda: self.tables.orgs.get(org_id))
+
+    def put_org(self, org: Org) -> Org:
+        def put() -> Org:
+            self.tables.orgs[org.org_id] = org
+            return org
+
+        return self._run("put_org", put)
+
+    def update_org(self, org_id: str, fields: dict[str, Any], now: int) -> Org:
+        def update() -> Org:
+            # None means "leave as stored", as DynamoStore drops it from the SET; attributes an
+            # Org does not carry are stored there and never read back, so they are dropped here.
+            values = {k: v for k, v in fields.items() if v is not None and k in _ORG_FIELDS} | {"updated_at": now}
+            if "subscription_item_ids" in values:
+                values["subscription_item_ids"] = tuple(values["subscription_item_ids"])
+            org = replace(self.tables.orgs.get(org_id) or Org(org_id), **values)
+            self.tables.orgs[org_id] = org
+            return org
+
+        return self._run("update_org", update)
+
+    # --- samples -------------------------------------------------------
+    def put_samples(self, samples: list[Sample]) -> int:
+        return self._run("put_samples", lambda: self._put_samples(samples))
+
+    def _put_samples(self, samples: list[Sample]) -> int:
+        unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
+        for s in unique:
+            if not s.late:
+                # An unconditional put: it replaces whatever was stored under the key.
+                self.tables.samples.setdefault(s.bucket_start, {})[s.event_id] = s
+        if any(s.late for s in unique):
+            self.tables.late_signal = replace(self.tables.late_signal, version=self.tables.late_signal.version + 1)
+        new_late = 0
+        for s in unique:
+            bucket = self.tables.samples.setdefault(s.bucket_start, {})
+            if s.late and s.event_id not in bucket:
+                bucket[s.event_id] = s
+                new_late += 1
+        return new_late
+
+    def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
+        def read() -> list[StoredSample]:
+            bucket = self.tables.samples.get(bucket_start, {})
+            return [_stored(bucket[e]) for e in sorted(bucket, key=lambda e: (shard_of(e), e))]
+
+        return iter(self._run("bucket_samples", read))
+
+    # --- quarantine ----------------------------------------------------
+    def put_quarantine(self, items: list[QuarantineItem]) -> None:
+        def put() -> None:
+            self.tables.quarantine.update({q.quarantine_id: q for q in items})
+
+        self._run("put_quarantine", put)
+
+    def quarantine(self, kind: str | None = None) -> Iterator[QuarantineItem]:
+        def read() -> list[QuarantineItem]:
+            ids = sorted(self.tables.quarantine, key=lambda q: (shard_of(q) % QUARANTINE_SHARDS, q))
+            items = [self.tables.quarantine[q] for q in ids]
+            return [q for q in items if kind is None or q.kind == kind]
+
+        return iter(self._run("quarantine", read))
+
+    def delete_quarantine(self, quarantine_ids: list[str]) -> None:
+        def delete() -> None:
+            for q in quarantine_ids:
+                self.tables.quarantine.pop(q, None)
+
+        self._run("delete_quarantine", delete)
+
+    # --- aggregates ----------------------------------------------------
+    def bucket_state(self, bucket_start: int) -> dict[str, Any] | None:
+        return self._run("bucket_state", lambda: self._bucket_state(bucket_start))
+
+    def _bucket_state(self, bucket_start: int) -> dict[str, Any] | None:
+        item = self.tables.buckets.get(bucket_start)
+        return dict(item) if item is not None else None
+
+    def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
+        return self._run("save_aggregates", lambda: self._save_aggregates(bucket_start, aggregates, report))
+
+    def _save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
+        if bucket_start in self.tables.buckets:
+            return False
+        for a in aggregates:
+            self.tables.aggregates[(bucket_start, a.org_id)] = _Aggregate(dict(a.seconds_by_memory), a.samples)
+        # The same attributes as DynamoStore's bucket item, so bucket_state answers alike.
+        self.tables.buckets[bucket_start] = {
+            "pk": "bucket",
+            "sk": f"{bucket_start:012d}",
+            "bucket_start": bucket_start,
+            "state": "aggregated",
+            "orgs": len(aggregates),
+            "report": json.dumps(report, sort_keys=True, default=str),
+            "expires_at": bucket_start + self.retention_seconds,
+        }
+        return True
+
+    def aggregates(self, bucket_start: int) -> list[OrgAggregate]:
+        def read() -> list[OrgAggregate]:
+            found = sorted((org, agg) for (b, org), agg in self.tables.aggregates.items() if b == bucket_start)
+            return [OrgAggregate(org, bucket_start, _mb_order(a.seconds_by_memory), a.samples) for org, a in found]
+
+        return self._run("aggregates", read)
+
+    def mark_bucket_rolled(self, bucket_start: int, report: dict[str, Any]) -> bool:
+        def mark() -> bool:
+            item = self.tables.buckets.get(bucket_start)
+            if item is None or item.get("state") != "aggregated":
+                return False
+            item.update(state="rolled", report=json.dumps(report, sort_keys=True, default=str))
+            return True
+
+        return self._run("mark_bucket_rolled", mark)
+
+    # --- lease and cursor ----------------------------------------------
+    def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool:
+        def acquire() -> bool:
+            lease = self.tables.leases.get(name)
+            # Like the DynamoDB condition, the holder itself cannot renew before expiry.
+            if lease is not None and lease.until > now:
+                return False
+            self.tables.leases[name] = _Lease(owner, now + seconds)
+            return True
+
+        return self._run("acquire_lease", acquire)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        def release() -> None:
+            lease = self.tables.leases.get(name)
+            if lease is not None and lease.owner == owner:
+                del self.tables.leases[name]
+
+        self._run("release_lease", release)
+
+    def cursor(self, name: str) -> int | None:
+        return self._run("cursor", lambda: self.tables.cursors.get(name))
+
+    def advance_cursor(self, name: str, value: int) -> None:
+        def advance() -> None:
+            current = self.tables.cursors.get(name)
+            if current is None or current < value:
+                self.tables.cursors[name] = value
+
+        self._run("advance_cursor", advance)
+
+    # --- outbox ----------------------------------------------------------
+    def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
+        def create() -> int:
+            created = 0
+            for row in rows:
+                if row.id not in self.tables.outbox:
+                    self.tables.outbox[row.id] = row
+                    created += 1
+            return created
+
+        return self._run("create_outbox_rows", create)
+
+    def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]:
+        def read() -> list[OutboxRow]:
+            queued = [r for r in self.tables.outbox.values() if r.queue == queue and r.bucket_start >= min_bucket]
+            # The index sorts by bucket_start only; ties are ordered by id here to stay deterministic.
+            return _at_least_one(sorted(queued, key=lambda r: (r.bucket_start, r.id)), limit)
+
+        return self._run("outbox_queue", read)
+
+    def get_outbox_row(self, row_id: str) -> OutboxRow | None:
+        return self._run("get_outbox_row", lambda: self.tables.outbox.get(row_id))
+
+    def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
+        def move() -> bool:
+            row = self.tables.outbox.get(row_id)
+            if row is None or row.state != expected:
+                return False
+            row = replace(row, state=new)
+            if new == "sent":
+                row = replace(row, sent_at=now)
+            if detail is not None:
+                row = replace(row, detail=detail[:500])
+            self.tables.outbox[row_id] = row
+            return True
+
+        return self._run("transition", move)
+
+    # --- stragglers ------------------------------------------------------
+    def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
+        def read() -> list[StoredSample]:
+            late = [s for bucket in self.tables.samples.values() for s in bucket.values() if s.late]
+            # The late index: one partition per shard, sorted by "<bucket:012d>#<event id>".
+            late.sort(key=lambda s: (s.shard, f"{s.bucket_start:012d}#{s.event_id}"))
+            return _at_least_one([_stored(s) for s in late], limit)
+
+        return self._run("late_samples", read)
+
+    def late_signal(self) -> LateSignal:
+        return self._run("late_signal", lambda: self.tables.late_signal)
+
+    def save_late_sweep(self, signal: LateSignal) -> None:
+        def save() -> None:
+            mine = {
+                "seen_version": signal.seen_version,
+                "seen_at": signal.seen_at,
+                "swept_version": signal.swept_version,
+                "swept_at": signal.swept_at,
+            }
+            self.tables.late_signal = replace(
+                self.tables.late_signal, **{k: v for k, v in mine.items() if v is not None}
+            )
+
+        self._run("save_late_sweep", save)
+
+    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
+        return self._run("commit_late_chunk", lambda: self._commit_late_chunk(chunk))
+
+    def _commit_late_chunk(self, chunk: LateChunk) -> bool:
+        row_ids = [r.id for r in chunk.rows]
+        # DynamoDB rejects such a transaction for good (a ValidationException: StoreRejected there too).
+        if len(set(row_ids)) < len(row_ids) or len(set(chunk.event_ids)) < len(chunk.event_ids):
+            raise StoreRejected("commit_late_chunk: one item named twice in a transaction")
+        if len(row_ids) + len(chunk.event_ids) + 1 > MAX_TRANSACTION_ACTIONS:
+            raise StoreRejected("commit_late_chunk: more than 100 actions in a transaction")
+        bucket = self.tables.samples.get(chunk.bucket_start, {})
+        if any(r in self.tables.outbox for r in row_ids) or not all(
+            e in bucket and bucket[e].late for e in chunk.event_ids
+        ):
+            return False  # a condition failed: the whole transaction is cancelled
+        for row in chunk.rows:
+            self.tables.outbox[row.id] = row
+        agg = self.tables.aggregates.setdefault((chunk.bucket_start, chunk.org_id), _Aggregate({}, 0))
+        for mb, seconds in chunk.seconds_by_memory.items():
+            agg.seconds_by_memory[mb] = agg.seconds_by_memory.get(mb, Decimal(0)) + seconds
+        agg.samples += len(chunk.event_ids)
+        for e in chunk.event_ids:
+            bucket[e] = replace(bucket[e], late=False)
+        return True

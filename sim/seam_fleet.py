@@ -1,0 +1,173 @@
+"""The fleet loop of the cutover run: timed actions, every cell stepped, the rollup schedule, the ledger.
+
+One thread runs it while the operator (the main thread) calls the cutover CLI.
+Each iteration takes one wall-clock reading `now_us`, runs the actions due by
+then (so a tick pinned to a boundary always comes after the previous step's
+ticks), steps every cell at `now_us`, and calls `POST /run` for each bucket
+once it is `GRACE_SECONDS` past its end (what EventBridge does on AWS).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.api import EdgeClient
+from sim.cells import SimCell
+from sim.truth import PlanChange, Segment
+
+US = 1_000_000
+
+
+@dataclass(order=True)
+class Action:
+    at_us: int
+    name: str = field(compare=False)
+    run: Callable[[int], None] = field(compare=False)
+
+
+@dataclass
+class Ledger:
+    """What the simulation did to its sandboxes and orgs: the ground truth's only input."""
+
+    open: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # sandbox -> (org, mb, since_us)
+    segments: list[Segment] = field(default_factory=list)
+    changes: list[PlanChange] = field(default_factory=list)
+
+    def opened(self, sandbox_id: str, org_id: str, memory_mb: int, at_us: int) -> None:
+        self.open[sandbox_id] = (org_id, memory_mb, at_us)
+
+    def closed(self, sandbox_id: str, at_us: int) -> None:
+        org_id, memory_mb, since = self.open.pop(sandbox_id)
+        self.segments.append(Segment(sandbox_id, org_id, memory_mb, since, at_us))
+
+
+@dataclass
+class Fleet:
+    cells: dict[str, SimCell]
+    edge: EdgeClient
+    bucket: int
+    grace: int
+    log: logging.Logger
+    ledger: Ledger = field(default_factory=Ledger)
+    actions: list[Action] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    rolled_through: int = 0  # buckets ending at or before it have had their POST /run
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.switch_requested = threading.Event()
+        self.switched = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fleet", daemon=True)
+        # The schedule (EventBridge on AWS) runs apart from the cells: a slow rollup never delays a tick or the switch.
+        self.schedule = threading.Thread(target=self._schedule, name="schedule", daemon=True)
+
+    def at(self, at_us: int, name: str, run: Callable[[int], None]) -> None:
+        with self.lock:
+            self.actions.append(Action(at_us, name, run))
+            self.actions.sort()
+
+    def start(self, now_s: int) -> None:
+        self.rolled_through = now_s - now_s % self.bucket
+        self.thread.start()
+        self.schedule.start()
+
+    def _schedule(self) -> None:
+        while not self.stop.is_set():
+            self.rollup_due(time.time_ns() // 1000)
+            self.stop.wait(0.25)
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        self.schedule.join(timeout)
+
+    def _due(self, now_us: int) -> list[Action]:
+        with self.lock:
+            due = [a for a in self.actions if a.at_us <= now_us]
+            self.actions = [a for a in self.actions if a.at_us > now_us]
+        return due
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.iteration(time.time_ns() // 1000)
+                self.stop.wait(0.25)
+        except BaseException as exc:  # the operator thread reports it and fails the run
+            self.error = exc
+            self.log.exception("fleet_failed")
+
+    def iteration(self, now_us: int) -> None:
+        for action in self._due(now_us):
+            action.run(now_us)
+            self.done.append(action.name)
+            self.log.info("fleet_action", extra={"action": action.name, "at_us": action.at_us})
+        if self.switch_requested.is_set() and not self.switched.is_set():
+            for cell in self.cells.values():
+                cell.restart("edge")
+            self.switched.set()
+        for cell in self.cells.values():
+            cell.step(now_us)
+
+    def rollup_due(self, now_us: int) -> None:
+        """POST /run once per closed bucket (the schedule); a failure (the app restarting) retries next step."""
+        end = self.rolled_through + self.bucket
+        if now_us < (end + self.grace) * US + US // 2:
+            return
+        try:
+            answer = self.edge.post("/run", {})
+        except OSError as exc:
+            self.log.warning("rollup_call_failed", extra={"error": str(exc)})
+            return
+        if answer.status != 200:
+            self.log.warning("rollup_refused", extra={"status": answer.status, "body": str(answer.body)[:300]})
+            return
+        self.runs.append(answer.body)
+        self.rolled_through = (now_us // US - self.grace) // self.bucket * self.bucket
+
+    # --- sandbox operations (run on the fleet thread, as actions) -----------------------------------------
+    def create(self, cell_id: str, sandbox_id: str, org_id: str, memory_mb: int, now_us: int,
+               with_token: bool = True) -> int:
+        cell = self.cells[cell_id]
+        token = cell.cap_token(org_id) if with_token and cell.authority == "edge" else None
+        if token is not None:
+            now_us = max(now_us, time.time_ns() // 1000)  # the token's iat is the edge's "now", not before it
+        answer = cell.create(sandbox_id, org_id, memory_mb, now_us, token)
+        if answer.status == 201:
+            self.ledger.opened(sandbox_id, org_id, memory_mb, now_us)
+        else:
+            self.refused.append({"cell_id": cell_id, "sandbox_id": sandbox_id, "org_id": org_id,
+                                 "status": answer.status, "error": answer.body.get("error")})
+        return answer.status
+
+    def resize(self, cell_id: str, sandbox_id: str, memory_mb: int, now_us: int) -> None:
+        self.cells[cell_id].cell.ticker.resize(sandbox_id, memory_mb, max(1, memory_mb // 2048), now_us)
+        org_id = self.ledger.open[sandbox_id][0]
+        self.ledger.closed(sandbox_id, now_us)
+        self.ledger.opened(sandbox_id, org_id, memory_mb, now_us)
+
+    def stop_sandbox(self, cell_id: str, sandbox_id: str, at_us: int) -> None:
+        self.cells[cell_id].cell.ticker.stop(sandbox_id, at_us)
+        self.ledger.closed(sandbox_id, at_us)
+
+    def stop_all(self, at_us: int) -> None:
+        for cell_id, cell in self.cells.items():
+            for sbx in cell.store.running_sandboxes():
+                self.stop_sandbox(cell_id, sbx.sandbox_id, at_us)
+
+    def flush(self, cell_id: str, tries: int = 40) -> None:
+        """Deliver the cell's whole spool now (retrying while the edge restarts)."""
+        cell = self.cells[cell_id]
+        for _ in range(tries):
+            cell.forward(max_posts=50)
+            if not cell.spool_depth():
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"{cell_id}: spool not delivered ({cell.spool_depth()} envelopes left)")

@@ -1,0 +1,465 @@
+"""The rollup's logic on the in-memory store: roll, stragglers, BILL_FROM, shadow/live, crashes and races.
+
+tests/contract/ holds MemoryStore to DynamoStore's answers; tests/integration/test_rollup.py
+runs a few of these end to end on moto.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.memory.faults import Crash
+from chalicelib.adapters.memory.store import MemoryStore
+from chalicelib.bootstrap import Services
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow, State
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import LEASE, run_rollup
+from chalicelib.settings import load_settings
+from tests.conftest import BASE_ENV, T0, iso, tick
+from tests.fakes.stripe import FakeStripe
+
+H = 3600
+
+
+def live(svc: Services, **env: str) -> Services:
+    settings = load_settings(BASE_ENV | {"SHADOW": "false"} | env)
+    return Services(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
+
+
+def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
+    ingest_batch(ticks, "cell-a", svc.store, svc.settings, svc.now())
+
+
+def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024, n: int = 180) -> list[dict[str, Any]]:
+    return [tick(f"{prefix}{i}", org, iso(hour_start + 20 * (i + 1)), memory_mb=memory_mb) for i in range(n)]
+
+
+@pytest.fixture
+def fake() -> FakeStripe:
+    return FakeStripe()
+
+
+@pytest.fixture
+def orgs(svc: Services, fake: FakeStripe) -> None:
+    svc.meter_gateway = fake
+    svc.store.put_org(Org("leg", plan="pro", billing_mode="legacy", stripe_customer_id="cus_leg"))
+    svc.store.put_org(Org("uni", plan="pro", billing_mode="unified", stripe_customer_id="cus_uni"))
+
+
+def queued(svc: Services) -> dict[str, OutboxRow]:
+    """Every row still queued (shadow or pending), through the port."""
+    return {r.id: r for q in ("shadow", "pending") for r in svc.store.outbox_queue(q, limit=10_000)}
+
+
+def state_of(svc: Services, row_id: str) -> State | None:
+    row = svc.store.get_outbox_row(row_id)
+    return row.state if row else None
+
+
+def test_shadow_roll_writes_rows_and_sends_nothing(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, 4096)[:179] + hour_of_ticks("u", "uni", T0, 8192, 90))
+    # No tier for 2048 MB: a legacy org's is unbilled and reported; a unified org's is billed as GB-seconds.
+    send_ticks(svc, [tick("odd", "leg", iso(T0 + 3600), memory_mb=2048),
+                     tick("odd-u", "uni", iso(T0 + 3600), memory_mb=2048)])
+    clock.set(T0 + H + 600)
+    result = run_rollup(svc, "test").body()
+    assert result["ok"] is True and result["shadow"] is True and result["send"] is None
+    assert result["roll"]["buckets"] == [T0]
+    assert result["roll"]["unbilled"] == [
+        {"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "gb_seconds": "40.000000", "bucket_start": T0}
+    ]
+    assert {r.id: (r.value, r.state) for r in queued(svc).values()} == {
+        f"leg:{T0}:sandbox_compute_sandbox_4gb": (Decimal("3580"), "shadow"),
+        # 1800 s x 8 GB + 20 s x 2 GB
+        f"uni:{T0}:sandbox_compute_sandbox_overage": (Decimal("14440"), "shadow"),
+    }
+    assert fake.calls == 0
+
+
+def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: None) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 599)
+    assert run_rollup(svc, "test").roll["buckets"] == []
+    clock.set(T0 + H + 600)
+    assert run_rollup(svc, "test").roll["buckets"] == [T0]
+
+
+def test_live_run_sends_once_and_replay_changes_nothing(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0) + hour_of_ticks("u", "uni", T0, 4096))
+    clock.set(T0 + H + 900)
+    armed = live(svc)
+    first = run_rollup(armed, "test").body()
+    assert first["send"]["sent"] == 2 and fake.calls == 2
+    assert fake.totals == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("3600"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("14400"),
+    }
+    again = run_rollup(armed, "test").body()
+    assert again["roll"]["buckets"] == [] and again["send"]["calls"] == 0
+    assert queued(svc) == {}
+    assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "sent"
+
+
+def test_identifier_and_payload_follow_the_contract(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, [tick("a", "leg", iso(T0 + 100), interval_s=Decimal("0.1234567"))])
+    clock.set(T0 + H + 900)
+    run_rollup(live(svc), "test")
+    [event] = fake.seen.values()
+    assert event.identifier == f"leg:{T0}:sandbox_compute_sandbox_1gb"
+    assert (event.timestamp, event.value, event.customer) == (T0 + H, "0.123457", "cus_leg")
+
+
+def test_straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=100))
+    clock.set(T0 + H + 900)
+    armed = live(svc)
+    run_rollup(armed, "test")
+    late = [tick("late1", "leg", iso(T0 + 3000)), tick("late2", "leg", iso(T0 + 3020), memory_mb=4096)]
+    send_ticks(armed, late)
+    send_ticks(armed, late)  # the forwarder retries: still once
+    result = run_rollup(armed, "test").body()
+    assert result["roll"]["late"]["samples"] == 2 and result["roll"]["late"]["rows"] == 2
+    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("2020")
+    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_4gb")] == Decimal("20")
+    # Replays of the stragglers and of on-time ticks after the roll bill nothing more.
+    send_ticks(armed, late + hour_of_ticks("l", "leg", T0, n=5))
+    after = run_rollup(armed, "test").body()
+    assert after["roll"]["late"]["samples"] == 0 and after["send"]["calls"] == 0
+    assert sum(fake.totals.values()) == Decimal("2040")
+
+
+def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, orgs: None) -> None:
+    from chalicelib.services.parity import Window, usage_parity
+
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    run_rollup(svc, "test")
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
+    run_rollup(svc, "test")
+    body = usage_parity(svc.store, svc.settings, Window(T0, T0 + H), svc.now())
+    assert body["orgs"] == [{"org_id": "leg", "gb_seconds": 220.0, "samples": 11}]
+
+
+def test_quiet_runs_skip_the_late_index_and_a_straggler_wakes_it(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    armed = live(svc)
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    for minutes in (15, 30):  # first sight of the signal, then a sweep settled after it
+        clock.set(T0 + H + 60 * minutes)
+        assert run_rollup(armed, "test").roll["late"]["swept"] is True
+    swept = memory.faults.calls("late_samples")
+    clock.set(T0 + H + 45 * 60)
+    assert run_rollup(armed, "quiet").roll["late"]["swept"] is False
+    assert memory.faults.calls("late_samples") == swept  # a quiet run reads one control item, not the index
+    send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
+    clock.set(T0 + 2 * H)
+    result = run_rollup(armed, "woken").roll["late"]
+    assert result["swept"] is True and result["samples"] == 1
+    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("220")
+
+
+def test_on_time_writes_leave_the_late_signal_alone(svc: Services, clock: FixedClock, orgs: None) -> None:
+    clock.set(T0 + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    assert svc.store.late_signal().version == 0
+    clock.set(T0 + 2 * H)
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])  # a replay may be late too: it bumps again
+    assert svc.store.late_signal().version == 2
+
+
+def test_the_backstop_sweeps_a_quiet_index_every_late_sweep_seconds(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    for minutes in (0, 15, 30, 45):
+        clock.set(T0 + H + 60 * minutes)
+        run_rollup(svc, "test")
+    quiet = memory.faults.calls("late_samples")
+    clock.set(T0 + H + 15 * 60 + svc.settings.LATE_SWEEP_SECONDS)
+    assert run_rollup(svc, "backstop").roll["late"]["swept"] is True
+    assert memory.faults.calls("late_samples") == quiet + 1
+
+
+def test_bill_from_consumes_earlier_buckets(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
+    clock.set(T0 + 2 * H + 10)
+    send_ticks(svc, hour_of_ticks("b", "leg", T0 + H, n=20))
+    clock.set(T0 + 2 * H + 900)
+    result = run_rollup(live(svc, BILL_FROM=str(T0 + H)), "test").body()
+    assert result["cfg"]["billFrom"] == T0 + H
+    assert result["roll"]["consumed"] == 1
+    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("400")}
+
+
+def test_arming_live_with_past_bill_from_promotes_shadow_rows(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
+    clock.set(T0 + 2 * H + 10)
+    send_ticks(svc, hour_of_ticks("b", "leg", T0 + H, n=20))
+    clock.set(T0 + 2 * H + 900)
+    run_rollup(svc, "shadow")  # both hours rolled in shadow
+    assert {r.state for r in queued(svc).values()} == {"shadow"} and len(queued(svc)) == 2
+    result = run_rollup(live(svc, BILL_FROM=str(T0 + H)), "armed").body()
+    assert result["roll"]["promoted"] == 1
+    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("400")}
+    assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "shadow"  # before BILL_FROM: never billed
+
+
+CRASH_POINTS = [
+    "save_aggregates",
+    "create_outbox_rows",
+    "mark_bucket_rolled",
+    "advance_cursor",
+    "transition",
+    "commit_late_chunk",
+    "save_late_sweep",
+    "release_lease",
+]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("method", CRASH_POINTS)
+def test_crash_at_any_step_then_rerun_bills_exactly_once(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe, method: str, when: Any
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=30))
+    clock.set(T0 + H + 900)
+    armed = live(svc)
+    run_rollup(armed, "warm")  # a rolled bucket for the late path to use
+    send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
+    clock.set(T0 + 2 * H + 10)
+    send_ticks(armed, hour_of_ticks("n", "uni", T0 + H, n=30))
+    clock.set(T0 + 2 * H + 900)
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    # A second process on the same tables, killed at its first call of `method` (before or after it wrote).
+    doomed = memory.handle()
+    doomed.faults.fail_on(method, when=when, exc=Crash)
+    with pytest.raises(Crash):
+        run_rollup(Services(armed.settings, doomed, svc.archive, svc.clock, meter_gateway=armed.meter_gateway), "crash")
+    assert doomed.faults.calls(method) >= 1, "the run reached the crash point"
+    clock.advance(armed.settings.LEASE_SECONDS)  # a killed run never releases its lease: it lapses
+    run_rollup(armed, "rerun")
+    run_rollup(armed, "again")
+    assert dict(fake.totals) == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("620"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("600"),
+    }
+
+
+def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock, orgs: None) -> None:
+    assert svc.store.acquire_lease("rollup", "other-run", svc.now(), 300)
+    result = run_rollup(svc, "test").body()
+    assert result["skipped"] == "another rollup run holds the lease" and result["roll"] == {}
+    clock.advance(301)
+    assert "skipped" not in run_rollup(svc, "test").body()
+
+
+def test_runs_outliving_their_leases_race_and_still_bill_once(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=50) + hour_of_ticks("u", "uni", T0, n=50))
+    clock.set(T0 + H + 900)
+    armed = live(svc)
+    fake.latency = 0.02
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    # Three runs, each starting as the previous one's lease lapses while it is still working:
+    # the lease excludes none of them, so only the store's conditional writes keep billing exact.
+    lease = armed.settings.LEASE_SECONDS
+    held = [threading.Event() for _ in range(3)]
+    racers = []
+    for i in range(3):
+        handle = memory.handle()
+        handle.faults.on("acquire_lease", held[i].set, when="after")
+        if i:
+            handle.faults.on("acquire_lease", held[i - 1].wait)
+        racers.append(Services(armed.settings, handle, svc.archive, FixedClock(clock.now() + i * lease),
+                               meter_gateway=armed.meter_gateway))
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda r=r: results.append(run_rollup(r, "racer"))) for r in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.skipped for r in results] == [None, None, None], "every racer held the lease"
+    run_rollup(armed, "settle")
+    assert dict(fake.totals) == {
+        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("1000"),
+        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("1000"),
+    }
+
+
+def test_a_lease_held_elsewhere_is_released_only_by_its_holder(svc: Services, clock: FixedClock) -> None:
+    assert svc.store.acquire_lease(LEASE, "other-run", svc.now(), 300)
+    assert run_rollup(svc, "test").skipped
+    assert not svc.store.acquire_lease(LEASE, "probe", svc.now(), 300), "the skipped run left it alone"
+
+
+def test_accepted_but_answer_lost_is_not_billed_twice(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    fake.accept_then_fail = 1
+    armed = live(svc)
+    first = run_rollup(armed, "test").body()
+    assert first["send"]["retryLater"] == 1
+    second = run_rollup(armed, "test").body()
+    assert second["send"]["duplicate"] == 1
+    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("200")}
+    assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "sent"
+
+
+def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
+    svc: Services, clock: FixedClock, fake: FakeStripe
+) -> None:
+    from chalicelib.core.outbox import OutboxRow
+
+    svc.meter_gateway = fake
+    svc.store.put_org(Org("nocus", plan="pro"))
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("n", "nocus", T0, n=10))
+    clock.set(T0 + H + 900)
+    armed = live(svc)
+    assert run_rollup(armed, "test").body()["send"]["waitingNoCustomer"] == 1
+    old = T0 - 40 * 86400
+    svc.store.create_outbox_rows(
+        [
+            OutboxRow(
+                f"nocus:{old}:sandbox_compute_sandbox_1gb",
+                "nocus",
+                old,
+                old + H,
+                "sandbox_compute_sandbox_1gb",
+                Decimal(5),
+                "first",
+                "pending",
+            )
+        ]
+    )
+    svc.store.put_org(Org("nocus", plan="pro", stripe_customer_id="cus_late"))
+    result = run_rollup(armed, "test").body()
+    assert (result["send"]["sent"], result["send"]["unbillable"]) == (1, 1)
+    assert state_of(svc, f"nocus:{old}:sandbox_compute_sandbox_1gb") == "unbillable"
+    assert fake.calls == 1
+
+
+def test_rejected_row_is_failed_not_retried_forever(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    from chalicelib.core.meter_events import Outcome
+
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    fake.faults = [Outcome.REJECTED]
+    assert run_rollup(live(svc), "test").body()["send"]["failed"] == 1
+    assert run_rollup(live(svc), "test").body()["send"]["calls"] == 0
+    assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "failed"
+
+
+def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+    from chalicelib.core.meter_events import Outcome
+
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    fake.faults = [Outcome.RATE_LIMITED, Outcome.RATE_LIMITED]
+    send = run_rollup(live(svc), "test").body()["send"]
+    assert (send["rateLimited"], send["sent"], send["calls"]) == (2, 1, 3)
+
+
+def test_sending_is_concurrent_but_never_twice_at_once_per_customer_meter(
+    svc: Services, clock: FixedClock, fake: FakeStripe
+) -> None:
+    svc.meter_gateway = fake
+    fake.latency = 0.01
+    ticks = []
+    for o in range(12):
+        svc.store.put_org(Org(f"o{o}", plan="pro", stripe_customer_id=f"cus_{o}"))
+    clock.set(T0 + 3 * H + 10)
+    for h in range(3):
+        for o in range(12):
+            ticks += [tick(f"{o}-{h}-{mb}", f"o{o}", iso(T0 + h * H + 100), memory_mb=mb) for mb in (1024, 4096)]
+    send_ticks(svc, ticks)
+    clock.set(T0 + 4 * H + 900)
+    send = run_rollup(live(svc), "test").body()["send"]
+    assert send["sent"] == 3 * 12 * 2
+    assert fake.concurrency_violations == 0 and fake.max_parallel > 1
+
+
+def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, orgs: None) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 900)
+    away = Services(load_settings(BASE_ENV | {"HOME_REGION": "false"}), svc.store, svc.archive, svc.clock)
+    assert "home region" in run_rollup(away, "test").body()["skipped"]
+    assert svc.store.bucket_state(T0) is None
+
+
+def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
+    from chalicelib.services.parity import Window, usage_parity
+
+    body = usage_parity(svc.store, svc.settings, Window(start, end), svc.now())
+    return {o["org_id"]: o["gb_seconds"] for o in body["orgs"]}
+
+
+def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_after_the_sweep(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("u", "uni", T0, 2048, n=30))  # on time: 30 x 20 s x 2 GB
+    clock.set(T0 + H + 900)
+    run_rollup(svc, "test")  # the hour is settled and rolled without "leg"
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=180))  # a cell's whole hour, delivered late
+    expected = {"leg": 3600.0, "uni": 1200.0}
+    assert parity_of(svc, T0, T0 + H) == expected, "before any sweep"
+    run_rollup(svc, "test")  # sweeps and bills the stragglers; the signal is not yet settled
+    assert parity_of(svc, T0, T0 + H) == expected, "after the sweep"
+    clock.set(T0 + H + 1800)
+    run_rollup(svc, "test")  # a later sweep marks the signal swept: the cheap path is back
+    signal = svc.store.late_signal()
+    assert signal.swept_version == signal.version
+    assert parity_of(svc, T0, T0 + H) == expected, "from the aggregates, stragglers folded in"
+
+
+def test_parity_of_a_mixed_partial_window_counts_late_and_on_time_samples(
+    svc: Services, clock: FixedClock, orgs: None
+) -> None:
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("a", "leg", T0, 1024, n=90))  # [T0, T0+1800) on time
+    clock.set(T0 + 2 * H + 900)
+    run_rollup(svc, "test")
+    send_ticks(svc, [tick(f"b{i}", "leg", iso(T0 + 1800 + 20 * (i + 1))) for i in range(90)])  # late
+    send_ticks(svc, hour_of_ticks("c", "leg", T0 + H, 1024, n=45))  # next hour, late too
+    # [T0 + 900, T0 + H + 450): 45 + 90 on-time/late ticks of the first hour, 22.5 ticks of the second.
+    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}
+    run_rollup(svc, "test")
+    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}
