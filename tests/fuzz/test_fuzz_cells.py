@@ -66,7 +66,7 @@ class RecordingCells(CellStore):
 @pytest.fixture
 def cells(svc: Services) -> Iterator[RecordingCells]:
     recording = RecordingCells(svc.cells())
-    svc.extras["cells"] = recording
+    svc.cell_store = recording
     yield recording
 
 
