@@ -23,10 +23,12 @@ from typing import Any
 from bench.capacity import item_size
 from bench.harness import T0, report, settings
 from chalicelib.adapters.dynamodb.store import sample_to_item, stored_sample
+from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.core.aggregation import aggregate
 from chalicelib.core.metering import plan_bucket
 from chalicelib.core.orgs import Org
 from chalicelib.core.samples import SAMPLE_SHARDS, Sample
+from chalicelib.services.rollup import roll_bucket
 
 # --- measured per-tick costs (README, bench/ingest and bench/rollup) ------------------------------
 WU_PER_TICK = 1.02  # ingest + rollup + send, on-time ticks (1.017 measured; 1.0476 with 1 % stragglers)
@@ -101,6 +103,28 @@ def rollup_cpu(pool: list[dict[str, Any]], n: int, orgs: dict[str, Org]) -> dict
     cpu = time.process_time() - start
     return {"samples": n, "cpu_s": round(cpu, 3), "us_per_sample": round(cpu / n * 1e6, 3),
             "outbox_rows": len(plan.rows)}
+
+
+def service_check(n: int, orgs: int) -> dict[str, Any]:
+    """The whole `roll_bucket` (settle, plan, outbox rows, mark) on the in-memory store, for a bucket of
+    `n` samples: what the service adds to the pure aggregation above. The memory store holds every
+    sample, so this stays small (the streamed curve goes to 10 million)."""
+    store = MemoryStore()
+    org_ids = [f"org-{i:06d}-{'x' * 20}" for i in range(orgs)]
+    for i, org in enumerate(org_ids):
+        store.put_org(Org(org, plan="pro", billing_mode="legacy" if i % 2 else "unified", stripe_customer_id=f"c{i}"))
+    tiers = (1024, 4096, 8192, 16384)
+    start = Decimal(T0 + 100)
+    for chunk in range(0, n, 10_000):
+        store.put_samples([Sample(str(uuid.UUID(int=i)), org_ids[i % orgs], f"sbx-{i}", "cell-a", "w", tiers[i % 4], 2,
+                                  T0, start, start + Decimal("20.000001"), Decimal("20.000001"), T0 + 45 * 86400)
+                           for i in range(chunk, min(n, chunk + 10_000))])
+    cfg = settings(SHADOW="false")
+    began = time.process_time()
+    report = roll_bucket(store, cfg, T0, "capacity", T0 + BUCKET_S + cfg.GRACE_SECONDS + 1)
+    cpu = time.process_time() - began
+    assert report is not None
+    return {"samples": n, "cpu_s": round(cpu, 3), "us_per_sample": round(cpu / n * 1e6, 3), "rows": report["rows"]}
 
 
 def read_io(n: int, item_bytes: int) -> dict[str, float]:
@@ -201,20 +225,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max", type=int, default=10_000_000, help="largest bucket, in samples")
     parser.add_argument("--orgs", type=int, default=2_000)
+    parser.add_argument("--service-samples", type=int, default=200_000, help="bucket for the in-memory service run")
     args = parser.parse_args()
     sizes = sorted({s for s in (10_000, 100_000, 1_000_000, 10_000_000) if s < args.max} | {args.max})
     curve, item_bytes = rollup_curve(sizes, args.orgs)
     limit = rollup_limit(curve)
     ingest, send = ingest_limit(), send_limit()
     cost = cost_per_million(item_bytes, curve[-1]["cpu_s"] / curve[-1]["samples"])
+    service = service_check(args.service_samples, args.orgs)
     results = {"assumptions": {"page_latency_s": PAGE_LATENCY_S, "request_latency_s": REQUEST_LATENCY_S,
                                "stripe_call_s": STRIPE_CALL_S, "batch": BATCH, "tick_period_s": TICK_PERIOD_S},
-               "item_bytes": item_bytes, "rollup_curve": curve, "rollup_limit": limit, "ingest": ingest,
-               "send": send, "usd_per_million_ticks": cost}
+               "item_bytes": item_bytes, "rollup_curve": curve,
+               "service_on_memory_store": service,
+               "rollup_limit": limit, "ingest": ingest, "send": send, "usd_per_million_ticks": cost}
     rows = [(f"rollup, bucket of {p['samples']:,}", f"{p['run_s_today']:,} s",
              f"cpu {p['cpu_s']:,} s + read {p['sequential_s']:,} s ({p['pages']:,} pages)",
              f"parallel shards {p['run_s_parallel_shards']:,} s") for p in curve]
+    svc = service
     rows += [
+        (f"roll_bucket on the memory store, {svc['samples']:,}", f"{svc['us_per_sample']} us/sample",
+         f"{svc['rows']:,} outbox rows", f"pure path {curve[-1]['us_per_sample']} us/sample (with wire parsing)"),
         ("rollup limit (300 s timeout)", f"{limit['timeout_300s']['ticks_per_s']:,} ticks/s",
          f"{limit['timeout_300s']['samples_per_bucket']:,} samples/bucket", "900 s: "
          f"{limit['lambda_900s']['ticks_per_s']:,} ticks/s"),

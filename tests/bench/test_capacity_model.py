@@ -16,6 +16,7 @@ from bench.capacity_model import (
     rollup_curve,
     rollup_limit,
     send_limit,
+    service_check,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,11 @@ def test_the_curve_streams_and_plans_the_same_rows_whatever_the_bucket_size() ->
     limit = rollup_limit(curve)
     assert limit["lambda_900s"]["ticks_per_s"] > limit["timeout_300s"]["ticks_per_s"] > limit["parity_route_29s"][
         "ticks_per_s"] > 0
+
+
+def test_the_service_rolls_a_bucket_on_the_memory_store() -> None:
+    got = service_check(3_000, orgs=30)
+    assert got["samples"] == 3_000 and got["rows"] >= 30 and got["cpu_s"] > 0
 
 
 def test_reads_are_paged_per_shard_and_bounded_by_the_partition_rate() -> None:
@@ -55,7 +61,8 @@ def test_limits_and_costs() -> None:
 
 
 def test_the_script_prints_json_and_a_table() -> None:
-    out = subprocess.run([sys.executable, "-m", "bench.capacity_model", "--max", "5000", "--orgs", "20"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "bench.capacity_model", "--max", "5000", "--orgs", "20",
+                          "--service-samples", "2000"], cwd=ROOT,
                          capture_output=True, text=True, check=True, timeout=120)
     body = json.loads(out.stdout)
     assert body["bench"] == "capacity_model" and body["rollup_curve"][-1]["samples"] == 5000
