@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.capacity import item_size
 from bench.harness import T0, report, settings
-from chalicelib.adapters.dynamodb.store import sample_to_item, stored_sample
+from chalicelib.adapters.dynamodb.items import sample_to_item, stored_sample
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.core.aggregation import aggregate
 from chalicelib.core.metering import plan_bucket

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from bench.harness import T0, Workload, moto_store, report, settings
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.dynamodb.store import DynamoStore, sample_to_item
+from chalicelib.adapters.dynamodb.items import sample_to_item
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.bootstrap import Services
 from chalicelib.core.envelopes import validate_batch
 from chalicelib.core.hmac_auth import sign_body, verify_body

@@ -33,7 +33,8 @@ import stripe
 from bench.capacity import Accountant
 from bench.harness import T0, Workload, moto_store, report, settings
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.dynamodb.store import DynamoStore, stored_sample
+from chalicelib.adapters.dynamodb.items import stored_sample
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.stripe_gateway import StripeClientGateway
 from chalicelib.bootstrap import Services
 from chalicelib.core.aggregation import aggregate
@@ -153,7 +154,7 @@ def end_to_end(work: Workload, straggle_every: int) -> dict[str, Any]:
 
 def seed_rollup(store: DynamoStore, accountant: Accountant, bucket: int, orgs: dict[str, Org], now: int) -> int:
     """The seed's rollup of one bucket: read unrolled samples, outbox rows, then mark every sample rolled."""
-    from chalicelib.adapters.dynamodb.store import sample_pk
+    from chalicelib.adapters.dynamodb.items import sample_pk
     from chalicelib.core.samples import SAMPLE_SHARDS
 
     samples = []

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools import Logger, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib.core.telemetry import NAMESPACE, Point
 
 SERVICE = "edge-billing"
 logger = Logger(service=SERVICE)
-metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
 
 
 def publish(points: Sequence[Point], environment: str) -> None:

@@ -13,8 +13,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SECRET_NAMES = ("EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET")
-
 # Stripe rejects meter events older than 35 days; samples must outlive that so
 # parity and re-rolls can still read them.
 STRIPE_BACKDATE_SECONDS = 35 * 86400

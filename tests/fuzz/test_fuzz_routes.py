@@ -19,7 +19,8 @@ import stripe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.adapters.dynamodb.store import DynamoStore, sample_pk
+from chalicelib.adapters.dynamodb.items import sample_pk
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
 from chalicelib.bootstrap import Services
 from chalicelib.core.hmac_auth import sign_body, sign_get

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.dynamodb.store import outbox_from_item
+from chalicelib.adapters.dynamodb.items import outbox_from_item
 from chalicelib.bootstrap import Services
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow

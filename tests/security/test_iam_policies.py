@@ -48,19 +48,24 @@ def lambda_sources() -> Iterator[tuple[str, ast.Module]]:
             yield path.stem, ast.parse(path.read_text(), str(path))
 
 
-def calls(tree: ast.Module) -> Iterator[tuple[str, ast.Call, bool]]:
-    """(qualified function name, call, whether it is a `<...>client.<op>(...)` call) for every call."""
-    def walk(node: ast.AST, scope: str) -> Iterator[tuple[str, ast.Call, bool]]:
+def nodes(tree: ast.Module) -> Iterator[tuple[str, ast.AST]]:
+    """(qualified function name, node) for every node, so operator-only functions can be left out."""
+    def walk(node: ast.AST, scope: str) -> Iterator[tuple[str, ast.AST]]:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.ClassDef | ast.FunctionDef):
-                yield from walk(child, f"{scope}.{child.name}".lstrip("."))
-                continue
-            if isinstance(child, ast.Call):
-                target = getattr(child.func, "value", None)
-                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
-                yield scope, child, isinstance(child.func, ast.Attribute) and name.endswith("client")
-            yield from walk(child, scope)
+            inner = f"{scope}.{child.name}".lstrip(".") if isinstance(child, ast.ClassDef | ast.FunctionDef) else scope
+            yield inner, child
+            yield from walk(child, inner)
     yield from walk(tree, "")
+
+
+def client_op(node: ast.AST) -> str | None:
+    """The boto3 operation of `<...>client.<op>`, called or passed on (`helper(self.client.put_item, ...)`),
+    and the operation a `client.get_paginator("op")` pages."""
+    if not isinstance(node, ast.Attribute):
+        return None
+    target = node.value
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return node.attr if name.endswith("client") else None
 
 
 def used_by_lambdas() -> tuple[set[str], set[str]]:
@@ -68,24 +73,27 @@ def used_by_lambdas() -> tuple[set[str], set[str]]:
     actions: set[str] = set()
     indexes: set[str] = set()
     for _module, tree in lambda_sources():
-        for scope, call, is_boto in calls(tree):
+        for scope, node in nodes(tree):
             if scope in OPERATOR_FUNCTIONS:
                 continue
-            # Index names wherever a request is built (helpers like `_query(**request)` included).
-            indexes |= {str(k.value.value) for k in call.keywords
-                        if k.arg == "IndexName" and isinstance(k.value, ast.Constant)}
-            if not is_boto:
-                continue
-            op = call.func.attr  # type: ignore[attr-defined]
-            if op == "get_paginator":
-                op = call.args[0].value  # type: ignore[attr-defined]
-            if op == "transact_write_items":
-                actions |= TRANSACT_ACTIONS
-            elif op in DYNAMODB_OPS:
-                actions.add("dynamodb:" + camel(op))
-            elif op in S3_OPS:
-                actions.add(S3_OPS[op])
+            if isinstance(node, ast.Call):
+                # Index names wherever a request is built (helpers like `_query(**request)` included).
+                indexes |= {str(k.value.value) for k in node.keywords
+                            if k.arg == "IndexName" and isinstance(k.value, ast.Constant)}
+                if client_op(node.func) == "get_paginator" and isinstance(node.args[0], ast.Constant):
+                    actions |= iam_actions(str(node.args[0].value))
+            op = client_op(node)
+            if op:
+                actions |= iam_actions(op)
     return actions, indexes
+
+
+def iam_actions(op: str) -> set[str]:
+    if op == "transact_write_items":
+        return TRANSACT_ACTIONS
+    if op in DYNAMODB_OPS:
+        return {"dynamodb:" + camel(op)}
+    return {S3_OPS[op]} if op in S3_OPS else set()
 
 
 def roles(template: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

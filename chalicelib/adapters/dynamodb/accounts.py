@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.adapters.dynamodb.store import conditional_update, from_item, guarded, read_org, to_item
+from chalicelib.adapters.dynamodb.common import conditional_update, from_item, guarded, to_item
+from chalicelib.adapters.dynamodb.items import read_org
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org, Plan
 from chalicelib.core.subscriptions import Subscription

@@ -13,9 +13,7 @@ import zlib
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.adapters.dynamodb.store import from_item, guarded, is_conditional_failure, to_item
+from chalicelib.adapters.dynamodb.common import conditional_write, from_item, guarded, to_item
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.ports import CellStore
 
@@ -95,18 +93,13 @@ class DynamoCells(CellStore):
         self.control_table = f"{table_prefix}-control"
 
     def _put_newer(self, item: dict[str, Any], signed_at: int) -> bool:
-        try:
-            self.client.put_item(
-                TableName=self.control_table,
-                Item=item,
-                ConditionExpression=NEWER_WINS,
-                ExpressionAttributeValues={":ts": {"N": str(signed_at)}},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return conditional_write(
+            self.client.put_item,
+            TableName=self.control_table,
+            Item=item,
+            ConditionExpression=NEWER_WINS,
+            ExpressionAttributeValues={":ts": {"N": str(signed_at)}},
+        )
 
     @guarded
     def put_parity_report(self, report: ParityReport) -> bool:

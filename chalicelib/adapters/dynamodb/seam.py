@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.adapters.dynamodb.store import DynamoStore, guarded, outbox_from_item, sample_pk
+from chalicelib.adapters.dynamodb.common import guarded
+from chalicelib.adapters.dynamodb.items import outbox_from_item, sample_pk
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.samples import SAMPLE_SHARDS
 

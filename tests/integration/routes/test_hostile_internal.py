@@ -9,7 +9,8 @@ from unittest.mock import Mock
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.dynamodb.store import DynamoStore, guarded
+from chalicelib.adapters.dynamodb.common import guarded
+from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get

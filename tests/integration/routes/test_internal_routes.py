@@ -63,7 +63,7 @@ def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, u
     first = parity(client, svc, T0, T0 + 3600).json_body
     assert svc.store.bucket_state(T0) is not None  # settled by the first asker
     # Later askers read the aggregates: deleting a raw sample no longer changes the answer.
-    from chalicelib.adapters.dynamodb.store import sample_pk
+    from chalicelib.adapters.dynamodb.items import sample_pk
     from chalicelib.core.samples import shard_of
 
     dynamodb.delete_item(

@@ -1,0 +1,174 @@
+"""Item mappers: domain records <-> DynamoDB items, and the key layout (docs/data-model.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.adapters.dynamodb.common import from_item, to_item
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LateChunk
+from chalicelib.core.orgs import Org
+from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.samples import Sample, StoredSample
+
+LATE_SIGNAL_KEY = {"pk": {"S": "late"}, "sk": {"S": "signal"}}
+
+
+QUARANTINE_SHARDS = 8
+
+
+def sample_pk(bucket_start: int, shard: int) -> str:
+    return f"s#{bucket_start}#{shard:02d}"
+
+
+def org_to_item(org: Org) -> dict[str, Any]:
+    return to_item(
+        {
+            "org_id": org.org_id,
+            "plan": org.plan,
+            "billing_mode": org.billing_mode,
+            "stripe_customer_id": org.stripe_customer_id,
+            "max_memory_gb": org.max_memory_gb,
+            "subscription_id": org.subscription_id,
+            "subscription_item_ids": list(org.subscription_item_ids) or None,
+            "credit_txn_id": org.credit_txn_id,
+            "plan_changed_at": org.plan_changed_at,
+            "updated_at": org.updated_at,
+        }
+    )
+
+
+def org_from_item(item: dict[str, Any]) -> Org:
+    d = from_item(item)
+    return Org(
+        org_id=d["org_id"],
+        plan=d.get("plan", "free"),
+        billing_mode=d.get("billing_mode", "legacy"),
+        stripe_customer_id=d.get("stripe_customer_id"),
+        max_memory_gb=int(d["max_memory_gb"]) if d.get("max_memory_gb") is not None else None,
+        subscription_id=d.get("subscription_id"),
+        subscription_item_ids=tuple(d.get("subscription_item_ids") or ()),
+        credit_txn_id=d.get("credit_txn_id"),
+        plan_changed_at=int(d.get("plan_changed_at", 0)),
+        updated_at=int(d.get("updated_at", 0)),
+    )
+
+
+def sample_to_item(s: Sample) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "pk": sample_pk(s.bucket_start, s.shard),
+        "sk": s.event_id,
+        "org_id": s.org_id,
+        "sandbox_id": s.sandbox_id,
+        "cell_id": s.cell_id,
+        "worker_id": s.worker_id,
+        "memory_mb": s.memory_mb,
+        "cpu_count": s.cpu_count,
+        "bucket": s.bucket_start,
+        "start": s.start,
+        "end": s.end,
+        "seconds": s.seconds,
+        "expires_at": s.expires_at,
+    }
+    if s.late:
+        # Sparse index: only late samples are projected, so only they pay the index write.
+        data["late_pk"] = f"late#{s.shard:02d}"
+        data["late_sk"] = f"{s.bucket_start:012d}#{s.event_id}"
+    return to_item(data)
+
+
+def stored_sample(item: dict[str, Any]) -> StoredSample:
+    d = from_item(item)
+    return StoredSample(
+        event_id=d["sk"],
+        org_id=d["org_id"],
+        memory_mb=int(d["memory_mb"]),
+        bucket_start=int(d["bucket"]),
+        start=Decimal(d["start"]),
+        end=Decimal(d["end"]),
+        seconds=Decimal(d["seconds"]),
+        late="late_pk" in d,
+    )
+
+
+def aggregate_key(bucket_start: int, org_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"agg#{bucket_start}"}, "sk": {"S": org_id}}
+
+
+def aggregate_to_item(agg: OrgAggregate, expires_at: int) -> dict[str, Any]:
+    # Seconds per memory size as top-level "mb_<size>" numbers, so the late path can ADD to
+    # them atomically (ADD does not reach into maps).
+    data: dict[str, Any] = {
+        "pk": f"agg#{agg.bucket_start}",
+        "sk": agg.org_id,
+        "samples": agg.samples,
+        "expires_at": expires_at,
+    }
+    data.update({f"mb_{mb}": s for mb, s in agg.seconds_by_memory.items()})
+    return to_item(data)
+
+
+def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
+    d = from_item(item)
+    return OrgAggregate(
+        org_id=d["sk"],
+        bucket_start=int(d["pk"].split("#", 1)[1]),
+        seconds_by_memory={int(k[3:]): Decimal(v) for k, v in sorted(d.items()) if k.startswith("mb_")},
+        samples=int(d.get("samples", 0)),
+    )
+
+
+def delta_token(chunk: LateChunk) -> str:
+    # Idempotent for 10 minutes: a retried transact call after a lost answer is not re-applied.
+    import hashlib
+
+    return hashlib.sha256(
+        "|".join([chunk.org_id, str(chunk.bucket_start), *sorted(chunk.event_ids)]).encode()
+    ).hexdigest()[:36]
+
+
+def outbox_to_item(row: OutboxRow) -> dict[str, Any]:
+    return to_item(
+        {
+            "id": row.id,
+            "org_id": row.org_id,
+            "bucket_start": row.bucket_start,
+            "bucket_end": row.bucket_end,
+            "meter": row.meter,
+            "value": row.value,
+            "kind": row.kind,
+            "state": row.state,
+            "queue": row.queue,
+            "samples": row.samples,
+            "run_id": row.run_id or None,
+            "created_at": row.created_at,
+            "sent_at": row.sent_at,
+            "detail": row.detail,
+        }
+    )
+
+
+def outbox_from_item(item: dict[str, Any]) -> OutboxRow:
+    d = from_item(item)
+    return OutboxRow(
+        id=d["id"],
+        org_id=d["org_id"],
+        bucket_start=int(d["bucket_start"]),
+        bucket_end=int(d["bucket_end"]),
+        meter=d["meter"],
+        value=Decimal(d["value"]),
+        kind=d["kind"],
+        state=d["state"],
+        samples=int(d.get("samples", 0)),
+        run_id=d.get("run_id", ""),
+        created_at=int(d.get("created_at", 0)),
+        sent_at=int(d["sent_at"]) if d.get("sent_at") is not None else None,
+        detail=d.get("detail"),
+    )
+
+
+def read_org(client: Any, orgs_table: str, org_id: str) -> Org | None:
+    """One org, strongly consistent (a plan decision must see the latest webhook's change)."""
+    out = client.get_item(TableName=orgs_table, Key={"org_id": {"S": org_id}}, ConsistentRead=True)
+    return org_from_item(out["Item"]) if "Item" in out else None

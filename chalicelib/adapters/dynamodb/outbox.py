@@ -1,0 +1,70 @@
+"""Outbox rows: created once, every state change conditional."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.adapters.dynamodb.common import Tables, conditional_update, conditional_write, guarded, to_item
+from chalicelib.adapters.dynamodb.items import outbox_from_item, outbox_to_item
+from chalicelib.core.outbox import QUEUED_STATES, OutboxRow, State
+
+
+class OutboxRecords(Tables):
+    @guarded
+    def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
+        created = 0
+        for row in rows:
+            created += conditional_write(
+                self.client.put_item,
+                TableName=self.outbox_table,
+                Item=outbox_to_item(row),
+                ConditionExpression="attribute_not_exists(id)",
+            )
+        return created
+
+    @guarded
+    def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]:
+        rows: list[OutboxRow] = []
+        items = self._query(
+            TableName=self.outbox_table,
+            IndexName="queue",
+            KeyConditionExpression="#q = :q AND bucket_start >= :b",
+            ExpressionAttributeNames={"#q": "queue"},
+            ExpressionAttributeValues={":q": {"S": queue}, ":b": {"N": str(min_bucket)}},
+        )
+        for item in items:
+            rows.append(outbox_from_item(item))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    @guarded
+    def get_outbox_row(self, row_id: str) -> OutboxRow | None:
+        out = self.client.get_item(TableName=self.outbox_table, Key={"id": {"S": row_id}}, ConsistentRead=True)
+        return outbox_from_item(out["Item"]) if "Item" in out else None
+
+    @guarded
+    def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
+        names = {"#s": "state", "#q": "queue", "#t": "changed_at"}
+        values: dict[str, Any] = {":new": new, ":expected": expected, ":now": now}
+        update = "SET #s = :new, #t = :now"
+        if new in QUEUED_STATES:
+            update += ", #q = :new"
+        if new == "sent":
+            names["#sa"] = "sent_at"
+            update += ", #sa = :now"
+        if detail is not None:
+            names["#d"] = "detail"
+            values[":detail"] = detail[:500]
+            update += ", #d = :detail"
+        if new not in QUEUED_STATES:
+            update += " REMOVE #q"
+        return conditional_update(
+            self.client,
+            TableName=self.outbox_table,
+            Key={"id": {"S": row_id}},
+            UpdateExpression=update,
+            ConditionExpression="#s = :expected",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )

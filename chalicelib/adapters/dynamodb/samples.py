@@ -1,0 +1,161 @@
+"""Samples, the late flag and signal, and the atomic late commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.adapters.dynamodb.common import Tables, conditional_write, from_item, guarded, to_item
+from chalicelib.adapters.dynamodb.items import (
+    LATE_SIGNAL_KEY,
+    aggregate_key,
+    delta_token,
+    outbox_to_item,
+    sample_pk,
+    sample_to_item,
+    stored_sample,
+)
+from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.samples import SAMPLE_SHARDS, Sample, StoredSample
+
+
+class SampleRecords(Tables):
+    @guarded
+    def put_samples(self, samples: list[Sample]) -> int:
+        # BatchWriteItem refuses a request naming one key twice; a batch may carry one envelope twice.
+        unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
+        on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in unique if not s.late]
+        self._batch_write(self.samples_table, on_time)
+        if any(s.late for s in unique):
+            # Before the late writes, never after: a crash between the two then costs one needless
+            # sweep, while the other order could leave a late sample the rollup never looks for.
+            self._bump_late_signal()
+        new_late = 0
+        for s in (s for s in unique if s.late):
+            # A late sample may replay one the rollup already counted: only a first write may
+            # enter the late path, hence the condition (cost stays proportional to stragglers).
+            new_late += conditional_write(
+                self.client.put_item,
+                TableName=self.samples_table,
+                Item=sample_to_item(s),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        return new_late
+
+    def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
+        # Streams page by page: the rollup's memory stays bounded by one page, not the bucket.
+        for shard in range(SAMPLE_SHARDS):
+            items = self._query(
+                TableName=self.samples_table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
+                ConsistentRead=True,
+            )
+            yield from map(stored_sample, items)
+
+    @guarded
+    def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
+        found: list[StoredSample] = []
+        for shard in range(SAMPLE_SHARDS):
+            items = self._query(
+                TableName=self.samples_table,
+                IndexName="late",
+                KeyConditionExpression="late_pk = :p",
+                ExpressionAttributeValues={":p": {"S": f"late#{shard:02d}"}},
+            )
+            for item in items:
+                found.append(stored_sample(item))
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def _bump_late_signal(self) -> None:
+        self.client.update_item(
+            TableName=self.control_table,
+            Key=LATE_SIGNAL_KEY,
+            UpdateExpression="ADD #v :one",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    @guarded
+    def late_signal(self) -> LateSignal:
+        out = self.client.get_item(TableName=self.control_table, Key=LATE_SIGNAL_KEY, ConsistentRead=True)
+        d = from_item(out.get("Item", {}))
+        return LateSignal(
+            version=int(d.get("version", 0)),
+            seen_version=int(d["seen_version"]) if "seen_version" in d else None,
+            seen_at=int(d.get("seen_at", 0)),
+            swept_version=int(d["swept_version"]) if "swept_version" in d else None,
+            swept_at=int(d.get("swept_at", 0)),
+        )
+
+    @guarded
+    def save_late_sweep(self, signal: LateSignal) -> None:
+        fields = {
+            "seen_version": signal.seen_version,
+            "seen_at": signal.seen_at,
+            "swept_version": signal.swept_version,
+            "swept_at": signal.swept_at,
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        self.client.update_item(
+            TableName=self.control_table,
+            Key=LATE_SIGNAL_KEY,
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
+            ExpressionAttributeNames={f"#{k}": k for k in fields},
+            ExpressionAttributeValues=to_item({f":{k}": v for k, v in fields.items()}),
+        )
+
+    @guarded
+    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
+        from chalicelib.core.samples import shard_of
+
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.outbox_table,
+                    "Item": outbox_to_item(r),
+                    "ConditionExpression": "attribute_not_exists(id)",
+                }
+            }
+            for r in chunk.rows
+        ]
+        adds = {f"mb_{mb}": s for mb, s in chunk.seconds_by_memory.items()}
+        names = {f"#a{i}": k for i, k in enumerate(adds)} | {"#n": "samples", "#e": "expires_at"}
+        values = {f":a{i}": v for i, v in enumerate(adds.values())} | {
+            ":n": len(chunk.event_ids),
+            ":e": chunk.bucket_start + self.retention_seconds,
+        }
+        add_expr = ", ".join([f"#a{i} :a{i}" for i in range(len(adds))] + ["#n :n"])
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self.control_table,
+                    "Key": aggregate_key(chunk.bucket_start, chunk.org_id),
+                    "UpdateExpression": f"ADD {add_expr} SET #e = :e",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": to_item(values),
+                }
+            }
+        )
+        for event_id in chunk.event_ids:
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self.samples_table,
+                        "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id))}, "sk": {"S": event_id}},
+                        "UpdateExpression": "REMOVE late_pk, late_sk",
+                        "ConditionExpression": "attribute_exists(late_pk)",
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=delta_token(chunk))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
