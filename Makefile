@@ -31,7 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check app.py chalicelib cellkit tests bench stripe_emulator sim
 	$(BIN)/mypy
 
-# The route fuzz suite (tests/fuzz) with 30x the CI examples (tens of thousands); prints how many ran.
+# The fuzz suite (tests/fuzz: every route, the cell kit's forwarder, the cutover CLI) with 30x the CI
+# examples, and at least 10,000 per cell-side route, forwarder and CLI; prints how many ran per route.
 soak: $(STAMP)
 	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
 	SIM_SCENARIOS=$${SIM_SCENARIOS:-2000} $(BIN)/python -m pytest tests/simulation -p no:logging -q -n auto
@@ -59,6 +60,7 @@ bench: $(STAMP)
 	bench/rollup > bench/results/rollup.json
 	bench/cellspool > bench/results/cellspool.json
 	bench/cellfleet > bench/results/cellfleet.json
+	bench/capacity_model > bench/results/capacity_model.json
 
 clean:
 	rm -rf $(VENV) .local

@@ -44,19 +44,39 @@ def mint(secret: str, org_id: str, plan: Plan, cell_id: str, now: int, ttl: int 
 
 
 def verify(token: str, secret: str, now: int, cell_id: str | None = None) -> CapToken:
-    """Check signature, expiry (against `now`) and, if given, the cell the token was minted for."""
+    """Check algorithm, signature, time claims (against `now`) and, if given, the cell it was minted for.
+
+    The same rules as the cell kit's gate (cellkit/core/captoken.py): HS256 pinned, so `alg: none`
+    and RS/ES tokens never reach a key; every time claim is checked against the injected clock,
+    never PyJWT's wall clock, so a token minted for later is refused whatever the machine's time.
+    """
     try:
+        if jwt.get_unverified_header(token).get("alg") != ALGORITHM:
+            raise CapTokenError(f"cap-token algorithm is not {ALGORITHM}")
         claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"verify_exp": False, "require": ["exp", "iat"]}
+            token, secret, algorithms=[ALGORITHM],
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["exp", "iat"]},
         )
     except jwt.PyJWTError as exc:
         raise CapTokenError(f"invalid cap-token: {exc}") from None
-    # Expiry is checked against the injected clock, not the wall clock, so tests and replays are exact.
-    if int(claims["exp"]) <= now:
-        raise CapTokenError("cap-token expired")
+    iat, exp = _times(claims, now)
     if cell_id is not None and claims.get("cell_id") != cell_id:
         raise CapTokenError("cap-token was minted for another cell")
-    if claims.get("plan") not in ("pro", "free") or not claims.get("org_id"):
+    if claims.get("plan") not in ("pro", "free") or not isinstance(claims.get("org_id"), str) or not claims["org_id"]:
         raise CapTokenError("cap-token lacks org_id or plan")
-    return CapToken(claims["org_id"], claims["plan"], str(claims.get("cell_id", "")), int(claims["iat"]),
-                    int(claims["exp"]))
+    return CapToken(claims["org_id"], claims["plan"], str(claims.get("cell_id", "")), iat, exp)
+
+
+def _times(claims: dict[str, Any], now: int) -> tuple[int, int]:
+    try:
+        iat, exp = int(claims["iat"]), int(claims["exp"])
+        nbf = int(claims.get("nbf", iat))
+    except (TypeError, ValueError):
+        raise CapTokenError("cap-token time claims must be integers") from None
+    if exp <= now:
+        raise CapTokenError("cap-token expired")
+    if iat > now or nbf > now:
+        raise CapTokenError("cap-token is not valid yet")
+    if exp - iat > MAX_TTL_SECONDS:
+        raise CapTokenError(f"cap-token lifetime exceeds {MAX_TTL_SECONDS} s")
+    return iat, exp

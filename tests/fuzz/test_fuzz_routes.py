@@ -39,6 +39,8 @@ def ran(route: str) -> None:
     CURRENT[0] = route
     count_example(route)
 
+# `make soak` runs at least this many inputs per route (issue 13), on the route's main property.
+SOAK = 10_000
 NOW = T0 + 7200  # the conftest clock
 ON_TIME_BUCKET = T0 + 3600  # ticks ending shortly before NOW land here, on the on-time path
 WHSEC = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
@@ -130,7 +132,7 @@ def valid_ticks(draw: Any) -> Any:
 
 @given(valid=st.lists(valid_ticks(), max_size=5), hostile=st.lists(hostile_envelopes(), max_size=5),
        order=st.randoms(use_true_random=False))
-@fuzz(120)
+@fuzz(120, SOAK)
 def test_ingest_signed_mixed_batches(client: Any, flaky: FlakyStore, valid: list[Any], hostile: list[Any],
                                      order: Any) -> None:
     ran("ingest")
@@ -206,7 +208,7 @@ org_bodies = mostly(_valid_org_body, st.one_of(_loose_org_body, json_values))
 
 
 @given(org_id=org_ids, body=org_bodies)
-@fuzz(120)
+@fuzz(120, SOAK)
 def test_put_org_signed(client: Any, flaky: FlakyStore, org_id: str, body: Any) -> None:
     ran("orgs")
     res = post_signed(client, f"/internal/orgs/{org_id}", json.dumps(body).encode(), method="put")
@@ -264,7 +266,7 @@ def usable(pairs: list[tuple[str, str]]) -> bool:
 
 
 @given(pairs=grouped_pairs(policy_values), style=styles, extra=st.text(min_size=1, max_size=8))
-@fuzz(150)
+@fuzz(150, SOAK)
 def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, flaky: FlakyStore,
                                                                pairs: list[tuple[str, str]], style: str,
                                                                extra: str) -> None:
@@ -280,7 +282,7 @@ def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, flak
 
 
 @given(pairs=grouped_pairs(window_values), style=styles)
-@fuzz(120)
+@fuzz(120, SOAK)
 def test_usage_parity_signed(client: Any, flaky: FlakyStore, pairs: list[tuple[str, str]], style: str) -> None:
     ran("usage-parity")
     if not usable(pairs):
@@ -314,7 +316,7 @@ def test_run_signed(client: Any, flaky: FlakyStore, body: bytes) -> None:
 
 
 @given(body=raw_bodies, ts=header_values(), sig=header_values())
-@fuzz(80)
+@fuzz(80, SOAK)
 def test_run_unsigned(client: Any, flaky: FlakyStore, body: bytes, ts: str, sig: str) -> None:
     ran("run")
     res = client.http.post("/run", body=body, headers={"Content-Type": "application/json", "X-Timestamp": ts,
@@ -325,7 +327,7 @@ def test_run_unsigned(client: Any, flaky: FlakyStore, body: bytes, ts: str, sig:
 
 @given(query=st.text(max_size=30), headers=st.dictionaries(st.text(WORD, min_size=1, max_size=10), st.text(
     max_size=20), max_size=3))
-@fuzz(60)
+@fuzz(60, SOAK)
 def test_health_answers_whatever_the_query_and_headers(client: Any, flaky: FlakyStore, query: str,
                                                        headers: dict[str, str]) -> None:
     ran("health")
@@ -343,7 +345,7 @@ ROUTES = ["/ingest", "/run", "/health", "/webhooks/stripe", POLICY, PARITY, "/in
 @given(path=st.sampled_from(ROUTES), method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
        content_type=st.one_of(st.sampled_from(["application/json", "text/plain", "image/png", ""]), nasty_text),
        body=raw_bodies, query=st.text(max_size=20))
-@fuzz(150)
+@fuzz(150, SOAK)
 def test_any_method_any_route_unsigned(client: Any, flaky: FlakyStore, path: str, method: str, content_type: str,
                                        body: bytes, query: str) -> None:
     ran("health" if path == "/health" else "any-route")
@@ -391,7 +393,7 @@ def stripe_events(draw: Any, customer: str) -> Any:
 
 
 @given(data=st.data())
-@fuzz(150)
+@fuzz(150, SOAK)
 def test_webhook_signed_events(client: Any, svc: Services, stripe_ready: str, data: Any) -> None:
     ran("webhooks/stripe")
     payload = json.dumps(data.draw(stripe_events(stripe_ready))).encode()

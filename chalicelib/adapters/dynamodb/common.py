@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from decimal import DecimalException
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
@@ -88,6 +89,10 @@ def guarded(fn: Callable[P, T]) -> Callable[P, T]:
             raise StoreRejected(f"{fn.__name__}: {exc}"[:500]) from exc
         except UnicodeError as exc:
             raise StoreRejected(f"{fn.__name__}: text that is not valid UTF-8") from exc
+        except DecimalException as exc:
+            # boto3's serializer refuses numbers DynamoDB cannot hold (over 38 digits, beyond 1e126 or
+            # below 1e-130): the request can never succeed, so 4xx, not an unhandled 500.
+            raise StoreRejected(f"{fn.__name__}: a number DynamoDB cannot store") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"{fn.__name__}: {exc}") from exc
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from chalicelib.bootstrap import Services, services
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport, drift_exceeds
@@ -40,13 +40,31 @@ CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_ORGS_PER_REPORT = 50_000
 MAX_WINDOW_SECONDS = 7 * 86400
 BODY_TYPES = ["application/json", "text/plain", "application/octet-stream"]
+# Drift and tolerance are stored as DynamoDB numbers (38 significant digits, magnitudes 1e-130 to
+# 1e126): a valid-looking 3e-136 or a 40-digit decimal from the JSON text would be refused by the
+# store after validation passed (found by tests/fuzz/test_fuzz_cells.py). Ratios are bounded and
+# rounded to 12 places, far finer than any tolerance means.
+RATIO_STEP = Decimal("1e-12")
+# The same for integers: a 41-digit spool depth passed validation and then failed the store's number
+# serialisation (an unhandled 500; found by `make soak`). Unix seconds get 12 digits (the HMAC
+# timestamp's bound), counts 15.
+MAX_UNIX_SECONDS = 10**12 - 1
+MAX_COUNT = 10**15
+RATIO_BOUND = 10**9
+
+
+def _ratio(value: Decimal) -> Decimal:
+    return value.quantize(RATIO_STEP)
+
+
+Ratio = Annotated[Decimal, Field(ge=-RATIO_BOUND, le=RATIO_BOUND, allow_inf_nan=False), AfterValidator(_ratio)]
 
 
 class ReportWindow(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    start: int = Field(alias="from", ge=0, strict=True)
-    end: int = Field(alias="to", ge=0, strict=True)
+    start: int = Field(alias="from", ge=0, le=MAX_UNIX_SECONDS, strict=True)
+    end: int = Field(alias="to", ge=0, le=MAX_UNIX_SECONDS, strict=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> ReportWindow:
@@ -63,7 +81,7 @@ class OrgParityBody(BaseModel):
     org_id: str = Field(min_length=1, max_length=255)
     cell_gb_seconds: Decimal = Field(ge=0, allow_inf_nan=False)
     edge_gb_seconds: Decimal = Field(ge=0, allow_inf_nan=False)
-    drift: Decimal | None = Field(default=None, allow_inf_nan=False)
+    drift: Ratio | None = None
 
 
 class ParityReportBody(BaseModel):
@@ -71,7 +89,7 @@ class ParityReportBody(BaseModel):
 
     cell_id: str = Field(pattern=CELL_ID.pattern)
     window: ReportWindow
-    tolerance: Decimal = Field(ge=0, allow_inf_nan=False)
+    tolerance: Annotated[Ratio, Field(ge=0)]
     orgs: list[OrgParityBody] = Field(max_length=MAX_ORGS_PER_REPORT)
     clean: StrictBool
 
@@ -90,9 +108,9 @@ class CellStatusBody(BaseModel):
 
     authority: Literal["cell", "edge"]
     billers_running: StrictBool
-    billed_through: int = Field(ge=0, strict=True)
-    pending_billable: int = Field(ge=0, strict=True)
-    spool_depth: int = Field(ge=0, strict=True)
+    billed_through: int = Field(ge=0, le=MAX_UNIX_SECONDS, strict=True)
+    pending_billable: int = Field(ge=0, le=MAX_COUNT, strict=True)
+    spool_depth: int = Field(ge=0, le=MAX_COUNT, strict=True)
 
 
 class BadBody(ValueError):
