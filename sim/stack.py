@@ -89,12 +89,16 @@ def load() -> StackInfo | None:
 
 def alive(pid: int) -> bool:
     # A child of this process that exited stays a zombie (and answers signal 0) until reaped: reap it.
-    with contextlib.suppress(ChildProcessError):  # not our child: the signal below tells
+    with contextlib.suppress(ChildProcessError):  # not our child: the checks below tell
         os.waitpid(pid, os.WNOHANG)
     try:
         os.kill(pid, 0)
     except OSError:
         return False
+    # A zombie someone else has not reaped yet (in a container, PID 1 may never) is not running either.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
