@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,11 +24,16 @@ from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-event-secret"
 PREFIX = "opensandbox-billing-test"
 ARCHIVE = "opensandbox-billing-test-raw"
 # 2026-11-25T00:00:00Z: a bucket boundary, so tests read in whole hours.
 T0 = 1795564800
+
+# mock_aws hides boto3's default session, so each boto3.client() would build a session and parse the
+# service models again (~80 ms a client). Clients from one session per worker share the parsed models.
+BOTO = boto3.session.Session(region_name="us-east-1")
 
 BASE_ENV = {
     "SHADOW": "true",
@@ -75,14 +84,14 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def dynamodb(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = BOTO.client("dynamodb")
     create_tables(client, PREFIX)
     return client
 
 
 @pytest.fixture
 def s3(aws: None) -> Any:
-    client = boto3.client("s3", region_name="us-east-1")
+    client = BOTO.client("s3")
     client.create_bucket(Bucket=ARCHIVE)
     return client
 
@@ -156,6 +165,33 @@ def iso(ts: float) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`chalice package --stage prod --merge-template infra/template.json`, once per worker.
+
+    The modules that read it share one xdist group, so a run packages once. Chalice's dependency cache
+    (.chalice/deployments, keyed by the requirements' hash) is kept in the checkout between runs."""
+    work = tmp_path_factory.mktemp("pkg")
+    project = work / "project"
+    project.mkdir()
+    for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1", "EVENT_SECRET": "x"}
+    chalice = Path(sys.executable).parent / "chalice"
+    out = subprocess.run(
+        [str(chalice), "package", "--stage", "prod", "--merge-template", "infra/template.json", str(work / "out")],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    cache = ROOT / ".chalice" / "deployments"
+    cache.mkdir(exist_ok=True)
+    for built in (project / ".chalice" / "deployments").glob("*.zip"):
+        if not (cache / built.name).exists():
+            shutil.copy(built, cache / built.name)
+    return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
 
 
 @pytest.fixture(scope="session")

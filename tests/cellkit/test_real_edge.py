@@ -1,4 +1,4 @@
-"""The cell kit against the real edge app (chalice.test.Client over moto): the wire formats agree.
+"""The cell kit against the real edge app (chalice.test.Client): the wire formats agree.
 
 Ticks from the kit's ticker, forwarded by its forwarder to the edge's own
 POST /ingest; the kit's parity checker reads the edge's own
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,8 +27,11 @@ from cellkit.services.parity import ParityChecker
 from cellkit.services.plans import EdgePolicy
 from cellkit.services.ticker import Ticker
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.adapters.memory.archive import MemoryArchive
+from chalicelib.adapters.memory.store import MemoryStore as EdgeMemoryStore
+from chalicelib.bootstrap import Services, use
 from chalicelib.core.orgs import Org
+from chalicelib.settings import Settings
 from tests.conftest import SECRET, T0
 
 US = 1_000_000
@@ -39,6 +42,17 @@ H = 3600
 def clock() -> FixedClock:
     """The edge's clock (seconds): this module's ``svc`` uses it; the cell has its own ManualClock."""
     return FixedClock(T0)
+
+
+@pytest.fixture
+def svc(settings: Settings, clock: FixedClock) -> Iterator[Services]:
+    """The edge on its in-memory store: what is checked here is the wire, and tests/contract holds the
+    in-memory store to DynamoDB's answers (moto would spend most of this test sorting query results)."""
+    services = Services(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
+                        archive=MemoryArchive(), clock=clock)
+    use(services)
+    yield services
+    use(None)
 
 
 class ChaliceTransport:

@@ -3,9 +3,6 @@ and the moto tables the tests use are built from it."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +13,8 @@ import pytest
 from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
 
 ROOT = Path(__file__).resolve().parents[2]
+# One `chalice package` per run, shared with tests/security/test_iam_policies.py on one xdist worker.
+pytestmark = pytest.mark.xdist_group("chalice_package")
 
 
 def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -27,29 +26,6 @@ def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
 def test_infra_template_passes_cfn_lint() -> None:
     out = cfn_lint(TEMPLATE)
     assert out.returncode == 0, out.stdout + out.stderr
-
-
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("pkg")
-    project = work / "project"
-    project.mkdir()
-    for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
-    shutil.rmtree(project / ".chalice" / "deployments", ignore_errors=True)
-    env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1", "EVENT_SECRET": "x"}
-    chalice = Path(sys.executable).parent / "chalice"
-    out = subprocess.run(
-        [str(chalice), "package", "--stage", "prod", "--merge-template", "infra/template.json", str(work / "out")],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
 
 
 def test_packaged_template_is_deployable_and_lints(packaged: dict[str, Any]) -> None:

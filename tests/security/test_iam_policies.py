@@ -1,6 +1,6 @@
 """Each packaged Lambda gets only the IAM actions and resources its code uses (issue 13, security).
 
-`chalice package --stage prod` is run once per module (as tests/integration/test_infra.py does), and
+`chalice package --stage prod` is run once per test run (the session fixture `packaged`), and
 the roles in its output are compared with what the code calls: the boto3 operations are read from
 the source (AST), so a new `client.scan(...)` without a policy change fails here, and a policy line
 no code needs fails too.
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_infra import packaged  # noqa: F401  (the module-scoped `chalice package` fixture)
-
 ROOT = Path(__file__).resolve().parents[2]
+# One `chalice package` per run, shared with tests/integration/test_infra.py on one xdist worker.
+pytestmark = pytest.mark.xdist_group("chalice_package")
 STAGE_PREFIX = "opensandbox-billing-prod"
 TABLES = {"samples", "orgs", "outbox", "control"}
 SECRETS = ("EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET")
@@ -125,7 +125,7 @@ def granted(statements: list[dict[str, Any]], service: str) -> tuple[set[str], s
 
 
 @pytest.fixture(scope="module")
-def functions(packaged: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:  # noqa: F811
+def functions(packaged: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fns = roles(packaged["template"])
     assert set(fns) == {"APIHandler", "Rollup"}, fns
     return fns
