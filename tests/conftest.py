@@ -24,6 +24,9 @@ from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
 
+# The rollup's scenarios: their fixtures reach tests/services and tests/integration alike.
+pytest_plugins = ["tests.rollup_scenarios"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-event-secret"
 PREFIX = "opensandbox-billing-test"

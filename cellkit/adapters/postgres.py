@@ -16,6 +16,7 @@ def _pg(sql: str) -> str:
 
 class PostgresStore(SqlStore):
     serial = "BIGSERIAL"
+    conn: psycopg.Connection[tuple[Any, ...]]
 
     def __init__(self, dsn: str) -> None:
         super().__init__()
@@ -35,15 +36,3 @@ class PostgresStore(SqlStore):
         with self.conn.cursor() as cur:
             cur.execute(_pg(sql), tuple(params))
             return list(cur.fetchall())
-
-    def _begin(self) -> None:
-        self.conn.execute("BEGIN")
-
-    def _commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self.conn.close()

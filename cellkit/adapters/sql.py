@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from cellkit.core.ticker import Sandbox
 from cellkit.core.usage import OrgRow, ScaleEvent, UsageRow
@@ -101,10 +101,20 @@ class SqlTx:
                      (ended_us, sandbox_id))
 
 
+class Connection(Protocol):
+    """What the shared transaction plumbing needs of a driver's connection: sqlite3's and psycopg's both fit."""
+
+    def execute(self, sql: str, /) -> object: ...
+
+    def close(self) -> None: ...
+
+
 class SqlStore(ABC):
     """CellStore over a DB-API connection; one lock serialises the ticker and forwarder threads."""
 
     serial = "INTEGER"
+    begin = "BEGIN"
+    conn: Connection
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -120,14 +130,19 @@ class SqlStore(ABC):
     @abstractmethod
     def _raw_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
 
-    @abstractmethod
-    def _begin(self) -> None: ...
+    # Transactions are opened and closed by statement, not by the driver's own transaction API: the
+    # connections run in autocommit mode, so a transaction spans exactly one `transaction()` block.
+    def _begin(self) -> None:
+        self.conn.execute(self.begin)
 
-    @abstractmethod
-    def _commit(self) -> None: ...
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
 
-    @abstractmethod
-    def _rollback(self) -> None: ...
+    def _rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
 
     def create_tables(self) -> None:
         with self.transaction():

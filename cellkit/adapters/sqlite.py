@@ -17,6 +17,9 @@ from cellkit.adapters.sql import SqlStore
 
 class SqliteStore(SqlStore):
     serial = "INTEGER"
+    # IMMEDIATE takes the write lock up front: two processes never deadlock upgrading a read lock.
+    begin = "BEGIN IMMEDIATE"
+    conn: sqlite3.Connection
 
     def __init__(self, path: str, durable: bool = False) -> None:
         super().__init__()
@@ -36,16 +39,3 @@ class SqliteStore(SqlStore):
 
     def _raw_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return list(self.conn.execute(sql, tuple(params)).fetchall())
-
-    def _begin(self) -> None:
-        # IMMEDIATE takes the write lock up front: two processes never deadlock upgrading a read lock.
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def _commit(self) -> None:
-        self.conn.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self.conn.close()

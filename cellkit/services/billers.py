@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ def billed_through(store: CellStore, now_s: int, width: int) -> int:
     return start - start % width
 
 
-class Biller:
+class Biller(ABC):
     name = "biller"
 
     def __init__(self, store: CellStore, clock: Clock, cfg: BillingConfig, log: logging.Logger) -> None:
@@ -72,8 +73,9 @@ class Biller:
         return [Billable(meter_identifier(self.cfg.cell_id, r.org_id, r.bucket_start, r.meter), r.org_id,
                          r.bucket_start, r.meter, r.value) for r in rows if r.value > 0]
 
+    @abstractmethod
     def run_once(self) -> int:
-        raise NotImplementedError
+        """One pass; returns how many hours (or rows) it handled."""
 
 
 class UsageReporter(Biller):

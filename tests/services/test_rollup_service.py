@@ -1,7 +1,7 @@
 """The rollup's logic on the in-memory store: roll, stragglers, BILL_FROM, shadow/live, crashes and races.
 
 tests/contract/ holds MemoryStore to DynamoStore's answers; tests/integration/test_rollup.py
-runs a few of these end to end on moto.
+runs a few of these end to end on moto, the scenarios both run written once in tests/rollup_scenarios.py.
 """
 
 from __future__ import annotations
@@ -18,38 +18,22 @@ from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Services
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
-from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import LEASE, run_rollup
 from chalicelib.settings import load_settings
 from tests.conftest import BASE_ENV, T0, iso, tick
 from tests.fakes.stripe import FakeStripe
-
-H = 3600
-
-
-def live(svc: Services, **env: str) -> Services:
-    settings = load_settings(BASE_ENV | {"SHADOW": "false"} | env)
-    return Services(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
-
-
-def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
-    ingest_batch(ticks, "cell-a", svc.store, svc.settings, svc.now())
-
-
-def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024, n: int = 180) -> list[dict[str, Any]]:
-    return [tick(f"{prefix}{i}", org, iso(hour_start + 20 * (i + 1)), memory_mb=memory_mb) for i in range(n)]
-
-
-@pytest.fixture
-def fake() -> FakeStripe:
-    return FakeStripe()
-
-
-@pytest.fixture
-def orgs(svc: Services, fake: FakeStripe) -> None:
-    svc.meter_gateway = fake
-    svc.store.put_org(Org("leg", plan="pro", billing_mode="legacy", stripe_customer_id="cus_leg"))
-    svc.store.put_org(Org("uni", plan="pro", billing_mode="unified", stripe_customer_id="cus_uni"))
+from tests.rollup_scenarios import (
+    H,
+    concurrent_run_is_skipped_by_the_lease,
+    hour_of_ticks,
+    live,
+    live_run_sends_once_and_replay_changes_nothing,
+    parity_counts_a_backlog_delivered_after_its_hour_closed,
+    parity_of,
+    send_ticks,
+    shadow_roll_writes_rows_and_sends_nothing,
+    straggler_is_billed_as_a_delta_once,
+)
 
 
 def queued(svc: Services) -> dict[str, OutboxRow]:
@@ -65,24 +49,7 @@ def state_of(svc: Services, row_id: str) -> State | None:
 def test_shadow_roll_writes_rows_and_sends_nothing(
     svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
-    clock.set(T0 + H + 10)
-    send_ticks(svc, hour_of_ticks("l", "leg", T0, 4096)[:179] + hour_of_ticks("u", "uni", T0, 8192, 90))
-    # No tier for 2048 MB: a legacy org's is unbilled and reported; a unified org's is billed as GB-seconds.
-    send_ticks(svc, [tick("odd", "leg", iso(T0 + 3600), memory_mb=2048),
-                     tick("odd-u", "uni", iso(T0 + 3600), memory_mb=2048)])
-    clock.set(T0 + H + 600)
-    result = run_rollup(svc, "test").body()
-    assert result["ok"] is True and result["shadow"] is True and result["send"] is None
-    assert result["roll"]["buckets"] == [T0]
-    assert result["roll"]["unbilled"] == [
-        {"org_id": "leg", "memory_mb": 2048, "seconds": "20.000000", "gb_seconds": "40.000000", "bucket_start": T0}
-    ]
-    assert {r.id: (r.value, r.state) for r in queued(svc).values()} == {
-        f"leg:{T0}:sandbox_compute_sandbox_4gb": (Decimal("3580"), "shadow"),
-        # 1800 s x 8 GB + 20 s x 2 GB
-        f"uni:{T0}:sandbox_compute_sandbox_overage": (Decimal("14440"), "shadow"),
-    }
-    assert fake.calls == 0
+    shadow_roll_writes_rows_and_sends_nothing(svc, clock, fake, lambda: queued(svc))
 
 
 def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: None) -> None:
@@ -97,18 +64,7 @@ def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: 
 def test_live_run_sends_once_and_replay_changes_nothing(
     svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
-    clock.set(T0 + H + 10)
-    send_ticks(svc, hour_of_ticks("l", "leg", T0) + hour_of_ticks("u", "uni", T0, 4096))
-    clock.set(T0 + H + 900)
-    armed = live(svc)
-    first = run_rollup(armed, "test").body()
-    assert first["send"]["sent"] == 2 and fake.calls == 2
-    assert fake.totals == {
-        ("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("3600"),
-        ("cus_uni", "sandbox_compute_sandbox_overage"): Decimal("14400"),
-    }
-    again = run_rollup(armed, "test").body()
-    assert again["roll"]["buckets"] == [] and again["send"]["calls"] == 0
+    live_run_sends_once_and_replay_changes_nothing(svc, clock, fake)
     assert queued(svc) == {}
     assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "sent"
 
@@ -126,23 +82,7 @@ def test_identifier_and_payload_follow_the_contract(
 
 
 def test_straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
-    clock.set(T0 + H + 10)
-    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=100))
-    clock.set(T0 + H + 900)
-    armed = live(svc)
-    run_rollup(armed, "test")
-    late = [tick("late1", "leg", iso(T0 + 3000)), tick("late2", "leg", iso(T0 + 3020), memory_mb=4096)]
-    send_ticks(armed, late)
-    send_ticks(armed, late)  # the forwarder retries: still once
-    result = run_rollup(armed, "test").body()
-    assert result["roll"]["late"]["samples"] == 2 and result["roll"]["late"]["rows"] == 2
-    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("2020")
-    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_4gb")] == Decimal("20")
-    # Replays of the stragglers and of on-time ticks after the roll bill nothing more.
-    send_ticks(armed, late + hour_of_ticks("l", "leg", T0, n=5))
-    after = run_rollup(armed, "test").body()
-    assert after["roll"]["late"]["samples"] == 0 and after["send"]["calls"] == 0
-    assert sum(fake.totals.values()) == Decimal("2040")
+    straggler_is_billed_as_a_delta_once(svc, clock, fake)
 
 
 def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, orgs: None) -> None:
@@ -273,11 +213,7 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
 
 
 def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock, orgs: None) -> None:
-    assert svc.store.acquire_lease("rollup", "other-run", svc.now(), 300)
-    result = run_rollup(svc, "test").body()
-    assert result["skipped"] == "another rollup run holds the lease" and result["roll"] == {}
-    clock.advance(301)
-    assert "skipped" not in run_rollup(svc, "test").body()
+    concurrent_run_is_skipped_by_the_lease(svc, clock)
 
 
 def test_runs_outliving_their_leases_race_and_still_bill_once(
@@ -424,30 +360,10 @@ def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, o
     assert svc.store.bucket_state(T0) is None
 
 
-def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
-    from chalicelib.services.parity import Window, usage_parity
-
-    body = usage_parity(svc.store, svc.settings, Window(start, end), svc.now())
-    return {o["org_id"]: o["gb_seconds"] for o in body["orgs"]}
-
-
 def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_after_the_sweep(
     svc: Services, clock: FixedClock, orgs: None
 ) -> None:
-    clock.set(T0 + H + 10)
-    send_ticks(svc, hour_of_ticks("u", "uni", T0, 2048, n=30))  # on time: 30 x 20 s x 2 GB
-    clock.set(T0 + H + 900)
-    run_rollup(svc, "test")  # the hour is settled and rolled without "leg"
-    send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=180))  # a cell's whole hour, delivered late
-    expected = {"leg": 3600.0, "uni": 1200.0}
-    assert parity_of(svc, T0, T0 + H) == expected, "before any sweep"
-    run_rollup(svc, "test")  # sweeps and bills the stragglers; the signal is not yet settled
-    assert parity_of(svc, T0, T0 + H) == expected, "after the sweep"
-    clock.set(T0 + H + 1800)
-    run_rollup(svc, "test")  # a later sweep marks the signal swept: the cheap path is back
-    signal = svc.store.late_signal()
-    assert signal.swept_version == signal.version
-    assert parity_of(svc, T0, T0 + H) == expected, "from the aggregates, stragglers folded in"
+    parity_counts_a_backlog_delivered_after_its_hour_closed(svc, clock)
 
 
 def test_parity_of_a_mixed_partial_window_counts_late_and_on_time_samples(

@@ -26,12 +26,11 @@ from chalicelib.entrypoints.api.http import (
     error,
     json_errors,
     lowered,
-    query_pairs,
     raw_body,
-    single_params,
+    signed_query,
 )
 from chalicelib.observability import logger, publish
-from chalicelib.services.parity import WindowError, parse_window
+from chalicelib.services.parity import parse_window
 
 bp = Blueprint(__name__)
 REPORTS_PATH = "/internal/parity-reports"
@@ -220,17 +219,12 @@ def post_parity_report() -> Response:
 @bp.route(REPORTS_PATH, methods=["GET"])
 @json_errors
 def list_parity_reports() -> Response:
-    request = bp.current_request
     svc = services()
-    check_get_hmac(request, REPORTS_PATH, svc)
-    query = single_params(query_pairs(request), ("cell_id", "from", "to"))
+    query = signed_query(bp.current_request, REPORTS_PATH, svc, ("cell_id", "from", "to"))
     cell_id = query.get("cell_id", "")
     if not CELL_ID.match(cell_id):
         return error(400, "query parameter 'cell_id' is required (letters, digits, . _ : -, at most 128)")
-    try:
-        window = parse_window({k: v for k, v in query.items() if k in ("from", "to")})
-    except WindowError as exc:
-        return error(400, str(exc))
+    window = parse_window(query)
     reports = svc.cells().parity_reports(cell_id, window.start, window.end)
     return answer(200, {"cell_id": cell_id, "window": {"from": window.start, "to": window.end},
                         "reports": [report_body(r) for r in reports], "as_of": svc.now()})

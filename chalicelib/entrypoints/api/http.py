@@ -15,6 +15,7 @@ from chalicelib.core.limits import JsonBodyError
 from chalicelib.core.telemetry import http_points
 from chalicelib.observability import logger, publish
 from chalicelib.ports import StoreRejected, StoreUnavailable
+from chalicelib.services.parity import WindowError
 
 P = ParamSpec("P")
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
@@ -79,8 +80,15 @@ def check_get_hmac(request: Request, path: str, svc: Services) -> None:
     )
 
 
+def signed_query(request: Request, path: str, svc: Services, names: tuple[str, ...]) -> dict[str, str]:
+    """The parameters a signed GET route reads: only once its signature holds is any of them looked at."""
+    check_get_hmac(request, path, svc)
+    return single_params(query_pairs(request), names)
+
+
 def json_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
-    """Map auth failures to 400/401, store failures to 503 (only the retryable ones), always as JSON."""
+    """Map auth failures to 400/401, a malformed window to 400, store failures to 503 (only the
+    retryable ones), always as JSON."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
@@ -88,7 +96,7 @@ def json_errors(fn: Callable[P, Response]) -> Callable[P, Response]:
             return fn(*args, **kwargs)
         except AuthError as exc:
             return error(exc.status, exc.message)
-        except JsonBodyError as exc:
+        except (JsonBodyError, WindowError) as exc:
             return error(400, str(exc))
         except StoreRejected as exc:
             # A write DynamoDB refuses for good (a key or item it can never take): retrying cannot help.

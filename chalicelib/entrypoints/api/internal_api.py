@@ -13,16 +13,7 @@ from chalicelib.core.buckets import buckets_between
 from chalicelib.core.cap_tokens import mint
 from chalicelib.core.limits import MAX_STRIPE_ID_LENGTH, load_json, printable
 from chalicelib.core.orgs import Org, default_max_memory_gb
-from chalicelib.entrypoints.api.http import (
-    answer,
-    check_body_hmac,
-    check_get_hmac,
-    error,
-    json_errors,
-    query_pairs,
-    raw_body,
-    single_params,
-)
+from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors, raw_body, signed_query
 from chalicelib.services.parity import Window, WindowError, parse_window, usage_parity
 from chalicelib.settings import Settings
 
@@ -88,23 +79,16 @@ def put_org(org_id: str, body: OrgBody, now: int) -> Org:
 @bp.route(PARITY_PATH, methods=["GET"])
 @json_errors
 def usage_parity_route() -> Response:
-    request = bp.current_request
     svc = services()
-    check_get_hmac(request, PARITY_PATH, svc)
-    try:
-        window = parity_window(single_params(query_pairs(request), ("from", "to")), svc.settings)
-    except WindowError as exc:
-        return error(400, str(exc))
+    window = parity_window(signed_query(bp.current_request, PARITY_PATH, svc, ("from", "to")), svc.settings)
     return answer(200, usage_parity(svc.store, svc.settings, window, svc.now()))
 
 
 @bp.route(POLICY_PATH, methods=["GET"])
 @json_errors
 def org_policy_route() -> Response:
-    request = bp.current_request
     svc = services()
-    check_get_hmac(request, POLICY_PATH, svc)
-    query = single_params(query_pairs(request), ("org_id", "cell_id"))
+    query = signed_query(bp.current_request, POLICY_PATH, svc, ("org_id", "cell_id"))
     org_id = query.get("org_id")
     if not org_id:
         return error(400, "query parameter 'org_id' is required")

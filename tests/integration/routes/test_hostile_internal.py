@@ -75,29 +75,21 @@ def test_the_cells_plain_parity_query_verifies(client: Any, svc: Services) -> No
 
 # --- finding 2 (GET side) ---
 
+GARBAGE_AUTH_HEADERS = [
+    {"X-Timestamp": "¹", "X-Signature": "0" * 64},
+    {"X-Timestamp": "9" * 5000, "X-Signature": "0" * 64},
+    {"X-Timestamp": str(T0 + 7200), "X-Signature": "é" * 64},
+]
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"X-Timestamp": "¹", "X-Signature": "0" * 64},
-        {"X-Timestamp": "9" * 5000, "X-Signature": "0" * 64},
-        {"X-Timestamp": str(T0 + 7200), "X-Signature": "é" * 64},
-    ],
-)
+
+@pytest.mark.parametrize("headers", GARBAGE_AUTH_HEADERS)
 def test_garbage_auth_headers_on_gets_are_401(client: Any, svc: Services, headers: dict[str, str]) -> None:
     for url in (f"{POLICY}?org_id=org-a", f"{PARITY}?from={T0}&to={T0 + 3600}"):
         res = client.http.get(url, headers=headers)
         assert res.status_code == 401 and "error" in res.json_body
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"X-Timestamp": "¹", "X-Signature": "0" * 64},
-        {"X-Timestamp": "9" * 5000, "X-Signature": "0" * 64},
-        {"X-Timestamp": str(T0 + 7200), "X-Signature": "é" * 64},
-    ],
-)
+@pytest.mark.parametrize("headers", GARBAGE_AUTH_HEADERS)
 def test_garbage_auth_headers_on_posts_are_401(client: Any, svc: Services, headers: dict[str, str]) -> None:
     for method, url in (("post", "/ingest"), ("put", "/internal/orgs/org-a"), ("post", "/run")):
         res = getattr(client.http, method)(
