@@ -154,6 +154,7 @@ SEEDS = seeds(0.006)
 
 def scenario(seed: int, k: int, make: Make) -> None:
     w = world(seed)
+    w.rng.seed(seed * 10_000 + k)  # each step its own draws (which Stripe failure, B's step j)
     w.a(Steps(k, make(w)))
     w.edge.settle(rounds=3)
     pro = [t for t in w.ticks if t.org is not FREE]
