@@ -43,7 +43,6 @@ class Edge:
     shadow: bool = True
     bill_from: int = 0
     stripe: SimStripe = field(init=False)
-    delivered: set[str] = field(default_factory=set)  # envelope ids answered 202
 
     def __post_init__(self) -> None:
         self.stripe = SimStripe(self.clock.now)
@@ -52,13 +51,15 @@ class Edge:
         return edge_settings(self.shadow, self.bill_from)
 
     def ingest(self, envelopes: list[dict[str, Any]]) -> bool:
+        return self.ingest_body(json.dumps(envelopes).encode())
+
+    def ingest_body(self, body: bytes, cell_id: str = "cell-sim") -> bool:
         """POST /ingest as the route does it (the body parsed from JSON, floats as Decimal); False = 503."""
         try:
-            wire = parse_batch(json.dumps(envelopes).encode())
-            ingest_batch(wire, "cell-sim", self.store, self.settings(), self.clock.now())
+            wire = parse_batch(body)
+            ingest_batch(wire, cell_id, self.store, self.settings(), self.clock.now())
         except StoreUnavailable:
             return False
-        self.delivered.update(e["id"] for e in envelopes)
         return True
 
     def rollup(self, steps: Steps | None = None) -> RunResult | None:
