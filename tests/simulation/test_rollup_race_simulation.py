@@ -1,8 +1,9 @@
 """Two rollups at once, and a rollup killed at every step: enumerated, on the in-memory adapters.
 
 Each seed builds a fleet's usage (pro orgs, legacy and unified, and a free one) over three hours,
-rolls and bills the first two, then delivers stragglers (late samples of billed buckets) and lets
-a last run, A, roll the third bucket, bill the stragglers and send. A's store and Stripe calls are
+rolls and bills the first two, then delivers the third and stragglers of all three (late samples,
+of billed buckets and of the one not rolled yet) and lets a last run, A, roll the third bucket,
+bill the stragglers and send. A's store and Stripe calls are
 counted; for EVERY call k of A, one scenario does one thing there:
 
 - kills A before or after the call (its lease stays until it expires);
@@ -72,14 +73,19 @@ def world(seed: int) -> World:
     usage = Usage([*PRO, FREE], T0, rng, period_s=600, per_org=1)
     ticks = usage.ticks_until(T0 + 3 * BUCKET)
     rng.shuffle(ticks)
-    # The first two hours arrive in time but for a few stragglers, which come with the third hour.
-    early = [t for t in ticks if t.envelope["timestamp"] < "2026-11-25T02" and rng.random() < 0.85]
-    rest = [t for t in ticks if t not in early]
+    # Each hour arrives in time but for a few stragglers: the first two hours' come with the third hour
+    # (their buckets are rolled: late rows), the third hour's just before A (its bucket is not: they wait).
+    on_time = [t for t in ticks if rng.random() < 0.85]
+    stragglers = [t for t in ticks if t not in on_time]
+    edge.clock.set(T0 + 2 * BUCKET + 100)
+    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] < "2026-11-25T02"])
     edge.clock.set(T0 + 2 * BUCKET + GRACE)
-    assert edge.ingest([t.envelope for t in early])
     edge.rollup()
+    edge.clock.set(T0 + 3 * BUCKET + 100)
+    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] >= "2026-11-25T02"])
+    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] < "2026-11-25T02"])
     edge.clock.set(T0 + 3 * BUCKET + GRACE + 1)
-    assert edge.ingest([t.envelope for t in rest])
+    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] >= "2026-11-25T02"])
     return World(edge, ticks, FaultLog(), rng)
 
 
