@@ -125,14 +125,14 @@ class SimCell:
         self.segments.append(seg)
 
     # --- one step of its loops --------------------------------------------------------------------------
-    def step(self, at_us: int, bill: bool, steps: Steps | None = None) -> None:
-        """Tick, forward, bill (under cell authority); with `steps`, on a store that may kill the process."""
+    def step(self, at_us: int, steps: Steps | None = None, phase: str = "") -> None:
+        """Tick, forward, bill (the billers decide whether they run); with `steps`, the `phase` runs on a
+        store that may kill the process."""
         self.clock.set(at_us)
-        cell = self._build(steps.wrap(self.store)) if steps is not None else self.cell
-        cell.ticker.tick()
-        self.forward(cell)
-        if bill:
-            cell.billers.run_once()
+        doomed = self._build(steps.wrap(self.store)) if steps is not None else self.cell
+        (doomed if phase == "tick" else self.cell).ticker.tick()
+        self.forward(doomed if phase == "forward" else self.cell)
+        (doomed if phase == "bill" else self.cell).billers.run_once()
 
     def forward(self, cell: Cell | None = None, posts: int = 10) -> None:
         fwd = (cell or self.cell).forwarder

@@ -75,17 +75,20 @@ def world(seed: int) -> World:
     rng.shuffle(ticks)
     # Each hour arrives in time but for a few stragglers: the first two hours' come with the third hour
     # (their buckets are rolled: late rows), the third hour's just before A (its bucket is not: they wait).
-    on_time = [t for t in ticks if rng.random() < 0.85]
+    # The unified org's cell was cut off for the whole third hour: that hour it is billed by stragglers only.
+    third = "2026-11-25T02"
+    on_time = [t for t in ticks if rng.random() < 0.85
+               and not (t.org.billing_mode == "unified" and t.envelope["timestamp"] >= third)]
     stragglers = [t for t in ticks if t not in on_time]
     edge.clock.set(T0 + 2 * BUCKET + 100)
-    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] < "2026-11-25T02"])
+    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] < third])
     edge.clock.set(T0 + 2 * BUCKET + GRACE)
     edge.rollup()
     edge.clock.set(T0 + 3 * BUCKET + 100)
-    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] >= "2026-11-25T02"])
-    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] < "2026-11-25T02"])
+    assert edge.ingest([t.envelope for t in on_time if t.envelope["timestamp"] >= third])
+    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] < third])
     edge.clock.set(T0 + 3 * BUCKET + GRACE + 1)
-    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] >= "2026-11-25T02"])
+    assert edge.ingest([t.envelope for t in stragglers if t.envelope["timestamp"] >= third])
     return World(edge, ticks, FaultLog(), rng)
 
 

@@ -8,7 +8,8 @@ per cancellation, the edge's own reconciling ones included), through the real we
 provisioning services: held back (so a checkout can arrive after its deletion), out of order,
 redelivered after a 2xx, and any delivery may meet a fault at one of its store or Stripe calls
 (seeded): the Lambda killed before or after it, Stripe's accounts API answering 5xx, 429, timing
-out, or accepting the request and losing the answer, the store throttled. Every answer but a 2xx is
+out, or accepting the request and losing the answer, the store throttled, or the delivery outliving
+its org lease while another delivery for the org runs in full. Every answer but a 2xx is
 retried, as Stripe does. Meanwhile the cell's ticks are ingested and the schedule rolls and sends.
 
 Once every fault has cleared and every webhook was answered 2xx, it checks: at most one live
@@ -62,6 +63,7 @@ UPGRADERS = ORGS[:3]
 GATEWAY_CALLS = {"subscription", "live_subscriptions", "subscriptions", "create_subscription",
                  "cancel_subscription", "find_credit", "create_credit"}
 MODULE = "webhooks"
+OVERLAP = "zombie_delivery_overlapped_by_another"
 
 
 def checkout(org: OrgPlan, n: int, created: int) -> dict[str, Any]:
@@ -164,8 +166,8 @@ class World:
         """One delivery in its own Lambda; any exception or death is a non-2xx, retried later."""
         steps, kind = Steps(), ""
         if faulty and self.rng.random() < 0.3:
-            kind = self.rng.choice(sorted(FAULTS))
-            steps = Steps(self.rng.randint(1, 14), FAULTS[kind]())
+            kind = self.rng.choice([*sorted(FAULTS), OVERLAP])
+            steps = Steps(self.rng.randint(1, 14), self.overlap(event) if kind == OVERLAP else FAULTS[kind]())
         self.invocations += 1
         store, gateway = steps.wrap(self.accounts), steps.wrap(self.gateway)
         try:
@@ -178,6 +180,19 @@ class World:
         if event["type"].endswith("deleted") and out.get("applied"):
             self.applied_deletions.append((event["data"]["object"]["metadata"]["org_id"], event["created"]))
         self.answered.add(event["id"])
+
+    def overlap(self, event: dict[str, Any]) -> Action:
+        """This delivery outlives its lease (presumed dead) while Stripe's retry, or the org's next
+        event, is delivered in full: two deliveries past the lease, only reconciliation keeps one."""
+        org_id = event["data"]["object"]["metadata"]["org_id"]
+
+        def act(name: str, run: Callable[[], Any]) -> Any:
+            self.edge.clock.advance(LEASE_SECONDS + 1)
+            same_org = [e for e in self.events.values() if e["data"]["object"]["metadata"]["org_id"] == org_id]
+            self.deliver(event if self.rng.random() < 0.5 else self.rng.choice(same_org), faulty=False)
+            return run()
+
+        return act
 
     # --- usage --------------------------------------------------------------------------------------
     def ingest(self) -> None:
