@@ -4,10 +4,11 @@ Each scenario (one seed) drives a fleet through ingest, the rollup and the sende
 seeded generator injects faults: envelopes duplicated, re-batched, reordered and held back past
 their bucket's close; ingest throttled (the forwarder retries the batch); the rollup killed at
 a random store call (a fresh process takes over once its lease expires); Stripe answering 5xx,
-429, or accepting and losing the answer; the flags flipped from shadow to live with BILL_FROM in
-the past. Once every fault has cleared it checks, against the fleet's own ledger (computed from
-the ticks, not by the edge's code): Stripe's total per (customer, meter) is exactly the pro
-usage, every tick is stored, no outbox row is left behind, free orgs are never billed.
+429, timing out, or accepting and losing the answer; the flags flipped from shadow to live with
+BILL_FROM in the past. Once every fault has cleared, and once more a day later, it checks against
+the fleet's own ledger (computed from the ticks, not by the edge's code): Stripe's total per
+(customer, meter) is exactly the pro usage, no identifier was accepted twice, every pro tick is
+stored, no outbox row is left behind, free orgs are never billed.
 
 A failure names its seed; `SIM_SEED=n` replays one, `SIM_SCENARIOS=n` runs more (`make soak`; this
 module takes 15 % of them). One send worker keeps the order of Stripe calls, so a seed replays exactly.
