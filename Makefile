@@ -40,6 +40,8 @@ lint: $(STAMP)
 
 # The fuzz suite (tests/fuzz: every route, the cell kit's forwarder, the cutover CLI) with 30x the CI
 # examples, and at least 10,000 per cell-side route, forwarder and CLI; prints how many ran per route.
+# Then the seeded simulation with SIM_SCENARIOS in all (2,000 by default, spread over its modules): it
+# prints how many scenarios ran per module and the faults injected by kind (also out/simulation-summary.json).
 soak: $(STAMP)
 	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
 	SIM_SCENARIOS=$${SIM_SCENARIOS:-2000} $(BIN)/python -m pytest tests/simulation -p no:logging -q -n auto

@@ -220,6 +220,10 @@ class AccountGateway(Protocol):
         """Every live subscription of `customer` tagged with `org_id`, from List (read-after-write)."""
 
     @abstractmethod
+    def subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
+        """Every subscription of `customer` tagged with `org_id`, live or ended, from List."""
+
+    @abstractmethod
     def create_subscription(
         self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
     ) -> Subscription: ...

@@ -203,11 +203,14 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
             raise
 
     def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
-        # List, not Search: List is read-after-write, Search lags up to a minute. `status=all`, then
-        # our own notion of live: the default listing's idea of it is not ours to depend on.
+        # Our own notion of live: the default listing's idea of it is not ours to depend on.
+        return [s for s in self.subscriptions(customer, org_id) if s.live]
+
+    def subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
+        # List, not Search: List is read-after-write, Search lags up to a minute.
         listed = self.client.v1.subscriptions.list({"customer": customer, "status": "all", "limit": 100})
         subs = (_subscription(s) for s in listed.auto_paging_iter())
-        return [s for s in subs if s.org_id == org_id and s.live]
+        return [s for s in subs if s.org_id == org_id]
 
     def create_subscription(
         self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str

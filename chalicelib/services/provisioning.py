@@ -21,7 +21,9 @@ survive:
 
 A checkout older than the org's last downgrade (a `customer.subscription.deleted`
 stored with a newer `created`, or the attached subscription cancelled after
-the checkout) is superseded: acknowledged, and only reconciled.
+the checkout) is superseded: acknowledged, and only reconciled. So is a checkout
+whose own subscription (or a newer checkout's) was cancelled before the edge
+attached it: a retry must not subscribe a customer who has already cancelled.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ LEASE_SECONDS = 120
 
 class ProvisioningConflict(Exception):
     """Another delivery holds the org, or stored a subscription first; Stripe's retry reconciles."""
+
+
+class _Superseded(Exception):
+    """This checkout's Pro was already ended: acknowledge it and only reconcile."""
 
 
 
@@ -143,7 +149,10 @@ class Provisioning:
         attached = self._attached(org)
         if checkout.created < downgrade_cutoff(org, attached):
             return self._superseded(checkout, org, attached)
-        sub, created = self._subscription(checkout, org, attached, entries)
+        try:
+            sub, created = self._subscription(checkout, org, attached, entries)
+        except _Superseded:
+            return self._superseded(checkout, org, attached)
         cancelled = self._cancel(org_id, customer, sub.subscription_id, 0)
         txn, credit_created = self._credit(org_id, org, customer)
         if self.store.set_plan(org_id, "pro", checkout.created, self.now, customer=customer):
@@ -164,8 +173,12 @@ class Provisioning:
         if attached is not None and attached.live:
             return attached, False
         cutoff = downgrade_cutoff(org, attached)
-        adoptable = [s for s in self.gateway.live_subscriptions(checkout.customer, checkout.org_id)
-                     if s.checkout_created >= cutoff]
+        tagged = self.gateway.subscriptions(checkout.customer, checkout.org_id)
+        if any(not s.live and s.checkout_created >= checkout.created for s in tagged):
+            # What this checkout (or a newer one) made was cancelled before the edge attached it (the
+            # customer, in Stripe's portal, ahead of the deletion webhook): another would bill them again.
+            raise _Superseded
+        adoptable = [s for s in tagged if s.live and s.checkout_created >= cutoff]
         sub = adoptable[0] if adoptable else self.gateway.create_subscription(
             checkout.customer, checkout.org_id, [e.price_id for e in entries], checkout.created,
             idempotency_key=f"sub-create-{checkout.org_id}-{checkout.session_id}-{self.holder}",

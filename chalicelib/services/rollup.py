@@ -84,6 +84,10 @@ class RunResult:
 def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, now: int) -> dict[str, Any] | None:
     """Settle, write the bucket's rows, mark it rolled; None if another run rolled it first."""
     aggs = settle(store, settings, b, now) or []
+    # Checked after the aggregates were read: once a bucket is rolled, stragglers are added to its stored
+    # aggregates (late rows); emitting those again as first-emission rows would bill them twice.
+    if _rolled(store.bucket_state(b)):
+        return None
     orgs = store.get_orgs(a.org_id for a in aggs)
     plan = plan_bucket(b, aggs, orgs, settings, run_id, now)
     # Rows first, then the mark: a crash in between re-plans the same rows, and existing rows keep their state.
@@ -102,13 +106,16 @@ def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, no
     return report | {"created": created}
 
 
+def _rolled(state: dict[str, Any] | None) -> bool:
+    return bool(state and state.get("state") == "rolled")
+
+
 def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
     rolled: list[int] = []
     empty = rows_written = consumed = 0
     unknown: list[dict[str, Any]] = []
     for b in buckets_to_roll(store.cursor(CURSOR), now, settings):
-        state = store.bucket_state(b)
-        report = None if state and state.get("state") == "rolled" else roll_bucket(store, settings, b, run_id, now)
+        report = None if _rolled(store.bucket_state(b)) else roll_bucket(store, settings, b, run_id, now)
         if report and report["orgs"]:
             rolled.append(b)
             rows_written += report["created"]

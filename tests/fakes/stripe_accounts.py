@@ -48,8 +48,10 @@ class FakeAccountsGateway(AccountGateway):
         return self.subs.get(subscription_id)
 
     def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
-        return [s for sid, s in self.subs.items()
-                if self.customers[sid] == customer and s.org_id == org_id and s.live]
+        return [s for s in self.subscriptions(customer, org_id) if s.live]
+
+    def subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
+        return [s for sid, s in self.subs.items() if self.customers[sid] == customer and s.org_id == org_id]
 
     def create_subscription(
         self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str

@@ -251,6 +251,29 @@ def test_runs_outliving_their_leases_race_and_still_bill_once(
     }
 
 
+def test_a_run_that_read_settled_aggregates_after_another_billed_stragglers_into_them_bills_nothing_more(
+    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    # Found by tests/simulation/test_rollup_race_simulation.py: every tick of the hour arrives after it
+    # closed, so the first emission is empty and the stragglers alone bill it (a late row), adding their
+    # seconds to the stored aggregates. A run that found the bucket settled and read those aggregates
+    # only then must not emit them again as first-emission rows.
+    clock.set(T0 + H + 700)
+    armed = live(svc)
+    send_ticks(armed, hour_of_ticks("l", "leg", T0, n=10))
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    slow = memory.handle()
+    other = Services(armed.settings, memory.handle(), svc.archive, FixedClock(clock.now() + 361),
+                     meter_gateway=fake)
+    # Run A (its lease about to lapse) stops just before settling the hour; run B does it all. A reads
+    # each bucket's state twice (is it rolled? is it settled?), the hour last of the look-back.
+    last = 2 * armed.settings.ROLLUP_LOOKBACK_BUCKETS
+    slow.faults.on("bucket_state", lambda: run_rollup(other, "b"), nth=last)
+    run_rollup(Services(armed.settings, slow, svc.archive, clock, meter_gateway=fake), "a")
+    run_rollup(live(svc), "settle")
+    assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("200")}
+
+
 def test_a_lease_held_elsewhere_is_released_only_by_its_holder(svc: Services, clock: FixedClock) -> None:
     assert svc.store.acquire_lease(LEASE, "other-run", svc.now(), 300)
     assert run_rollup(svc, "test").skipped

@@ -29,8 +29,8 @@ from tests.fakes.stripe_accounts import IDEMPOTENCY_TTL, FakeAccountsGateway
 T = 1_000_000
 CUSTOMER = "cus_1"
 ORG = "org1"
-GATEWAY_METHODS = {"subscription", "live_subscriptions", "create_subscription", "cancel_subscription",
-                   "find_credit", "create_credit"}
+GATEWAY_METHODS = {"subscription", "live_subscriptions", "subscriptions", "create_subscription",
+                   "cancel_subscription", "find_credit", "create_credit"}
 
 
 class LambdaDied(BaseException):
@@ -301,3 +301,44 @@ def test_an_orphan_left_by_a_dead_lambda_is_cancelled_by_the_next_event() -> Non
     assert w.deliver(sub_event("created", extra.subscription_id, T + 2))
     assert not w.gateway.subs[extra.subscription_id].live
     w.check()
+
+
+def test_a_checkout_retried_after_the_customer_cancelled_what_it_made_makes_nothing_more() -> None:
+    # Found by tests/simulation/test_webhook_simulation.py: the first delivery died after Stripe made
+    # the subscription and before the edge attached it; the customer cancelled it in Stripe's portal;
+    # the retry, before the deletion webhook, must not subscribe the customer again.
+    w = world(fresh_org)
+    counter = [0]
+    create_at = 1 + next(i for i, name in enumerate(_calls_of_a()) if name == "create_subscription")
+    assert not w.deliver(checkout("evt_a", "cs_a", T),
+                         Step(w.store, w, counter, create_at, crash_after),
+                         Step(w.gateway, w, counter, create_at, crash_after))
+    w.clock.t += LEASE_SECONDS + 1
+    w.customer_cancels()
+    assert w.deliver(checkout("evt_a", "cs_a", T))
+    assert not any(s.live for s in w.gateway.subs.values()), "the retry subscribed a customer who cancelled"
+    w.settle(late=False)
+    org = w.store.get_org(ORG)
+    assert org is not None and org.plan == "free" and org.subscription_id is None
+    assert not any(s.live for s in w.gateway.subs.values())
+
+
+def _calls_of_a() -> list[str]:
+    """The port calls of an undisturbed delivery A into a fresh org, in order."""
+    w = world(fresh_org)
+    names: list[str] = []
+
+    def note(w_: World, name: str, run: Callable[[], Any], kw: dict[str, Any]) -> Any:
+        return run()
+
+    class Named(Step):
+        def __getattr__(self, name: str) -> Any:
+            attr = super().__getattr__(name)
+            if callable(attr):
+                names.append(name)
+            return attr
+
+    counter = [0]
+    assert w.deliver(checkout("evt_a", "cs_a", T), Named(w.store, w, counter, 0, note),
+                     Named(w.gateway, w, counter, 0, note))
+    return names

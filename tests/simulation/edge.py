@@ -1,0 +1,106 @@
+"""The edge as the simulations run it: the in-memory store, the real ingest, rollup and sender, a fixed clock.
+
+`Edge.rollup` is one scheduled run in one process; a `Steps` given to it interposes on that process's
+store and Stripe calls. `Edge.settle` is the schedule running on once every fault has cleared, then
+once more a day later (past Stripe's 24 h identifier window: a row re-sent then would bill twice).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.memory.archive import MemoryArchive
+from chalicelib.adapters.memory.faults import Crash
+from chalicelib.adapters.memory.store import MemoryStore
+from chalicelib.bootstrap import Services
+from chalicelib.core.envelopes import parse_batch
+from chalicelib.ports import BillingStore, StoreUnavailable
+from chalicelib.services.ingest import ingest_batch
+from chalicelib.services.rollup import RunResult, run_rollup
+from chalicelib.settings import Settings, load_settings
+from tests.simulation.engine import SimStripe, Steps, fail
+
+BUCKET = 3600
+GRACE = 600
+LEASE = 360
+
+
+def edge_settings(shadow: bool, bill_from: int = 0) -> Settings:
+    # One send worker: the order of Stripe calls, and so every step number, is the same on each replay.
+    return load_settings({"SHADOW": "true" if shadow else "false", "BILL_FROM": str(bill_from),
+                          "BUCKET_SECONDS": str(BUCKET), "GRACE_SECONDS": str(GRACE),
+                          "ROLLUP_LOOKBACK_BUCKETS": "12", "LEASE_SECONDS": str(LEASE), "SEND_CONCURRENCY": "1",
+                          "EVENT_SECRET": "x", "STRIPE_API_KEY": "sk_test_x"})
+
+
+@dataclass
+class Edge:
+    clock: FixedClock
+    store: MemoryStore = field(default_factory=MemoryStore)
+    shadow: bool = True
+    bill_from: int = 0
+    stripe: SimStripe = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stripe = SimStripe(self.clock.now)
+
+    def settings(self) -> Settings:
+        return edge_settings(self.shadow, self.bill_from)
+
+    def ingest(self, envelopes: list[dict[str, Any]]) -> bool:
+        return self.ingest_body(json.dumps(envelopes).encode())
+
+    def ingest_body(self, body: bytes, cell_id: str = "cell-sim") -> bool:
+        """POST /ingest as the route does it (the body parsed from JSON, floats as Decimal); False = 503."""
+        try:
+            wire = parse_batch(body)
+            ingest_batch(wire, cell_id, self.store, self.settings(), self.clock.now())
+        except StoreUnavailable:
+            return False
+        return True
+
+    def rollup(self, steps: Steps | None = None) -> RunResult | None:
+        """One run in its own process (its own store handle); None if it was killed or the store failed it."""
+        store: BillingStore = self.store.handle()
+        gateway = self.stripe
+        if steps is not None:
+            store, gateway = steps.wrap(store), steps.wrap(gateway)
+        try:
+            return run_rollup(Services(self.settings(), store, MemoryArchive(), self.clock,
+                                       meter_gateway=gateway), "sim")
+        except (Crash, StoreUnavailable):
+            return None
+
+    def settle(self, rounds: int = 12) -> None:
+        self.shadow = False
+        for _ in range(rounds):
+            self.clock.advance(900)
+            self.rollup()
+        self.clock.advance(86400 + 3600)
+        self.rollup()
+
+    def stuck_rows(self) -> dict[str, int]:
+        return {q: len(rows) for q in ("pending", "shadow", "failed")
+                if (rows := self.store.outbox_queue(q))}
+
+    def stored_event_ids(self) -> set[str]:
+        return {e for bucket in self.store.tables.samples.values() for e in bucket}
+
+
+def check(edge: Edge, seed: int, owed: dict[tuple[str, str], int], billable_ids: set[str],
+          free_customers: set[str]) -> None:
+    """The invariants every edge scenario ends on, once its faults have cleared."""
+    assert edge.stripe.twice_accepted() == [], fail(seed, "a meter-event identifier was accepted twice")
+    billed = edge.stripe.micro_totals()
+    assert not {c for c, _ in billed} & free_customers, fail(seed, f"a free org was billed: {billed}")
+    want = {k: v for k, v in owed.items() if v}
+    diff = {k: (want.get(k, 0), billed.get(k, 0)) for k in set(want) | set(billed) if want.get(k) != billed.get(k)}
+    assert not diff, fail(seed, f"Stripe's totals differ from the ledger (micro-units, want/got): {diff}")
+    assert edge.stuck_rows() == {}, fail(seed, f"outbox rows left behind: {edge.stuck_rows()}")
+    assert edge.store.late_samples() == [], fail(seed, "stragglers never billed")
+    assert list(edge.store.quarantine()) == [], fail(seed, "envelopes quarantined")
+    lost = billable_ids - edge.stored_event_ids()
+    assert not lost, fail(seed, f"{len(lost)} delivered pro ticks were not stored")
