@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.dynamodb.tables import create_tables
+from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
 from chalicelib.adapters.s3_archive import S3Archive
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
@@ -79,23 +79,54 @@ def settings(env: dict[str, str]) -> Settings:
     return load_settings(env)
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
+@pytest.fixture(scope="session")
+def _moto() -> Iterator[None]:
     with mock_aws():
         yield
 
 
 @pytest.fixture
-def dynamodb(aws: None) -> Any:
+def aws(_moto: None) -> Iterator[None]:
+    """moto, one per worker: building the tables was most of a route test's cost. A test's own
+    `mock_aws()` nests in it (moto resets nothing then); the tables are emptied before each test."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="session")
+def _tables(_moto: None) -> dict[str, list[str]]:
     client = BOTO.client("dynamodb")
     create_tables(client, PREFIX)
+    return {spec["create"]["TableName"]: [k["AttributeName"] for k in spec["create"]["KeySchema"]]
+            for spec in table_specs(PREFIX)}
+
+
+@pytest.fixture
+def dynamodb(aws: None, _tables: dict[str, list[str]]) -> Any:
+    client = BOTO.client("dynamodb")
+    create_tables(client, PREFIX)  # a no-op, unless a test dropped a table
+    for table, keys in _tables.items():
+        _empty(client, table, keys)
     return client
+
+
+def _empty(client: Any, table: str, keys: list[str]) -> None:
+    names = {f"#k{i}": k for i, k in enumerate(keys)}
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
+    items = [item for page in pages for item in page["Items"]]
+    for i in range(0, len(items), 25):
+        client.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": key}} for key in items[i:i + 25]]})
 
 
 @pytest.fixture
 def s3(aws: None) -> Any:
     client = BOTO.client("s3")
-    client.create_bucket(Bucket=ARCHIVE)
+    if not any(b["Name"] == ARCHIVE for b in client.list_buckets()["Buckets"]):
+        client.create_bucket(Bucket=ARCHIVE)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=ARCHIVE):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=ARCHIVE, Key=obj["Key"])
     return client
 
 

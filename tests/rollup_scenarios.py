@@ -37,8 +37,10 @@ def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
     ingest_batch(ticks, "cell-a", svc.store, svc.settings, svc.now())
 
 
-def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024, n: int = 180) -> list[dict[str, Any]]:
-    return [tick(f"{prefix}{i}", org, iso(hour_start + 20 * (i + 1)), memory_mb=memory_mb) for i in range(n)]
+def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024, n: int = 180,
+                  every: int = 20) -> list[dict[str, Any]]:
+    return [tick(f"{prefix}{i}", org, iso(hour_start + every * (i + 1)), interval_s=every, memory_mb=memory_mb)
+            for i in range(n)]
 
 
 def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
@@ -132,7 +134,7 @@ def parity_counts_a_backlog_delivered_after_its_hour_closed(svc: Services, clock
     send_ticks(svc, hour_of_ticks("u", "uni", T0, 2048, n=30))  # on time: 30 x 20 s x 2 GB
     clock.set(T0 + H + 900)
     run_rollup(svc, "test")  # the hour is settled and rolled without "leg"
-    send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=180))  # a cell's whole hour, delivered late
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=60, every=60))  # a cell's whole hour, delivered late
     expected = {"leg": 3600.0, "uni": 1200.0}
     assert parity_of(svc, T0, T0 + H) == expected, "before any sweep"
     run_rollup(svc, "test")  # sweeps and bills the stragglers; the signal is not yet settled

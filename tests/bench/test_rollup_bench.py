@@ -7,7 +7,7 @@ from bench.rollup import aggregation, end_to_end
 
 
 def test_one_stripe_call_per_org_bucket_meter_plus_deltas() -> None:
-    result = end_to_end(Workload(orgs=3, sandboxes_per_org=1, period=20, hours=1.5), straggle_every=41)
+    result = end_to_end(Workload(orgs=3, sandboxes_per_org=1, period=60, hours=1.5), straggle_every=17)
     assert result["stragglers"] > 0 and result["delta_events"] > 0
     assert result["first_events_match"], result
     assert result["stripe_calls"] == result["first_events"] + result["delta_events"]
