@@ -16,10 +16,10 @@ $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.t
 
 install: $(STAMP)
 
-# Tests in parallel (one worker per core; a group's tests share a worker), with branch coverage; the core and the
+# Tests in parallel (one worker per core, idle workers steal queued tests), with branch coverage; the core and the
 # services must stay >= 90 %. The local-stack runs (real processes, wall time) are `make test-e2e`; CI runs both.
 test: lint
-	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not slow" --cov=chalicelib --cov=cellkit --cov-branch \
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not slow" --cov=chalicelib --cov=cellkit --cov-branch \
 		--cov-report=term:skip-covered
 	@total=$$($(BIN)/coverage report --include='chalicelib/core/*,chalicelib/services/*' --format=total) && \
 		printf 'branch coverage of chalicelib/core and chalicelib/services: %s%% (floor 90%%)\n' "$$total" && \

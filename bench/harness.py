@@ -118,6 +118,10 @@ def moto_store(orgs: list[Org]) -> Iterator[tuple[DynamoStore, Accountant, Any]]
         os.environ.pop(var, None)
     with _moto_transactions_backed_up_once(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
+        # Inside an enclosing mock (the test suite's, one per worker) moto keeps earlier tables: drop them.
+        for name in client.list_tables()["TableNames"]:
+            if name.startswith(PREFIX + "-"):
+                client.delete_table(TableName=name)
         create_tables(client, PREFIX)
         accountant = Accountant.for_tables(table_specs(PREFIX))
         accountant.attach(client)

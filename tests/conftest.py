@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -202,12 +203,24 @@ def iso(ts: float) -> str:
 
 
 @pytest.fixture(scope="session")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`chalice package --stage prod --merge-template infra/template.json`, once per worker.
+def packaged(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> dict[str, Any]:
+    """`chalice package --stage prod --merge-template infra/template.json`, once per test run.
 
-    The modules that read it share one xdist group, so a run packages once. Chalice's dependency cache
-    (.chalice/deployments, keyed by the requirements' hash) is kept in the checkout between runs."""
-    work = tmp_path_factory.mktemp("pkg")
+    The first xdist worker to ask packages into a directory every worker of this run shares; the
+    others wait on the lock and read it. Chalice's dependency cache (.chalice/deployments, keyed by
+    the requirements' hash) is kept in the checkout between runs."""
+    worker = getattr(pytestconfig, "workerinput", None)  # set on xdist workers
+    run = worker["testrunuid"] if worker else str(os.getpid())
+    work = tmp_path_factory.getbasetemp().parent / f"chalice-package-{run}"
+    work.mkdir(exist_ok=True)
+    with open(work / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work / "out" / "sam.json").exists():
+            _package(work)
+    return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
+
+
+def _package(work: Path) -> None:
     project = work / "project"
     project.mkdir()
     for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
@@ -225,7 +238,6 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for built in (project / ".chalice" / "deployments").glob("*.zip"):
         if not (cache / built.name).exists():
             shutil.copy(built, cache / built.name)
-    return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
 
 ROOT = Path(__file__).resolve().parents[2]
-# One `chalice package` per run, shared with tests/security/test_iam_policies.py on one xdist worker.
-pytestmark = pytest.mark.xdist_group("chalice_package")
 
 
 def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:

@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# One `chalice package` per run, shared with tests/integration/test_infra.py on one xdist worker.
-pytestmark = pytest.mark.xdist_group("chalice_package")
 STAGE_PREFIX = "opensandbox-billing-prod"
 TABLES = {"samples", "orgs", "outbox", "control"}
 SECRETS = ("EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET")
