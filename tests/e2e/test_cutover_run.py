@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-# One local stack at a time: they share .local/ and the local stage of .chalice/config.json.
-@pytest.mark.xdist_group("local_stack")
+# `make test-e2e` runs these one at a time, unloaded: they share .local/ and the local stage of .chalice/config.json.
 def test_a_whole_cutover_bills_every_org_exactly_its_ground_truth(tmp_path: Path) -> None:
     config_before = (ROOT / ".chalice" / "config.json").read_text()
     done = subprocess.run(

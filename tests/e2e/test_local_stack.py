@@ -13,8 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-# One local stack at a time: they share .local/ and the local stage of .chalice/config.json.
-@pytest.mark.xdist_group("local_stack")
+# `make test-e2e` runs these one at a time, unloaded: they share .local/ and the local stage of .chalice/config.json.
 def test_make_run_bills_the_simulated_fleet_exactly() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sim.run", "--seconds", "24"],

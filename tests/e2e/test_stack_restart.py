@@ -11,8 +11,7 @@ from sim import stack
 
 
 @pytest.mark.slow
-# One local stack at a time: they share .local/ and the local stage of .chalice/config.json.
-@pytest.mark.xdist_group("local_stack")
+# `make test-e2e` runs these one at a time, unloaded: they share .local/ and the local stage of .chalice/config.json.
 def test_restart_app_keeps_the_stack_and_serves_again() -> None:
     started_here = stack.running() is None
     info = stack.up()
