@@ -32,7 +32,7 @@ from chalicelib.ports import MeterEventGateway
 
 T = TypeVar("T")
 US = 1_000_000
-DEFAULT_TOTAL = 330
+DEFAULT_TOTAL = 240
 TOTAL = int(os.environ.get("SIM_SCENARIOS", str(DEFAULT_TOTAL)))
 REPLAY = os.environ.get("SIM_SEED")
 STRIPE_IDENTIFIER_WINDOW = 86400
