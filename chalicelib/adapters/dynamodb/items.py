@@ -7,7 +7,6 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.common import from_item, to_item
 from chalicelib.core.aggregation import OrgAggregate
-from chalicelib.core.late import LateChunk
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.samples import Sample, StoredSample
@@ -119,13 +118,18 @@ def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
     )
 
 
-def delta_token(chunk: LateChunk) -> str:
-    # Idempotent for 10 minutes: a retried transact call after a lost answer is not re-applied.
-    import hashlib
+def transaction_token(actions: list[dict[str, Any]]) -> str:
+    """A ClientRequestToken that is a digest of the whole request.
 
-    return hashlib.sha256(
-        "|".join([chunk.org_id, str(chunk.bucket_start), *sorted(chunk.event_ids)]).encode()
-    ).hexdigest()[:36]
+    DynamoDB answers a repeat of a token within 10 minutes without applying it again only if the
+    parameters are identical, and fails with IdempotentParameterMismatchException otherwise. Hashing
+    what is asked gives both halves: a retry after a lost answer is the same request (not re-applied),
+    and a racing or later run's commit of the same stragglers (another run id, another time) is a
+    different request, refused by its conditions as a cancelled transaction rather than a mismatch."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(actions, sort_keys=True).encode()).hexdigest()[:36]
 
 
 def outbox_to_item(row: OutboxRow) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from chalicelib.adapters.dynamodb.common import Tables, conditional_write, from_
 from chalicelib.adapters.dynamodb.items import (
     LATE_SIGNAL_KEY,
     aggregate_key,
-    delta_token,
     outbox_to_item,
     sample_pk,
     sample_to_item,
     stored_sample,
+    transaction_token,
 )
 from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.samples import SAMPLE_SHARDS, Sample, StoredSample
@@ -153,7 +153,7 @@ class SampleRecords(Tables):
                 }
             )
         try:
-            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=delta_token(chunk))
+            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=transaction_token(actions))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 return False
