@@ -27,6 +27,7 @@ from chalicelib.adapters.s3_archive import S3Archive
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
+from tests import moto_query
 
 # The rollup's scenarios: their fixtures reach tests/services and tests/integration alike.
 pytest_plugins = ["tests.rollup_scenarios"]
@@ -41,6 +42,7 @@ T0 = 1795564800
 # mock_aws hides boto3's default session, so each boto3.client() would build a session and parse the
 # service models again (~80 ms a client). Clients from one session per worker share the parsed models.
 BOTO = boto3.session.Session(region_name="us-east-1")
+moto_query.install()  # see tests/moto_query.py: a Query reads its partition, not the whole table
 
 BASE_ENV = {
     "SHADOW": "true",

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from chalicelib.adapters.dynamodb.tables import table_specs
+from tests import moto_query
 from tests.conftest import ARCHIVE, BOTO, PREFIX, empty_bucket, empty_tables
 
 
@@ -44,3 +48,81 @@ def test_emptied_in_place_means_empty_through_the_api(dynamodb: Any, s3: Any) ->
             assert index_query(client, spec, index) == 0
     assert s3.list_objects_v2(Bucket=ARCHIVE).get("KeyCount") == 0
     assert s3.head_bucket(Bucket=ARCHIVE)  # the bucket itself stays
+
+
+# --- moto's Query, reading only its candidates (tests/moto_query.py): the same answers as moto's ---------
+
+keys_s = st.sampled_from(["a", "b", "c"])
+keys_n = st.sampled_from(["1", "1.0", "2", "-3", "10"])  # "1" and "1.0" are one number to DynamoDB
+
+
+@st.composite
+def tables_and_queries(draw: st.DrawFn) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    ranged = draw(st.booleans())
+    items = draw(st.lists(st.fixed_dictionaries(
+        {"pk": keys_s.map(lambda v: {"S": v}), "sk": keys_n.map(lambda v: {"N": v})},
+        optional={"gk": keys_s.map(lambda v: {"S": v}), "gr": keys_n.map(lambda v: {"N": v})}), max_size=25))
+    if not ranged:
+        items = [{k: v for k, v in item.items() if k != "sk"} for item in items]
+    queries = []
+    for _ in range(draw(st.integers(1, 4))):
+        index = draw(st.sampled_from([None, "by_g", "by_g_hash_only"]))
+        key, sort = ("pk", "sk") if index is None else ("gk", "gr" if index == "by_g" else None)
+        condition, values = "#k = :k", {":k": {"S": draw(keys_s)}}
+        if sort and (index or ranged) and draw(st.booleans()):
+            condition += draw(st.sampled_from([" AND #s = :s", " AND #s < :s", " AND #s >= :s"]))
+            values[":s"] = {"N": draw(keys_n)}
+        names = {"#k": key} | ({"#s": sort} if ":s" in values else {})
+        query = {"KeyConditionExpression": condition, "ExpressionAttributeNames": names,
+                 "ExpressionAttributeValues": values, "ScanIndexForward": draw(st.booleans())}
+        if index:
+            query["IndexName"] = index
+        if draw(st.booleans()):
+            query["Limit"] = draw(st.integers(1, 4))
+        queries.append(query)
+    return ranged, items, queries
+
+
+def pages(client: Any, table: str, query: dict[str, Any]) -> list[Any]:
+    answers, start = [], None
+    while True:
+        page = client.query(TableName=table, **query, **({"ExclusiveStartKey": start} if start else {}))
+        answers.append((page["Items"], page["Count"], page["ScannedCount"], page.get("LastEvaluatedKey")))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return answers
+
+
+@given(case=tables_and_queries())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_query_reading_its_candidates_answers_as_moto_does(
+    dynamodb: Any, case: tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]
+) -> None:
+    ranged, items, queries = case
+    table = "moto-query-check"
+    key_schema = [{"AttributeName": "pk", "KeyType": "HASH"}] + (
+        [{"AttributeName": "sk", "KeyType": "RANGE"}] if ranged else [])
+    dynamodb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=key_schema,
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                              for a, t in [("pk", "S"), ("sk", "N"), ("gk", "S"), ("gr", "N")]
+                              if ranged or a != "sk"],
+        GlobalSecondaryIndexes=[
+            {"IndexName": "by_g", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}, {"AttributeName": "gr", "KeyType": "RANGE"}]},
+            {"IndexName": "by_g_hash_only", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}]},
+        ])
+    try:
+        for item in items:
+            dynamodb.put_item(TableName=table, Item=item)
+        for query in queries:
+            ours = pages(dynamodb, table, query)
+            moto_query.uninstall()
+            try:
+                theirs = pages(dynamodb, table, query)
+            finally:
+                moto_query.install()
+            assert ours == theirs, query
+    finally:
+        dynamodb.delete_table(TableName=table)
