@@ -369,7 +369,8 @@ def drain_and_arm(run: Run, ui: Ui, fleet: Fleet) -> None:
         raise RuntimeError("the cells did not switch to PRO_BILLING_AUTHORITY=edge")
     ui.say(f"cells restarted with PRO_BILLING_AUTHORITY=edge at T+{time.time() - run.t:.1f} s "
            "(billers stopped, creates need cap-tokens)")
-    code, body = cutover_cli(run, "arm", "--at", str(run.t))
+    with fleet.deploying:  # never restart the app under a running rollup (see Fleet.deploying)
+        code, body = cutover_cli(run, "arm", "--at", str(run.t))
     if code != 0:
         raise RuntimeError(f"arm failed: {body}")
     ui.say(f"cutover arm --at {run.t} -> exit 0 at T+{time.time() - run.t:.1f} s (SHADOW=false, BILL_FROM=T; "

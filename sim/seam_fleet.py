@@ -63,6 +63,10 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        # Held by the schedule around each POST /run and by the operator around `cutover arm`. On AWS a
+        # deploy never kills a running rollup; locally `arm` restarts `chalice local`, and a run killed
+        # mid-way holds the rollup lease for LEASE_SECONDS (360 s), longer than the rest of the run.
+        self.deploying = threading.Lock()
         self.stop = threading.Event()
         self.switch_requested = threading.Event()
         self.switched = threading.Event()
@@ -122,7 +126,8 @@ class Fleet:
         if now_us < (end + self.grace) * US + US // 2:
             return
         try:
-            answer = self.edge.post("/run", {})
+            with self.deploying:
+                answer = self.edge.post("/run", {})
         except OSError as exc:
             self.log.warning("rollup_call_failed", extra={"error": str(exc)})
             return

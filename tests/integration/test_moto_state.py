@@ -94,7 +94,7 @@ def pages(client: Any, table: str, query: dict[str, Any]) -> list[Any]:
 
 
 @given(case=tables_and_queries())
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_query_reading_its_candidates_answers_as_moto_does(
     dynamodb: Any, case: tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
