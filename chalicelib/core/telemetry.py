@@ -30,6 +30,7 @@ PARITY_DRIFTING_ORGS = "ParityDriftingOrgs"
 PARITY_REPORTS_MISSING = "ParityReportsMissing"
 WEBHOOK_FAILURES = "WebhookFailures"
 WEBHOOK_REJECTED = "WebhookRejected"
+WEBHOOK_UNUSABLE = "WebhookUnusable"
 PROVISIONING_CONFLICTS = "ProvisioningConflicts"
 STORE_UNAVAILABLE = "StoreUnavailable"
 
@@ -105,11 +106,14 @@ def missing_report_points(present: Mapping[str, bool]) -> list[Point]:
     return points
 
 
-def http_points(path: str, status: int) -> list[Point]:
-    """From one API answer: the webhook's failures and conflicts, and store outages on any route."""
+def http_points(path: str, status: int, body: object = None) -> list[Point]:
+    """From one API answer: the webhook's failures, conflicts and unusable events, and store outages on
+    any route. An unusable event is answered 200 (no retry could help), so only its body tells."""
     points: list[Point] = []
     if path == WEBHOOK_PATH:
-        if status >= 500:
+        if status == 200 and isinstance(body, dict) and "unusable" in body:
+            points.append(Point(WEBHOOK_UNUSABLE, 1))
+        elif status >= 500:
             points.append(Point(WEBHOOK_FAILURES, 1))
         elif status == 409:
             points.append(Point(PROVISIONING_CONFLICTS, 1))

@@ -16,7 +16,8 @@ from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.telemetry import rollup_points
 from chalicelib.services.operator_metrics import after_rollup
 from chalicelib.services.rollup import run_rollup
-from tests.conftest import T0, iso, signed_post, tick
+from sim.api import stripe_signature
+from tests.conftest import BASE_ENV, T0, iso, signed_post, tick
 
 H = 3600
 
@@ -82,6 +83,18 @@ def test_webhook_answers_are_counted_by_the_middleware(client: Any, svc: Service
                                                                      "Stripe-Signature": "t=1,v1=bad"})
     assert res.status_code == 400
     assert [m["name"] for m in emf(capsys.readouterr().out)] == ["WebhookRejected"]
+
+
+def test_an_unusable_event_is_counted_by_the_middleware(client: Any, svc: Services,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    event = {"id": "evt_odd", "type": "customer.subscription.deleted", "created": "yesterday",
+             "data": {"object": {"id": "sub_1", "customer": "cus_1", "metadata": {"org_id": "org1"}}}}
+    payload = json.dumps(event).encode()
+    signature = stripe_signature(payload, BASE_ENV["STRIPE_WEBHOOK_SECRET"], svc.now())
+    res = client.http.post("/webhooks/stripe", body=payload,
+                           headers={"Content-Type": "application/json", "Stripe-Signature": signature})
+    assert res.status_code == 200 and "created" in res.json_body["unusable"]
+    assert [m["name"] for m in emf(capsys.readouterr().out)] == ["WebhookUnusable"]
 
 
 def test_rollup_points_read_what_a_real_run_answers(client: Any, svc: Services, clock: FixedClock) -> None:

@@ -26,6 +26,14 @@ def test_http_points_count_webhook_failures_conflicts_and_store_outages() -> Non
     assert names("/ingest", 400) == []
 
 
+def test_an_unusable_event_is_counted_though_answered_200() -> None:
+    unusable = {"received": True, "unusable": "created is not an integer"}
+    assert [p.name for p in tm.http_points("/webhooks/stripe", 200, unusable)] == ["WebhookUnusable"]
+    assert tm.http_points("/webhooks/stripe", 200, {"received": True}) == []
+    assert tm.http_points("/webhooks/stripe", 200, "unusable") == []
+    assert tm.http_points("/ingest", 200, unusable) == []
+
+
 def test_skipped_run_says_nothing_and_shadow_run_no_send_metrics() -> None:
     assert tm.rollup_points({"skipped": "lease held"}) == []
     names = {p.name for p in tm.rollup_points({"roll": {}, "send": None})}

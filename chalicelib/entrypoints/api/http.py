@@ -140,10 +140,10 @@ def json_error_bodies(event: Any, get_response: Callable[[Any], Response]) -> Re
 
 
 def http_metrics(event: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Chalice middleware: webhook failures, provisioning conflicts and store outages, counted from the
+    """Chalice middleware: webhook failures, conflicts and unusable events, and store outages, counted from the
     answer itself, so no route needs a metrics call of its own."""
     response = get_response(event)
-    points = http_points(event.path, response.status_code)
+    points = http_points(event.path, response.status_code, response.body)
     if points:
         publish(points, services().settings.WORKER_ENV)
     return response
