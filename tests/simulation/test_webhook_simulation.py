@@ -114,6 +114,7 @@ class World:
     answered: set[str] = field(default_factory=set)  # answered 2xx at least once
     last_act: dict[str, str] = field(default_factory=dict)  # org -> "checkout" / "cancel"
     first_checkout: dict[str, int] = field(default_factory=dict)
+    ever_pro: set[str] = field(default_factory=set)  # orgs seen pro after any delivery (usage billed as pro)
     applied_deletions: list[tuple[str, int]] = field(default_factory=list)
     billable: list[Tick] = field(default_factory=list)
     invocations: int = 0
@@ -177,6 +178,9 @@ class World:
         finally:
             if kind and steps.count >= steps.at:  # the delivery reached the armed call: the fault fired
                 self.log.note(kind)
+            org = self.accounts.get_org(event["data"]["object"]["metadata"]["org_id"])
+            if org is not None and org.plan == "pro":
+                self.ever_pro.add(org.org_id)
         if event["type"].endswith("deleted") and out.get("applied"):
             self.applied_deletions.append((event["data"]["object"]["metadata"]["org_id"], event["created"]))
         self.answered.add(event["id"])
@@ -261,10 +265,10 @@ def check_accounts(w: World) -> None:
         assert org.plan == want, fail(seed, f"{o.org_id} is {org.plan}; its customer's last act says {want}")
         assert (org.plan == "pro") == bool(live), fail(seed, f"{o.org_id}: {org.plan} with live {live}")
         credits = [c for c in w.gateway.credits[o.customer] if c[1] == o.org_id]
-        # An org that is pro has exactly one, recorded; one that never checked out has none. A checkout cut
-        # short and then superseded by a cancellation may have made it or not (the org may even have been
-        # marked pro meanwhile by `customer.subscription.created`): at most one, and a re-upgrade adopts it.
-        if org.plan == "pro":
+        # An org that was ever pro (its usage billed as pro) has exactly one, recorded, even if it ends free;
+        # one that never checked out has none. A checkout cut short and then superseded by a cancellation
+        # before the org was pro may have made it or not: at most one, and a re-upgrade adopts it.
+        if o.org_id in w.ever_pro:
             assert len(credits) == 1, fail(seed, f"{o.org_id}: welcome credits {credits}")
             assert org.credit_txn_id == credits[0][0], fail(seed, f"{o.org_id}: credit not recorded ({org})")
         else:

@@ -323,6 +323,27 @@ def test_a_checkout_retried_after_the_customer_cancelled_what_it_made_makes_noth
     assert not any(s.live for s in w.gateway.subs.values())
 
 
+def test_an_org_is_never_pro_without_its_welcome_credit() -> None:
+    # Found by the webhook simulation at 1,000 scenarios: a checkout died after attaching its subscription
+    # and before the credit; `customer.subscription.created` then marked the org pro; the customer used pro
+    # and cancelled before Stripe retried the checkout, which was then superseded: pro usage billed, no credit.
+    w = world(fresh_org)
+    counter = [0]
+    attach_at = 1 + next(i for i, name in enumerate(_calls_of_a()) if name == "attach_subscription")
+    assert not w.deliver(checkout("evt_a", "cs_a", T),
+                         Step(w.store, w, counter, attach_at, crash_after),
+                         Step(w.gateway, w, counter, attach_at, crash_after))
+    (sub,) = w.gateway.subs.values()
+    w.clock.t += LEASE_SECONDS + 1
+    assert w.deliver(sub_event("created", sub.subscription_id, T + 1))
+    org = w.store.get_org(ORG)
+    assert org is not None and org.plan == "free" and not org.credit_txn_id, "pro before its credit"
+    assert w.deliver(checkout("evt_a", "cs_a", T))  # Stripe's retry: the credit, then pro
+    org = w.store.get_org(ORG)
+    assert org is not None and org.plan == "pro" and org.credit_txn_id
+    w.check()
+
+
 def _calls_of_a() -> list[str]:
     """The port calls of an undisturbed delivery A into a fresh org, in order."""
     w = world(fresh_org)
