@@ -308,11 +308,7 @@ def test_a_checkout_retried_after_the_customer_cancelled_what_it_made_makes_noth
     # the subscription and before the edge attached it; the customer cancelled it in Stripe's portal;
     # the retry, before the deletion webhook, must not subscribe the customer again.
     w = world(fresh_org)
-    counter = [0]
-    create_at = 1 + next(i for i, name in enumerate(_calls_of_a()) if name == "create_subscription")
-    assert not w.deliver(checkout("evt_a", "cs_a", T),
-                         Step(w.store, w, counter, create_at, crash_after),
-                         Step(w.gateway, w, counter, create_at, crash_after))
+    a_dies_after(w, "create_subscription")
     w.clock.t += LEASE_SECONDS + 1
     w.customer_cancels()
     assert w.deliver(checkout("evt_a", "cs_a", T))
@@ -328,11 +324,7 @@ def test_an_org_is_never_pro_without_its_welcome_credit() -> None:
     # and before the credit; `customer.subscription.created` then marked the org pro; the customer used pro
     # and cancelled before Stripe retried the checkout, which was then superseded: pro usage billed, no credit.
     w = world(fresh_org)
-    counter = [0]
-    attach_at = 1 + next(i for i, name in enumerate(_calls_of_a()) if name == "attach_subscription")
-    assert not w.deliver(checkout("evt_a", "cs_a", T),
-                         Step(w.store, w, counter, attach_at, crash_after),
-                         Step(w.gateway, w, counter, attach_at, crash_after))
+    a_dies_after(w, "attach_subscription")
     (sub,) = w.gateway.subs.values()
     w.clock.t += LEASE_SECONDS + 1
     assert w.deliver(sub_event("created", sub.subscription_id, T + 1))
@@ -342,6 +334,14 @@ def test_an_org_is_never_pro_without_its_welcome_credit() -> None:
     org = w.store.get_org(ORG)
     assert org is not None and org.plan == "pro" and org.credit_txn_id
     w.check()
+
+
+def a_dies_after(w: World, call: str) -> None:
+    """Checkout A's first delivery: its Lambda dies right after the port call named `call`."""
+    counter = [0]
+    k = 1 + _calls_of_a().index(call)
+    assert not w.deliver(checkout("evt_a", "cs_a", T),
+                         Step(w.store, w, counter, k, crash_after), Step(w.gateway, w, counter, k, crash_after))
 
 
 def _calls_of_a() -> list[str]:
