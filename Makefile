@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The caches land in __pycache__/, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run run-fleet test suite test-e2e test-race install lint typecheck bench soak stack-up stack-down clean
+.PHONY: run run-fleet test suite test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test-e2e: $(STAMP)
 test-race: $(STAMP)
 	RACE_REPEAT=$${RACE_REPEAT:-200} $(BIN)/python -m pytest tests/integration/routes/test_webhook_route.py -k concurrent
 
-LINTED := app.py chalicelib cellkit tests bench stripe_emulator sim
+LINTED := app.py chalicelib cellkit tests bench stripe_emulator sim infra
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
@@ -75,6 +75,13 @@ stack-up: $(STAMP)
 
 stack-down: $(STAMP)
 	$(BIN)/python -m sim.stack down
+
+# One CloudFormation template with everything (docs/deploy.md): Chalice's, with infra/template.json and
+# infra/api.json (API Gateway's own errors as {"error": ...}) merged in. STAGE=prod make package
+package: $(STAMP)
+	mkdir -p out
+	$(BIN)/python -m infra.merge out/merge-template.json
+	$(BIN)/chalice package --stage $${STAGE:-dev} --merge-template out/merge-template.json out/package
 
 bench: $(STAMP)
 	mkdir -p bench/results

@@ -27,6 +27,7 @@ from chalicelib.adapters.s3_archive import S3Archive
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
+from infra.merge import merge_template
 from tests import moto_query
 
 # The rollup's scenarios: their fixtures reach tests/services and tests/integration alike.
@@ -211,7 +212,7 @@ def iso(ts: float) -> str:
 
 @pytest.fixture(scope="session")
 def packaged(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> dict[str, Any]:
-    """`chalice package --stage prod --merge-template infra/template.json`, once per test run.
+    """`make package` for prod (`chalice package` with infra/merge.py's template), once per test run.
 
     The first xdist worker to ask packages into a directory every worker of this run shares; the
     others wait on the lock and read it. Chalice's dependency cache (.chalice/deployments, keyed by
@@ -233,10 +234,11 @@ def _package(work: Path) -> None:
     for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    (project / "merge-template.json").write_text(json.dumps(merge_template()))  # as `make package` does
     env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1", "EVENT_SECRET": "x"}
     chalice = Path(sys.executable).parent / "chalice"
     out = subprocess.run(
-        [str(chalice), "package", "--stage", "prod", "--merge-template", "infra/template.json", str(work / "out")],
+        [str(chalice), "package", "--stage", "prod", "--merge-template", "merge-template.json", str(work / "out")],
         cwd=project, env=env, capture_output=True, text=True, check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr

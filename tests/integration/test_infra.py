@@ -3,12 +3,14 @@ and the moto tables the tests use are built from it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
+from infra.merge import deep_merge, merge_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,3 +61,26 @@ def test_moto_tables_are_the_template_tables(dynamodb: Any) -> None:
     described = dynamodb.describe_table(TableName="opensandbox-billing-test-outbox")["Table"]
     assert [k["AttributeName"] for k in described["KeySchema"]] == ["id"]
     assert described["GlobalSecondaryIndexes"][0]["IndexName"] == "queue"
+
+
+def test_api_gateways_own_errors_are_json_with_error(packaged: dict[str, Any]) -> None:
+    # The contract: every error is {"error": ...}, API Gateway's own answers too (unknown path 403,
+    # throttling 429, 413, 504), not its default {"message": ...}.
+    api = packaged["template"]["Resources"]["RestAPI"]
+    assert api["Type"] == "AWS::Serverless::Api" and "DefinitionBody" in api["Properties"]  # still Chalice's
+    responses = api["Properties"]["GatewayResponses"]
+    assert set(responses) == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    for response in responses.values():
+        template = response["ResponseTemplates"]["application/json"]
+        # API Gateway puts the message in already quoted: render it as it would.
+        rendered = template.replace("$context.error.messageString", json.dumps('Missing "Authentication" Token'))
+        assert json.loads(rendered) == {"error": 'Missing "Authentication" Token'}
+
+
+def test_the_merge_keeps_every_infra_resource_and_only_adds_to_chalices_api() -> None:
+    infra = json.loads(TEMPLATE.read_text())
+    merged = merge_template()
+    assert {k: v for k, v in merged["Resources"].items() if k != "RestAPI"} == infra["Resources"]
+    assert set(merged["Resources"]["RestAPI"]) == {"Properties"}  # no Type: it deep-merges into Chalice's
+    assert {k: v for k, v in merged.items() if k != "Resources"} == {k: v for k, v in infra.items() if k != "Resources"}
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
