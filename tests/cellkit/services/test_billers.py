@@ -133,3 +133,59 @@ def test_edge_authority_stops_each_biller_with_one_line_and_bills_nothing(
     # Any other value keeps the cell billing.
     on = billers(store, clock, log[0], stripe, "cell")
     assert on.start() and on.run_once()["allocator"] == 4 and stripe.calls == 5
+
+
+class Died(BaseException):
+    """The cell process ended: not an Exception, so nothing in the biller catches it."""
+
+
+class DiesAt:
+    """The store, except that the process dies at its k-th call: before the call, or right after it."""
+
+    def __init__(self, store: CellStore, k: int, after: bool) -> None:
+        self._store, self._k, self._after, self.calls = store, k, after, 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self._k and not self._after:
+                raise Died(name)
+            out = attr(*args, **kwargs)
+            if self.calls == self._k:
+                raise Died(name)
+            return out
+
+        return call
+
+
+def allocated(store: CellStore) -> tuple[list[str], int | None]:
+    return sorted(map(repr, store.billable("pending", 10_000))), store.cursor(BILLED_THROUGH)
+
+
+def settled_fleet(clock: ManualClock, log: logging.Logger) -> MemoryStore:
+    store = MemoryStore()
+    fleet(store, clock, log)
+    clock.set(T0_US + (3 * H + 600) * US)  # three hours settled
+    return store
+
+
+def test_a_cell_killed_at_any_store_call_of_the_allocator_allocates_every_hour_once(
+    clock: ManualClock, log: tuple[logging.Logger, Captured]
+) -> None:
+    cfg = BillingConfig("cell-a")
+    whole = settled_fleet(clock, log[0])
+    counted = DiesAt(whole, 0, False)
+    assert Allocator(counted, clock, cfg, log[0]).run_once() == 3  # type: ignore[arg-type]
+    want = allocated(whole)
+    assert want[1] == T0 + 3 * H and len(want[0]) == 6
+    for k in range(1, counted.calls + 1):
+        for after in (False, True):
+            store = settled_fleet(clock, log[0])
+            with pytest.raises(Died):
+                Allocator(DiesAt(store, k, after), clock, cfg, log[0]).run_once()  # type: ignore[arg-type]
+            Allocator(store, clock, cfg, log[0]).run_once()  # the cell restarted
+            assert allocated(store) == want, (k, after)
