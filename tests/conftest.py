@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -210,21 +212,47 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-@pytest.fixture(scope="session")
-def packaged(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> dict[str, Any]:
-    """`make package` for prod (`chalice package` with infra/merge.py's template), once per test run.
+PACKAGE_DIR = "EDGE_BILLING_TEST_PACKAGE_DIR"
 
-    The first xdist worker to ask packages into a directory every worker of this run shares; the
-    others wait on the lock and read it. Chalice's dependency cache (.chalice/deployments, keyed by
-    the requirements' hash) is kept in the checkout between runs."""
-    worker = getattr(pytestconfig, "workerinput", None)  # set on xdist workers
-    run = worker["testrunuid"] if worker else str(os.getpid())
-    work = tmp_path_factory.getbasetemp().parent / f"chalice-package-{run}"
-    work.mkdir(exist_ok=True)
-    with open(work / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (work / "out" / "sam.json").exists():
-            _package(work)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start `chalice package` at once, in the background of the main process (an xdist controller
+    mostly waits): the tests that read the template then find it made instead of each waiting for it."""
+    if hasattr(config, "workerinput") or os.environ.get(PACKAGE_DIR):
+        return  # a worker: the controller started it (workers inherit its environment)
+    if config.getoption("markexpr", "") == "slow":
+        return  # `make test-e2e`: wall-clock runs that need no template and no CPU taken from them
+    work = Path(tempfile.mkdtemp(prefix="chalice-package-"))
+    os.environ[PACKAGE_DIR] = str(work)
+    threading.Thread(target=_package_in_background, args=(work,), name="chalice-package", daemon=True).start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and os.environ.get(PACKAGE_DIR):
+        shutil.rmtree(os.environ.pop(PACKAGE_DIR), ignore_errors=True)
+
+
+def _package_in_background(work: Path) -> None:
+    try:
+        _package(work)
+        (work / "done").write_text("")
+    except BaseException as exc:  # reported by the fixture, in the test that needs the template
+        (work / "failed").write_text(str(exc))
+
+
+@pytest.fixture(scope="session")
+def packaged() -> dict[str, Any]:
+    """`make package` for prod (`chalice package` with infra/merge.py's template), made once per test run
+    (see pytest_configure). Chalice's dependency cache (.chalice/deployments, keyed by the requirements'
+    hash) is kept in the checkout between runs."""
+    if not os.environ.get(PACKAGE_DIR):
+        pytest.fail("the template is packaged for the main suite only (see pytest_configure)")
+    work = Path(os.environ[PACKAGE_DIR])
+    deadline = time.monotonic() + 600
+    while not (work / "done").exists():
+        assert not (work / "failed").exists(), (work / "failed").read_text()
+        assert time.monotonic() < deadline, "chalice package did not finish in 10 minutes"
+        time.sleep(0.1)
     return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
 
 
@@ -241,7 +269,8 @@ def _package(work: Path) -> None:
         [str(chalice), "package", "--stage", "prod", "--merge-template", "merge-template.json", str(work / "out")],
         cwd=project, env=env, capture_output=True, text=True, check=False,
     )
-    assert out.returncode == 0, out.stdout + out.stderr
+    if out.returncode != 0:
+        raise RuntimeError(f"chalice package failed: {out.stdout}{out.stderr}")
     cache = ROOT / ".chalice" / "deployments"
     cache.mkdir(exist_ok=True)
     for built in (project / ".chalice" / "deployments").glob("*.zip"):
