@@ -167,7 +167,7 @@ def up() -> StackInfo:
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        pids["moto"] = _spawn("moto", [py, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports["moto"])], base_env)
+        pids["moto"] = _spawn("moto", [py, "-m", "sim.moto_server", "127.0.0.1", str(ports["moto"])], base_env)
         pids["stripe"] = _spawn("stripe", [py, "-m", "stripe_emulator", "--port", str(ports["stripe"])], base_env)
         _wait_http("moto", info.moto_url + "/moto-api/", pids["moto"], deadline)
         _wait_http("stripe", info.stripe_url + "/_emulator/totals", pids["stripe"], deadline)
