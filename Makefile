@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The caches land in __pycache__/, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run run-fleet test suite test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean
+.PHONY: run run-fleet test suite typecheck-quiet test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	@# mypy runs beside the suite, not before it: cold (a fresh clone) it takes ~10 s of one core,
 	@# about as long as the suite leaves a core idle. make -j2 waits for both and fails if either does.
-	@$(MAKE) --no-print-directory -j2 typecheck suite
+	@$(MAKE) --no-print-directory -j2 typecheck-quiet suite
 	@total=$$($(BIN)/coverage report --include='chalicelib/core/*,chalicelib/services/*' --format=total) && \
 		printf 'branch coverage of chalicelib/core and chalicelib/services: %s%% (floor 90%%)\n' "$$total" && \
 		test "$$total" -ge 90
@@ -61,6 +61,10 @@ soak: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# mypy's answer on a line of its own, not in the middle of the suite's progress dots.
+typecheck-quiet: $(STAMP)
+	@out=$$($(BIN)/mypy 2>&1); status=$$?; printf '\nmypy: %s\n' "$$out"; exit $$status
 
 # The main job: a whole cutover from the cells to the edge, locally (out/cutover-report.json and a chart).
 run: $(STAMP)
