@@ -115,16 +115,17 @@ class Provisioning:
             return self._provision(checkout, entries)
 
     def subscription_created(self, org_id: str, customer: str, subscription_id: str, created: int) -> bool:
-        """Reconcile, and mark pro only if `subscription_id` is the org's attached live subscription and
-        its welcome credit is recorded. Otherwise the checkout, retried by Stripe, marks pro after the
-        credit: an org marked pro here before its credit, then cancelled before that retry (which is then
-        superseded), would have paid for its pro usage without the credit."""
+        """Reconcile, and mark pro only if `subscription_id` is the org's attached live subscription,
+        its welcome credit made first (as the checkout does): marked pro before its credit by a checkout
+        cut short, then cancelled before Stripe retried that checkout (now superseded), an org would have
+        paid for its pro usage without the credit."""
         with self._lease(org_id):
             org = self.store.get_org(org_id)
             attached = self._attached(org)
             keep = self.reconcile(org_id, customer, org, attached)
-            if keep != subscription_id or org is None or not org.credit_txn_id:
+            if keep != subscription_id:
                 return False
+            self._credit(org_id, org, customer)
             return self.store.set_plan(org_id, "pro", created, self.now, customer=customer)
 
     def reconcile(self, org_id: str, customer: str, org: Org | None, attached: Subscription | None) -> str | None:
