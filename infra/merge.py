@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chalice.package import TemplateDeepMerger
+
 INFRA = Path(__file__).resolve().parent
 
 
 def deep_merge(base: Any, over: Any) -> Any:
-    """`over` wins, objects merged key by key (as Chalice merges a template into its own)."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        return {**base, **{key: deep_merge(base.get(key), value) for key, value in over.items()}}
-    return over
+    """`over` wins, objects merged key by key: Chalice's own merger, the one `--merge-template` uses."""
+    return TemplateDeepMerger().merge(over, base)
 
 
 def merge_template() -> dict[str, Any]:
