@@ -109,6 +109,10 @@ class TransportError(Exception):
     """No HTTP answer: connection refused or reset, DNS, timeout. Always retryable."""
 
 
+class MalformedResponse(TransportError):
+    """An answer that is not HTTP (a garbage status line, a body cut short): retryable, and worth an alarm."""
+
+
 class HttpTransport(Protocol):
     def request(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float

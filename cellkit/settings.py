@@ -35,6 +35,10 @@ class CellSettings(BaseModel):
     BILLERS_SECONDS: float = Field(default=300.0, gt=0)
     STATUS_SECONDS: float = Field(default=60.0, gt=0)
     PARITY_SECONDS: float = Field(default=3600.0, gt=0)
+    # One request to the edge may take this long (urllib's timeout, per socket operation).
+    EDGE_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
+    # After SIGTERM, `run` waits this long at most for its loops (a request in flight) before exiting.
+    SHUTDOWN_SECONDS: float = Field(default=10.0, ge=0, le=14)
     PARITY_TOLERANCE: Decimal = Field(default=Decimal("0.02"), ge=0)
     # Must match the edge's GRACE_SECONDS: parity and settling look only at hours the edge has closed.
     GRACE_SECONDS: int = Field(default=600, ge=0)

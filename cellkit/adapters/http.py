@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -10,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from cellkit.core.signing import body_headers, get_headers
-from cellkit.ports import Clock, HttpResponse, HttpTransport, TransportError
+from cellkit.ports import Clock, HttpResponse, HttpTransport, MalformedResponse, TransportError
 
 
 class UrllibTransport:
@@ -22,7 +23,17 @@ class UrllibTransport:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return HttpResponse(resp.status, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
-            return HttpResponse(exc.code, exc.read() or b"", dict(exc.headers or {}))
+            try:
+                body = exc.read() or b""
+            except (http.client.HTTPException, OSError) as cut:  # the error's own body cut short
+                raise MalformedResponse(f"{method} {url}: {exc.code} with a broken body: {cut!r}") from None
+            return HttpResponse(exc.code, body, dict(exc.headers or {}))
+        except http.client.RemoteDisconnected as exc:
+            # Closed before any answer (a BadStatusLine subclass, and a ConnectionResetError): plain network.
+            raise TransportError(f"{method} {url}: {exc!r}") from None
+        except http.client.HTTPException as exc:
+            # IncompleteRead, BadStatusLine, LineTooLong...: an answer arrived and is not HTTP.
+            raise MalformedResponse(f"{method} {url}: malformed answer: {exc!r}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             raise TransportError(f"{method} {url}: {exc}") from None
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Biller(ABC):
 
     def __init__(self, store: CellStore, clock: Clock, cfg: BillingConfig, log: logging.Logger) -> None:
         self.store, self.clock, self.cfg, self.log = store, clock, cfg, log
+        self.stop = threading.Event()  # set at shutdown (Billers.bind_stop): no new Stripe call starts
 
     def _now_s(self) -> int:
         return self.clock.now_us() // MICROS
@@ -121,6 +123,8 @@ class Sender(Biller):
         orgs = self.store.orgs(sorted({r.org_id for r in rows}))
         sent = 0
         for row in rows:
+            if self.stop.is_set():
+                break
             org = orgs.get(row.org_id)
             if org is None or not org.stripe_customer_id:
                 continue  # waits for a customer; counted in pending_billable
@@ -139,6 +143,8 @@ class Sender(Biller):
             if result.outcome != "rate_limited":
                 break
             self.sleep(min(result.retry_after or 1.0, 10.0))
+            if self.stop.is_set():
+                return "retry"  # shutting down: the row stays pending, the next run sends it
         else:
             return "retry"
         if result.outcome in ("sent", "duplicate"):
@@ -159,6 +165,13 @@ class Billers:
         self.authority, self.billers, self.log, self.cell_id = authority, billers, log, cell_id
         self.running = False
 
+    def bind_stop(self, stop: threading.Event, sleep: Callable[[float], None]) -> None:
+        """Shutdown reaches every biller: loops end between rows, Stripe's rate-limit wait ends at once."""
+        for biller in self.billers:
+            biller.stop = stop
+            if isinstance(biller, Sender):
+                biller.sleep = sleep
+
     def start(self) -> bool:
         if self.authority == "edge":
             for biller in self.billers:
@@ -177,6 +190,8 @@ class Billers:
             return {}
         out: dict[str, int] = {}
         for biller in self.billers:
+            if biller.stop.is_set():
+                break
             try:
                 out[biller.name] = biller.run_once()
             except Exception:  # one biller's failure must not stop the others; the next run retries

@@ -1,7 +1,7 @@
 """The forwarder: spooled envelopes to the edge's POST /ingest, deleted only after a 202.
 
 What the seed's forwarder dropped (any 4xx, a 413, retries exhausted), this one
-keeps: 413 splits the batch, 5xx/429/network/timeouts retry with capped
+keeps: 413 splits the batch, 5xx/429/network/timeouts (and answers that are not HTTP, alarmed) retry with capped
 exponential backoff and jitter until delivered, 401 retries and alarms (clock
 skew, a rotated secret), and 400 moves the batch to ``spool_aside`` with the
 edge's reason and alarms. The edge dedupes by envelope id, so a batch re-sent
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cellkit.adapters.http import EdgeClient
 from cellkit.core.backoff import delay
-from cellkit.ports import CellStore, Clock, HttpResponse, SpoolItem, TransportError
+from cellkit.ports import CellStore, Clock, HttpResponse, MalformedResponse, SpoolItem, TransportError
 
 INGEST_PATH = "/ingest"
 # The edge's MAX_BODY_BYTES and MAX_BATCH_ENVELOPES: staying under them avoids needless 413s.
@@ -66,8 +67,12 @@ class Forwarder:
         max_body: int = MAX_BODY_BYTES,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
+        stop: threading.Event | None = None,
     ) -> None:
         self.store, self.edge, self.clock, self.sleep, self.log = store, edge, clock, sleep, log
+        # Set at shutdown: no new request starts once it is (a sleep on it returns at once, so every loop
+        # here must check it, or a failing edge is hammered as fast as it answers).
+        self.stop = stop or threading.Event()
         self.rng = rng or random.Random()
         self.batch, self.max_body = batch, max_body
         self.base, self.cap = backoff_base, backoff_cap
@@ -75,14 +80,16 @@ class Forwarder:
         self.stats = ForwarderStats()
 
     def pump(self) -> int:
-        """Send the head of the spool once; returns envelopes delivered (0 when idle or after a failure)."""
+        """Send the head of the spool once; returns envelopes delivered (0 when idle, stopping or after a failure)."""
+        if self.stop.is_set():
+            return 0
         items = fitting(self.store.spool_head(self.batch), self.max_body)
         return self._send(items) if items else 0
 
     def drain(self, max_posts: int = 1_000_000) -> int:
         """Pump until the spool is empty (retrying as long as it takes, up to ``max_posts`` requests)."""
         total = 0
-        while self.store.spool_depth() and self.stats.posts < max_posts:
+        while not self.stop.is_set() and self.store.spool_depth() and self.stats.posts < max_posts:
             total += self.pump()
         return total
 
@@ -92,7 +99,9 @@ class Forwarder:
         try:
             resp = self.edge.send_body("POST", INGEST_PATH, batch_body(items))
         except TransportError as exc:
-            self._retry(None, len(items), str(exc))
+            # A malformed answer (a truncated body, a garbage status line) is a broken proxy or edge, not a
+            # passing outage: the same backoff, and an alarm for a person.
+            self._retry(None, len(items), str(exc), alarm=isinstance(exc, MalformedResponse))
             return 0
         self.stats.statuses[resp.status] = self.stats.statuses.get(resp.status, 0) + 1
         if resp.status == 202:
@@ -114,8 +123,8 @@ class Forwarder:
             return 0
         half = len(items) // 2
         sent = self._send(items[:half])
-        # Keep spool order: the second half goes only once the first is through.
-        return sent + self._send(items[half:]) if sent == half else sent
+        # Keep spool order: the second half goes only once the first is through (and never once stopping).
+        return sent + self._send(items[half:]) if sent == half and not self.stop.is_set() else sent
 
     def _set_aside(self, ids: list[str], resp: HttpResponse) -> None:
         reason = f"{resp.status}: {resp.body[:500].decode(errors='replace')}"
@@ -125,7 +134,7 @@ class Forwarder:
                        extra={"alarm": True, "cell_id": self.edge.cell_id, "status": resp.status,
                               "envelopes": len(ids), "first_id": ids[0], "reason": reason})
 
-    def _retry(self, resp: HttpResponse | None, count: int, detail: str) -> None:
+    def _retry(self, resp: HttpResponse | None, count: int, detail: str, alarm: bool = False) -> None:
         status = resp.status if resp is not None else None
         wait = delay(self.attempt, self.rng.random(), self.base, self.cap)
         if resp is not None and status == 429:
@@ -133,7 +142,7 @@ class Forwarder:
         self.attempt += 1
         self.stats.retries += 1
         # A 401 (skew, rotated secret) or another unexpected 4xx (a wrong URL) needs a person; 5xx/429 do not.
-        alarm = status is not None and 400 <= status < 500 and status != 429
+        alarm = alarm or (status is not None and 400 <= status < 500 and status != 429)
         self.log.log(logging.ERROR if alarm else logging.WARNING, "forward_retry",
                      extra={"alarm": alarm, "cell_id": self.edge.cell_id, "status": status,
                             "envelopes": count, "attempt": self.attempt, "wait_s": round(wait, 3),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def build(settings: CellSettings, log: logging.Logger, store: CellStore | None =
     cell = Cell(settings, store, clock, log, ticker, billers)
     if settings.edge_base:
         cell.edge = EdgeClient(settings.edge_base, settings.secret("EVENT_SECRET"), settings.CELL_ID,
-                               transport or UrllibTransport(), clock)
+                               transport or UrllibTransport(), clock, timeout=settings.EDGE_TIMEOUT_SECONDS)
         cell.forwarder = Forwarder(store, cell.edge, clock, sleep or _sleeper(threading.Event()), log,
                                    random.Random(), settings.FORWARD_BATCH)
         if settings.OPENSANDBOX_USAGE_PARITY_URL:
@@ -86,8 +87,9 @@ def run(cell: Cell, stop: threading.Event) -> None:
     if edge is None:
         raise SettingsError("EDGE_URL (or OPENSANDBOX_USAGE_PARITY_URL) must be set to run a cell")
     cell.billers.start()
+    cell.billers.bind_stop(stop, _sleeper(stop))
     if cell.forwarder is not None:
-        cell.forwarder.sleep = _sleeper(stop)
+        cell.forwarder.stop, cell.forwarder.sleep = stop, _sleeper(stop)
     loops: list[tuple[str, float, Callable[[], object]]] = [
         ("ticker", s.TICK_SECONDS, cell.ticker.tick),
         ("billers", s.BILLERS_SECONDS, cell.billers.run_once),
@@ -106,5 +108,18 @@ def run(cell: Cell, stop: threading.Event) -> None:
         t.start()
     cell.log.info("cell_running", extra={"cell_id": s.CELL_ID, "worker_id": s.WORKER_ID, "authority": s.authority,
                                          "loops": [n for n, _, _ in loops]})
+    while not stop.wait(0.5):  # short waits: the signal handler that sets it runs on this (the main) thread
+        pass
+    _join(threads, time.monotonic() + s.SHUTDOWN_SECONDS, cell.log, s.CELL_ID)
+
+
+def _join(threads: list[threading.Thread], deadline: float, log: logging.Logger, cell_id: str) -> None:
+    """Wait for the loops, but not past ``deadline``: a request to a hanging edge (or Stripe) may still be in
+    flight. Leaving it is safe: the spool and the outbox are durable and every send is idempotent (envelope
+    ids, Stripe identifiers), so whatever it was doing is redone, counted once, by the next start."""
     for t in threads:
-        t.join()
+        t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threads if t.is_alive()]
+    if left:
+        log.warning("shutdown_left_loops", extra={"cell_id": cell_id, "loops": left})
+    log.info("cell_stopped", extra={"cell_id": cell_id})

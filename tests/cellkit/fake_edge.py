@@ -25,10 +25,12 @@ class EdgeState:
     secret: str
     now: Callable[[], int] = lambda: int(time.time())
     faults: list[tuple[str, Any]] = field(default_factory=list)  # consumed one per /ingest request
+    always: tuple[str, Any] | None = None  # the fault of every /ingest request once `faults` is empty
     max_body: int = 10_000_000
     received: dict[str, dict[str, Any]] = field(default_factory=dict)  # envelope id -> envelope (deduped)
     deliveries: int = 0  # envelopes received, duplicates included
     ingest_requests: int = 0
+    ingest_at: list[float] = field(default_factory=list)  # time.monotonic() of each /ingest request
     auth_failures: int = 0
     cell_ids: set[str] = field(default_factory=set)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -118,14 +120,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self) -> tuple[str, Any] | None:
         with self.state.lock:
-            return self.state.faults.pop(0) if self.state.faults else None
+            return self.state.faults.pop(0) if self.state.faults else self.state.always
 
     def _ingest(self, body: bytes) -> None:
         st = self.state
-        st.ingest_requests += 1
+        with st.lock:
+            st.ingest_requests += 1
+            st.ingest_at.append(time.monotonic())
         fault = self._fault()
         # A "sleep" fault stores the batch and then answers too late: the cell's timeout loses the 202.
         late = fault[1] if fault and fault[0] == "sleep" else 0
+        if fault and fault[0] == "hang":  # an edge that never answers (until the test stops it)
+            time.sleep(fault[1])
+            self.close_connection = True
+            return None
+        if fault and fault[0] == "raw":  # not HTTP: a garbage status line, or a body cut short
+            self.wfile.write(fault[1])
+            self.wfile.flush()
+            self.close_connection = True
+            return None
         if fault and not late:
             return self._answer(fault[1], {"error": f"injected {fault[1]}"}, {"Retry-After": "2"})
         if len(body) > st.max_body:

@@ -136,3 +136,35 @@ def test_crash_between_202_and_delete_resends_and_the_edge_counts_once(
     restarted.st = crashing.st  # the durable spool as the crash left it
     assert forwarder(restarted, edge, clock, logs[0], [], batch=8).drain() == 20
     assert edge.state.deliveries == 28 and len(edge.state.received) == 20
+
+
+@pytest.mark.parametrize("raw", [
+    b"garbage, not a status line\r\n\r\n",  # BadStatusLine
+    b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{\"acc",  # IncompleteRead of a 202
+    b"HTTP/1.1 503 Unavailable\r\nContent-Length: 100\r\n\r\n{\"err",  # IncompleteRead of an error body
+])
+def test_a_malformed_answer_is_a_network_error_with_backoff_and_alarm(
+    raw: bytes, edge: FakeEdge, clock: ManualClock, logs: tuple[logging.Logger, Captured]
+) -> None:
+    store = MemoryStore()
+    store.spool_put(items(3))
+    edge.state.faults = [("raw", raw), ("raw", raw)]
+    sleeps: list[float] = []
+    fwd = forwarder(store, edge, clock, logs[0], sleeps)
+    assert fwd.pump() == 0 and fwd.pump() == 0  # neither escapes the forwarder
+    assert store.spool_depth() == 3 and len(sleeps) == 2 and sleeps[1] >= 0.5  # backed off, exponentially
+    retries = logs[1].events("forward_retry")
+    assert [(r.status, r.alarm, r.levelno) for r in retries] == [(None, True, logging.ERROR)] * 2  # type: ignore[attr-defined]
+    assert "malformed" in retries[0].detail or "broken body" in retries[0].detail  # type: ignore[attr-defined]
+    assert fwd.drain() == 3 and sorted(edge.state.received) == [i.id for i in items(3)]
+
+
+def test_a_closed_connection_is_a_plain_network_error(
+    edge: FakeEdge, clock: ManualClock, logs: tuple[logging.Logger, Captured]
+) -> None:
+    store = MemoryStore()
+    store.spool_put(items(1))
+    edge.state.faults = [("raw", b"")]  # RemoteDisconnected: no answer at all, a passing outage
+    fwd = forwarder(store, edge, clock, logs[0], [])
+    assert fwd.pump() == 0
+    assert [(r.status, r.alarm) for r in logs[1].events("forward_retry")] == [(None, False)]  # type: ignore[attr-defined]
