@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import random
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
 from chalicelib.core.orgs import Org
 from chalicelib.settings import Settings, load_settings
+from tests.moto_patches import transactions_backed_up_once
 
 PREFIX = "bench"
 # 2026-11-25T00:00:00Z, a bucket boundary.
@@ -40,73 +39,6 @@ def settings(**overrides: str) -> Settings:
     return load_settings(ENV | overrides)
 
 
-class _OneBackupPerTable:
-    """Stands in for `copy` inside moto's DynamoDB backend during one transaction.
-
-    moto backs a whole table up (a deepcopy, for rollback) once per *action* of
-    a TransactWriteItems: with tens of thousands of samples, one late commit
-    takes minutes. The backup here is one per table per call and shares the
-    items the transaction cannot change in place (a Put or a Delete replaces
-    the item in the table's dicts; only an Update mutates it, so those items
-    are copied). Only moto's own work changes, not the requests the accountant
-    prices; tests/bench/test_harness.py checks rollbacks still restore the table.
-    """
-
-    def __init__(self, transact_items: list[dict[str, Any]]) -> None:
-        self.backups: dict[int, Any] = {}
-        self.updated: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for action in transact_items:
-            if "Update" in action:
-                self.updated[action["Update"]["TableName"]].append(action["Update"]["Key"])
-
-    def deepcopy(self, obj: Any) -> Any:
-        from moto.dynamodb.models.table import Table
-
-        if not isinstance(obj, Table):
-            return copy.deepcopy(obj)
-        if id(obj) not in self.backups:
-            self.backups[id(obj)] = self._backup(obj)
-        return self.backups[id(obj)]
-
-    def _backup(self, table: Any) -> Any:
-        from moto.dynamodb.models.dynamo_type import DynamoType
-
-        backup = copy.copy(table)
-        backup.items = defaultdict(dict, {h: dict(v) if isinstance(v, dict) else v for h, v in table.items.items()})
-        for key in self.updated.get(table.name, []):
-            h = DynamoType(key[table.hash_key_attr])
-            if table.range_key_attr is None:
-                if h in backup.items:
-                    backup.items[h] = copy.deepcopy(backup.items[h])
-                continue
-            r = DynamoType(key[table.range_key_attr])
-            if r in backup.items.get(h, {}):
-                backup.items[h][r] = copy.deepcopy(backup.items[h][r])
-        return backup
-
-
-@contextmanager
-def _moto_transactions_backed_up_once() -> Iterator[None]:
-    """Swap moto's transaction for the one-backup-per-table one, and put moto's own back after."""
-    import moto.dynamodb.models as models
-
-    backend = models.DynamoDBBackend
-    original = backend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        models.copy = _OneBackupPerTable(transact_items)  # type: ignore[assignment]
-        try:
-            original(self, transact_items)
-        finally:
-            models.copy = copy
-
-    backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        backend.transact_write_items = original  # type: ignore[method-assign]
-
-
 @contextmanager
 def moto_store(orgs: list[Org]) -> Iterator[tuple[DynamoStore, Accountant, Any]]:
     """Fresh moto tables from infra/, orgs loaded, and an accountant counting from here on."""
@@ -116,7 +48,7 @@ def moto_store(orgs: list[Org]) -> Iterator[tuple[DynamoStore, Accountant, Any]]
                        "AWS_DEFAULT_REGION": "us-east-1"})
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         os.environ.pop(var, None)
-    with _moto_transactions_backed_up_once(), mock_aws():
+    with transactions_backed_up_once(), mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         # Inside an enclosing mock (the test suite's, one per worker) moto keeps earlier tables: drop them.
         for name in client.list_tables()["TableNames"]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -18,9 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.dynamodb.models import dynamodb_backends
-from moto.s3.models import s3_backends
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.store import DynamoStore
@@ -30,7 +25,7 @@ from chalicelib.bootstrap import Services, use
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.settings import Settings, current_settings, load_settings
 from infra.merge import merge_template
-from tests import moto_query
+from tests import moto_patches
 
 # The rollup's scenarios: their fixtures reach tests/services and tests/integration alike.
 pytest_plugins = ["tests.rollup_scenarios"]
@@ -45,7 +40,7 @@ T0 = 1795564800
 # mock_aws hides boto3's default session, so each boto3.client() would build a session and parse the
 # service models again (~80 ms a client). Clients from one session per worker share the parsed models.
 BOTO = boto3.session.Session(region_name="us-east-1")
-moto_query.install()  # see tests/moto_query.py: a Query reads its partition, not the whole table
+moto_patches.install()  # see tests/moto_patches.py: a Query reads its partition, not the whole table
 
 BASE_ENV = {
     "SHADOW": "true",
@@ -119,20 +114,11 @@ def dynamodb(aws: None, _tables: dict[str, list[str]]) -> Any:
 
 
 def empty_tables(names: list[str]) -> None:
-    """Empty moto's tables in place. Scanning and deleting through the API cost ~8 % of the suite (in
-    proportion to what the previous test wrote); moto keeps a table's items in one dict, so clearing it
-    is free. tests/integration/test_moto_state.py checks this still empties what the API sees."""
-    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][BOTO.region_name].tables
-    for name in names:
-        tables[name].items.clear()
+    moto_patches.empty_tables(names, BOTO.region_name)
 
 
 def empty_bucket(name: str) -> None:
-    """Create the bucket if missing and empty it in place (same reason, same check as empty_tables)."""
-    buckets = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets
-    if name not in buckets:
-        BOTO.client("s3").create_bucket(Bucket=name)
-    buckets[name].keys.clear()
+    moto_patches.empty_bucket(name, BOTO.client("s3"))
 
 
 @pytest.fixture
@@ -212,57 +198,36 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-PACKAGE_DIR = "EDGE_BILLING_TEST_PACKAGE_DIR"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Start `chalice package` at once, in the background of the main process (an xdist controller
-    mostly waits): the tests that read the template then find it made instead of each waiting for it."""
-    if hasattr(config, "workerinput") or os.environ.get(PACKAGE_DIR):
-        return  # a worker: the controller started it (workers inherit its environment)
-    if config.getoption("markexpr", "") == "slow":
-        return  # `make test-e2e`: wall-clock runs that need no template and no CPU taken from them
-    work = Path(tempfile.mkdtemp(prefix="chalice-package-"))
-    os.environ[PACKAGE_DIR] = str(work)
-    threading.Thread(target=_package_in_background, args=(work,), name="chalice-package", daemon=True).start()
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and os.environ.get(PACKAGE_DIR):
-        shutil.rmtree(os.environ.pop(PACKAGE_DIR), ignore_errors=True)
-
-
-def _package_in_background(work: Path) -> None:
-    try:
-        _package(work)
-        (work / "done").write_text("")
-    except BaseException as exc:  # reported by the fixture, in the test that needs the template
-        (work / "failed").write_text(str(exc))
-
-
 @pytest.fixture(scope="session")
-def packaged() -> dict[str, Any]:
-    """`make package` for prod (`chalice package` with infra/merge.py's template), made once per test run
-    (see pytest_configure). Chalice's dependency cache (.chalice/deployments, keyed by the requirements'
-    hash) is kept in the checkout between runs."""
-    if not os.environ.get(PACKAGE_DIR):
-        pytest.fail("the template is packaged for the main suite only (see pytest_configure)")
-    work = Path(os.environ[PACKAGE_DIR])
-    deadline = time.monotonic() + 600
-    while not (work / "done").exists():
-        assert not (work / "failed").exists(), (work / "failed").read_text()
-        assert time.monotonic() < deadline, "chalice package did not finish in 10 minutes"
-        time.sleep(0.1)
+def packaged(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Any]:
+    """`make package` for prod (`chalice package` with infra/merge.py's template), made once per test run,
+    by the first test that needs it, in pytest's temp dir shared by the run's workers (a file lock: the
+    others wait for it, then read it). Nothing is written to the checkout; chalice's dependency cache
+    (.chalice/deployments, keyed by the requirements' hash) is kept beside pytest's temp dirs, so a
+    later run reuses it (a fresh one takes ~9 s more)."""
+    run = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        run = run.parent  # xdist: each worker's base temp is inside the run's
+    work = run / "chalice-package"
+    with (run / "chalice-package.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work / "out" / "sam.json").exists():
+            shutil.rmtree(work, ignore_errors=True)  # a half-made one, from a worker that failed
+            _package(work, cache=run.parent / "edge-billing-chalice-deployments")
     return {"path": work / "out" / "sam.json", "template": json.loads((work / "out" / "sam.json").read_text())}
 
 
-def _package(work: Path) -> None:
+def _package(work: Path, cache: Path) -> None:
     project = work / "project"
-    project.mkdir()
+    project.mkdir(parents=True)
     for name in ("app.py", "requirements.txt", "chalicelib", ".chalice", "infra"):
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+        ignore = shutil.ignore_patterns("__pycache__", "deployments", "venv")
+        (shutil.copytree(src, project / name, ignore=ignore) if src.is_dir() else shutil.copy(src, project / name))
     (project / "merge-template.json").write_text(json.dumps(merge_template()))  # as `make package` does
+    deployments = project / ".chalice" / "deployments"
+    cache.mkdir(exist_ok=True)
+    shutil.copytree(cache, deployments, dirs_exist_ok=True)
     env = os.environ | {"AWS_DEFAULT_REGION": "us-east-1", "EVENT_SECRET": "x"}
     chalice = Path(sys.executable).parent / "chalice"
     out = subprocess.run(
@@ -271,9 +236,7 @@ def _package(work: Path) -> None:
     )
     if out.returncode != 0:
         raise RuntimeError(f"chalice package failed: {out.stdout}{out.stderr}")
-    cache = ROOT / ".chalice" / "deployments"
-    cache.mkdir(exist_ok=True)
-    for built in (project / ".chalice" / "deployments").glob("*.zip"):
+    for built in deployments.glob("*.zip"):
         if not (cache / built.name).exists():
             shutil.copy(built, cache / built.name)
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.adapters.dynamodb.tables import table_specs
-from tests import moto_query
+from tests import moto_patches
 from tests.conftest import ARCHIVE, BOTO, PREFIX, empty_bucket, empty_tables
 
 
@@ -50,7 +50,7 @@ def test_emptied_in_place_means_empty_through_the_api(dynamodb: Any, s3: Any) ->
     assert s3.head_bucket(Bucket=ARCHIVE)  # the bucket itself stays
 
 
-# --- moto's Query, reading only its candidates (tests/moto_query.py): the same answers as moto's ---------
+# --- moto's Query, reading only its candidates (tests/moto_patches.py): the same answers as moto's ---------
 
 keys_s = st.sampled_from(["a", "b", "c"])
 keys_n = st.sampled_from(["1", "1.0", "2", "-3", "10"])  # "1" and "1.0" are one number to DynamoDB
@@ -118,11 +118,11 @@ def test_a_query_reading_its_candidates_answers_as_moto_does(
             dynamodb.put_item(TableName=table, Item=item)
         for query in queries:
             ours = pages(dynamodb, table, query)
-            moto_query.uninstall()
+            moto_patches.uninstall()
             try:
                 theirs = pages(dynamodb, table, query)
             finally:
-                moto_query.install()
+                moto_patches.install()
             assert ours == theirs, query
     finally:
         dynamodb.delete_table(TableName=table)
