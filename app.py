@@ -6,7 +6,15 @@ from chalice import Chalice, Rate
 from chalice.app import CloudWatchEvent
 
 from chalicelib.entrypoints import schedule
-from chalicelib.entrypoints.api import cells_api, ingest_api, internal_api, ops_api, stripe_webhook_api
+from chalicelib.entrypoints.api import (
+    cells_api,
+    ingest_api,
+    internal_api,
+    ops_api,
+    status_api,
+    stripe_events_api,
+    stripe_webhook_api,
+)
 from chalicelib.entrypoints.api.http import http_metrics, json_error_bodies
 from chalicelib.settings import current_settings
 
@@ -14,7 +22,7 @@ from chalicelib.settings import current_settings
 current_settings()
 
 app = Chalice(app_name="edge-billing")
-for api in (cells_api, ingest_api, internal_api, ops_api, stripe_webhook_api):
+for api in (cells_api, ingest_api, internal_api, ops_api, status_api, stripe_events_api, stripe_webhook_api):
     app.register_blueprint(api.bp)
 # Registered first, so it is the outermost: it also answers for an exception in a later middleware.
 app.register_middleware(json_error_bodies, "http")

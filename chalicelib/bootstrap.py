@@ -16,15 +16,19 @@ from botocore.config import Config
 from chalicelib.adapters.clock import SystemClock
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.dynamodb.cells import DynamoCells
+from chalicelib.adapters.dynamodb.meter_errors import DynamoMeterErrors
 from chalicelib.adapters.dynamodb.seam import DynamoSeam
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory.operator import MemoryFreeStatus
 from chalicelib.adapters.s3_archive import S3Archive
+from chalicelib.adapters.stripe_events import StripeEventsGateway
 from chalicelib.adapters.stripe_gateway import (
     StripeAccountsGateway,
     StripeClientGateway,
     StripeCutoverGateway,
     make_client,
 )
+from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore
 from chalicelib.ports import (
     AccountStore,
     Archive,
@@ -56,6 +60,9 @@ class Services:
     meter_gateway: MeterEventGateway | None = None
     account_gateway: StripeAccounts | None = None
     cutover_gateway: CutoverStripe | None = None
+    meter_error_store: MeterErrorStore | None = None
+    meter_error_gateway: MeterErrorGateway | None = None
+    free_status: FreeStatus | None = None
 
     def now(self) -> int:
         return self.clock.now()
@@ -80,6 +87,24 @@ class Services:
         if self.cutover_gateway is None:
             self.cutover_gateway = StripeCutoverGateway(make_client(self.settings))
         return self.cutover_gateway
+
+    def events_gateway(self) -> MeterErrorGateway:
+        """Stripe's thin events (meter error reports): verified, then fetched."""
+        if self.meter_error_gateway is None:
+            self.meter_error_gateway = StripeEventsGateway(make_client(self.settings))
+        return self.meter_error_gateway
+
+    def meter_errors(self) -> MeterErrorStore:
+        """Stripe's meter error reports, in the control table."""
+        if self.meter_error_store is None:
+            self.meter_error_store = DynamoMeterErrors(self._dynamo().client, self.settings.TABLE_PREFIX)
+        return self.meter_error_store
+
+    def free(self) -> FreeStatus:
+        """The free tier's halts and balances (issue 22 brings their store; until then, none held)."""
+        if self.free_status is None:
+            self.free_status = MemoryFreeStatus()
+        return self.free_status
 
     def accounts(self) -> AccountStore:
         """Catalog, webhook event ids and org plan transitions, in the same tables as `store`."""

@@ -72,6 +72,7 @@ class Settings(BaseModel):
     EVENT_SECRET: str | None = None
     STRIPE_API_KEY: str | None = None
     STRIPE_WEBHOOK_SECRET: str | None = None
+    STRIPE_EVENTS_SECRET: str | None = None  # the event destination's (thin events: meter error reports)
     SESSION_JWT_SECRET: str | None = None
 
     @field_validator("SHADOW", mode="before")
@@ -114,7 +115,9 @@ class Settings(BaseModel):
         return f"{self.TABLE_PREFIX}-{logical}"
 
     def secret(
-        self, name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "SESSION_JWT_SECRET"]
+        self,
+        name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_EVENTS_SECRET",
+                      "SESSION_JWT_SECRET"],
     ) -> str:
         """The secret from the environment, else from SSM under SECRETS_PARAMETER_PREFIX."""
         value = getattr(self, name)

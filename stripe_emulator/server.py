@@ -96,6 +96,9 @@ class Emulator:
                 r("/v1/subscriptions/<sid>", endpoint="subscription", methods=["GET", "DELETE"]),
                 r("/v1/webhook_endpoints", endpoint="webhooks", methods=["GET", "POST"]),
                 r("/v1/webhook_endpoints/<wid>", endpoint="webhook", methods=["GET", "POST", "DELETE"]),
+                r("/v2/core/events/<eid>", endpoint="v2_event", methods=["GET"]),
+                r("/_emulator/event_destinations", endpoint="e_destinations", methods=["POST"]),
+                r("/_emulator/thin_events", endpoint="e_thin_events", methods=["GET"]),
                 r("/_emulator/reset", endpoint="e_reset", methods=["POST"]),
                 r("/_emulator/clock", endpoint="e_clock", methods=["POST"]),
                 r("/_emulator/faults", endpoint="e_faults", methods=["POST"]),
@@ -275,6 +278,7 @@ class Emulator:
                     else listing("/v1/webhook_endpoints", list(s.webhook_endpoints.values()))
                 ),
                 "webhook": lambda: self.webhook_endpoint(method, args["wid"], p),
+                "v2_event": lambda: s.reports.event(args["eid"]),
             }
             return 200, table[endpoint]()
 
@@ -351,6 +355,15 @@ class Emulator:
                     for e in self.state.events.values()
                 ]
             }
+
+    def e_destinations(self, request: Request) -> dict[str, Any]:
+        body = _body(request) or {}
+        with self.state.lock:
+            return self.state.reports.register(body.get("url"), str(body["secret"]))
+
+    def e_thin_events(self, _: Request) -> dict[str, Any]:
+        with self.state.lock:
+            return {"deliveries": list(self.state.reports.deliveries)}
 
     def e_requests(self, _: Request) -> dict[str, Any]:
         with self.lock:

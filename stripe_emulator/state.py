@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stripe_emulator.reports import Reports
+
 BACKDATE_SECONDS = 35 * 86400
 FUTURE_SECONDS = 300
 ADJUST_WINDOW_SECONDS = 86400
@@ -69,6 +71,7 @@ class State:
     events: dict[str, MeterEventRecord] = field(default_factory=dict)
     webhook_endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     in_flight: set[tuple[str, str]] = field(default_factory=set)
+    reports: Reports = field(default_factory=Reports)  # meter error reports (reports.py)
 
     def now(self) -> int:
         return self.fixed_now if self.fixed_now is not None else int(time.time())
@@ -138,10 +141,13 @@ class State:
         return name, customer, value, ts, identifier
 
     def record_meter_event(self, name: str, customer: str, value: Decimal, ts: int, identifier: str) -> dict[str, Any]:
-        if identifier in self.events:
+        if identifier in self.events or identifier in self.reports.unapplied:
             raise StripeFailure(
                 400, f"An event already exists with identifier {identifier}.", code="resource_already_exists"
             )
+        if self.reports.active and customer not in self.customers:
+            meter = self.meter_by_event(name) or {}
+            return self.reports.unappliable(meter, name, customer, value, ts, identifier, self.now())
         self.events[identifier] = MeterEventRecord(identifier, name, customer, value, ts, self.now())
         return {
             "object": "billing.meter_event",

@@ -7,6 +7,8 @@ States and their only transitions (each a conditional write):
     pending -> failed       (Stripe rejected it for good; an operator requeues it)
     failed  -> pending      (operator requeue)
     sent    -> cancelled    (cutover rollback: Stripe accepted a meter event adjustment cancelling it)
+    sent    -> failed       (Stripe's meter error report: accepted, then not applied; services/meter_errors.py)
+    failed  -> resent       (operator re-send after such a report: a new row, under a new identifier)
     pending -> shadow       (cutover rollback: a row of a bucket the cells billed must never be sent)
 """
 
@@ -17,9 +19,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-State = Literal["shadow", "pending", "sent", "unbillable", "failed", "cancelled"]
+State = Literal["shadow", "pending", "sent", "unbillable", "failed", "cancelled", "resent"]
 Kind = Literal["first", "delta"]
 QUEUED_STATES = ("shadow", "pending")
+# The `queue` index's partitions: the queued states, and failed rows so an operator can find them.
+INDEXED_STATES = (*QUEUED_STATES, "failed")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,8 @@ class OutboxRow:
 
     @property
     def queue(self) -> str | None:
-        """The index partition that finds this row again (sparse: only queued rows are indexed)."""
-        return self.state if self.state in QUEUED_STATES else None
+        """The index partition that finds this row again (sparse: only queued and failed rows are indexed)."""
+        return self.state if self.state in INDEXED_STATES else None
 
     def moved(self, state: State) -> OutboxRow:
         return replace(self, state=state)

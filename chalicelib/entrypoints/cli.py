@@ -240,8 +240,10 @@ def cap_token_mint(
 
 def _register_cutover() -> None:
     from chalicelib.entrypoints.cli_cutover import register
+    from chalicelib.entrypoints.cli_status import register as register_status
 
     register(app)
+    register_status(app)
 
 
 _register_cutover()

@@ -249,6 +249,10 @@ def test_outbox_queue_orders_by_bucket_filters_by_min_bucket_and_limits(store: B
     store.transition("s", "shadow", "pending", now=1)
     assert [r.id for r in store.outbox_queue("pending")] == ["s", "p1", "p2", "p3"], "a row moves queue"
     assert store.outbox_queue("shadow") == [] and store.outbox_queue("sent") == [], "only queued states are indexed"
+    store.transition("p3", "pending", "failed", now=2, detail="rejected")
+    assert [r.id for r in store.outbox_queue("failed")] == ["p3"], "failed rows are indexed for the operator"
+    store.transition("p3", "failed", "resent", now=3)
+    assert store.outbox_queue("failed") == [] and store.outbox_queue("resent") == []
 
 
 def test_outbox_queue_limit_below_one_still_returns_one_row(store: BillingStore) -> None:

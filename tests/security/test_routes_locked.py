@@ -1,9 +1,11 @@
 """Every route the app has is locked (issue 13, security): enumerated from the Chalice app object,
 so a route added tomorrow is covered without editing this file.
 
-Only `GET /health` is public and `POST /webhooks/stripe` answers to Stripe's signature
-(tests/security/test_signatures.py); everything else needs the cells' HMAC. `POST /run` does
-not exist in prod, signed or not.
+Only `GET /health` is public; `POST /webhooks/stripe` and `POST /webhooks/stripe/events` answer to
+Stripe's signature (tests/security/test_signatures.py); the operator's routes (`/ops/*`) carry
+Chalice's IAMAuthorizer, so API Gateway refuses them without SigV4 credentials (checked here on the
+app and in the packaged template); everything else needs the cells' HMAC. `POST /run` does not exist
+in prod, signed or not.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from chalicelib.settings import load_settings
 from tests.conftest import SECRET, T0, iso, signed_post, tick
 
 PUBLIC = {("/health", "GET")}
-STRIPE_SIGNED = {("/webhooks/stripe", "POST")}
+STRIPE_SIGNED = {("/webhooks/stripe", "POST"), ("/webhooks/stripe/events", "POST")}
+OPERATOR = {("/ops/status", "GET"), ("/ops/status.json", "GET")}
 
 # Bodies and queries a signed request would be accepted with: an unlocked route answers 2xx to them,
 # so a 2xx (or anything but 400/401) below means the signature was not checked.
@@ -48,8 +51,17 @@ def app_routes() -> list[tuple[str, str]]:
     return sorted((path, method) for path, methods in app.routes.items() for method in methods)
 
 
+def iam_routes() -> list[tuple[str, str]]:
+    from chalice import IAMAuthorizer
+
+    from app import app
+
+    return sorted((path, method) for path, methods in app.routes.items() for method, entry in methods.items()
+                  if isinstance(entry.authorizer, IAMAuthorizer))
+
+
 def hmac_routes() -> list[tuple[str, str]]:
-    return [r for r in app_routes() if r not in PUBLIC | STRIPE_SIGNED]
+    return [r for r in app_routes() if r not in PUBLIC | STRIPE_SIGNED | set(iam_routes())]
 
 
 def concrete(path: str) -> str:
@@ -86,8 +98,30 @@ def orgs(svc: Services) -> Services:
 
 def test_the_enumeration_sees_every_kind_of_route() -> None:
     routes = app_routes()
-    assert set(routes) >= PUBLIC | STRIPE_SIGNED
+    assert set(routes) >= PUBLIC | STRIPE_SIGNED | OPERATOR
     assert len(hmac_routes()) >= 9  # ingest, run, orgs, policy, parity, parity reports x2, cells x2
+
+
+def test_the_operators_routes_and_only_they_are_behind_iam() -> None:
+    from app import app
+
+    assert set(iam_routes()) == OPERATOR
+    # Every other route has no authorizer at all: the HMAC (or Stripe's signature) is its lock.
+    others = [(p, m) for p, methods in app.routes.items() for m, e in methods.items() if (p, m) not in OPERATOR]
+    assert all(app.routes[p][m].authorizer is None for p, m in others)
+
+
+def test_the_packaged_api_refuses_the_operators_routes_without_sigv4(packaged: dict[str, Any]) -> None:
+    """In the template API Gateway deploys: AWS_IAM on each operator route, on no other."""
+    resources = packaged["template"]["Resources"]
+    swagger = next(r["Properties"]["DefinitionBody"] for r in resources.values()
+                   if r["Type"] == "AWS::Serverless::Api")
+    schemes = swagger["securityDefinitions"]
+    iam = {name for name, d in schemes.items() if d.get("x-amazon-apigateway-authtype") == "awsSigv4"}
+    assert iam, schemes
+    locked = {(path, method.upper()) for path, ops in swagger["paths"].items() for method, op in ops.items()
+              if isinstance(op, dict) and any(set(s) & iam for s in op.get("security", []))}
+    assert locked == OPERATOR
 
 
 def test_every_internal_route_refuses_requests_without_a_good_hmac(client: Any, orgs: Services) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.common import Tables, conditional_update, conditional_write, guarded, to_item
 from chalicelib.adapters.dynamodb.items import outbox_from_item, outbox_to_item
-from chalicelib.core.outbox import QUEUED_STATES, OutboxRow, State
+from chalicelib.core.outbox import INDEXED_STATES, OutboxRow, State
 
 
 class OutboxRecords(Tables):
@@ -48,7 +48,7 @@ class OutboxRecords(Tables):
         names = {"#s": "state", "#q": "queue", "#t": "changed_at"}
         values: dict[str, Any] = {":new": new, ":expected": expected, ":now": now}
         update = "SET #s = :new, #t = :now"
-        if new in QUEUED_STATES:
+        if new in INDEXED_STATES:
             update += ", #q = :new"
         if new == "sent":
             names["#sa"] = "sent_at"
@@ -57,7 +57,7 @@ class OutboxRecords(Tables):
             names["#d"] = "detail"
             values[":detail"] = detail[:500]
             update += ", #d = :detail"
-        if new not in QUEUED_STATES:
+        if new not in INDEXED_STATES:
             update += " REMOVE #q"
         return conditional_update(
             self.client,
