@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cellkit.adapters.logs import configure, get_logger
+from cellkit.cli_aside import aside_app
 from cellkit.services.plans import CreateRequest, EdgePolicy, SandboxGate
 from cellkit.services.runtime import build, run
 from cellkit.services.status import push_status, status_body
@@ -19,6 +20,7 @@ from cellkit.settings import load
 
 app = typer.Typer(help="The cell kit: ticks, forwarding, the cell's own billing and parity (CONTRACT section 8).",
                   no_args_is_help=True)
+app.add_typer(aside_app, name="aside")
 
 
 def _print(data: Any) -> None:

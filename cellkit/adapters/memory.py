@@ -27,6 +27,7 @@ class _State:
     usage: dict[tuple[str, int, str], UsageRow] = field(default_factory=dict)
     billable: dict[str, Billable] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
+    leases: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (holder, until_us)
 
 
 class MemoryTx:
@@ -105,6 +106,34 @@ class MemoryStore:
 
     def aside(self) -> list[AsideItem]:
         return sorted(self.st.aside.values(), key=lambda a: (a.at, a.id))
+
+    def aside_replay(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            moved = [self.st.aside.pop(i) for i in dict.fromkeys(ids) if i in self.st.aside]
+            for item in moved:
+                self.st.spool.setdefault(item.id, SpoolItem(item.id, item.body))
+            return len(moved)
+
+    def aside_discard(self, ids: Sequence[str]) -> int:
+        with self._lock:
+            return sum(self.st.aside.pop(i, None) is not None for i in dict.fromkeys(ids))
+
+    def lease_acquire(self, name: str, holder: str, now_us: int, ttl_us: int, from_holder: str | None = None) -> bool:
+        with self._lock:
+            current = self.st.leases.get(name)
+            if current is not None and current[0] not in (holder, from_holder) and current[1] > now_us:
+                return False
+            self.st.leases[name] = (holder, now_us + ttl_us)
+            return True
+
+    def lease_holder(self, name: str) -> str | None:
+        current = self.st.leases.get(name)
+        return None if current is None else current[0]
+
+    def lease_release(self, name: str, holder: str) -> None:
+        with self._lock:
+            if self.st.leases.get(name, ("", 0))[0] == holder:
+                del self.st.leases[name]
 
     # sandboxes and scale events
     def sandbox(self, sandbox_id: str) -> Sandbox | None:

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS billable_events (
     value TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL, updated_at BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS billable_by_state ON billable_events (state, bucket_start);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_us BIGINT NOT NULL);
 """
 
 _SANDBOX_COLS = "sandbox_id, org_id, plan, worker_id, memory_mb, cpu_count, started_us, last_tick_us, status"
@@ -209,6 +210,41 @@ class SqlStore(ABC):
     def aside(self) -> list[AsideItem]:
         rows = self._query("SELECT id, body, reason, at FROM spool_aside ORDER BY at, id")
         return [AsideItem(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    def aside_replay(self, ids: Sequence[str]) -> int:
+        # Copy then delete in one transaction, as spool_set_aside: never in both tables, never in neither.
+        with self.transaction():
+            moved = self._count_ids("spool_aside", ids)
+            self._raw_many("INSERT INTO spool (id, body) SELECT id, body FROM spool_aside WHERE id = ? "
+                           "ON CONFLICT (id) DO NOTHING", [(i,) for i in ids])
+            self._raw_many("DELETE FROM spool_aside WHERE id = ?", [(i,) for i in ids])
+        return moved
+
+    def aside_discard(self, ids: Sequence[str]) -> int:
+        with self.transaction():
+            gone = self._count_ids("spool_aside", ids)
+            self._raw_many("DELETE FROM spool_aside WHERE id = ?", [(i,) for i in ids])
+        return gone
+
+    def _count_ids(self, table: str, ids: Sequence[str]) -> int:
+        return sum(self._count(f"SELECT COUNT(*) FROM {table} WHERE id = ?", (i,)) for i in set(ids))
+
+    def lease_acquire(self, name: str, holder: str, now_us: int, ttl_us: int, from_holder: str | None = None) -> bool:
+        # One statement: PostgreSQL locks the conflicting row and re-checks the WHERE on its latest version
+        # (READ COMMITTED), SQLite's BEGIN IMMEDIATE serialises writers, so two takers never both win.
+        return self._exec(
+            "INSERT INTO leases (name, holder, until_us) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "holder = excluded.holder, until_us = excluded.until_us "
+            "WHERE leases.holder = excluded.holder OR leases.until_us <= ? OR leases.holder = ?",
+            (name, holder, now_us + ttl_us, now_us, from_holder or holder),
+        ) == 1
+
+    def lease_holder(self, name: str) -> str | None:
+        rows = self._query("SELECT holder FROM leases WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def lease_release(self, name: str, holder: str) -> None:
+        self._exec("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
     # --- sandboxes and scale events ---
     def sandbox(self, sandbox_id: str) -> Sandbox | None:

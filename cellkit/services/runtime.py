@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from cellkit.adapters.clock import SystemClock
 from cellkit.adapters.http import EdgeClient, UrllibTransport
+from cellkit.adapters.process import holder_dead, lease_holder_id
 from cellkit.adapters.stores import open_store
 from cellkit.ports import CellStore, Clock, HttpTransport, MeterEvents
 from cellkit.services.billers import Allocator, Billers, BillingConfig, Sender, UsageReporter
@@ -57,7 +58,8 @@ def build(settings: CellSettings, log: logging.Logger, store: CellStore | None =
         cell.edge = EdgeClient(settings.edge_base, settings.secret("EVENT_SECRET"), settings.CELL_ID,
                                transport or UrllibTransport(), clock, timeout=settings.EDGE_TIMEOUT_SECONDS)
         cell.forwarder = Forwarder(store, cell.edge, clock, sleep or _sleeper(threading.Event()), log,
-                                   random.Random(), settings.FORWARD_BATCH)
+                                   random.Random(), settings.FORWARD_BATCH,
+                                   holder=lease_holder_id(settings.WORKER_ID), holder_dead=holder_dead)
         if settings.OPENSANDBOX_USAGE_PARITY_URL:
             cell.parity = ParityChecker(store, cell.edge, clock, log, settings.PARITY_TOLERANCE,
                                         settings.GRACE_SECONDS, settings.BUCKET_SECONDS)
@@ -111,6 +113,8 @@ def run(cell: Cell, stop: threading.Event) -> None:
     while not stop.wait(0.5):  # short waits: the signal handler that sets it runs on this (the main) thread
         pass
     _join(threads, time.monotonic() + s.SHUTDOWN_SECONDS, cell.log, s.CELL_ID)
+    if cell.forwarder is not None and not any(t.name == "forwarder" and t.is_alive() for t in threads):
+        cell.forwarder.release()  # a clean stop: another process may take the spool over at once
 
 
 def _join(threads: list[threading.Thread], deadline: float, log: logging.Logger, cell_id: str) -> None:

@@ -27,6 +27,8 @@ class EdgeState:
     faults: list[tuple[str, Any]] = field(default_factory=list)  # consumed one per /ingest request
     always: tuple[str, Any] | None = None  # the fault of every /ingest request once `faults` is empty
     max_body: int = 10_000_000
+    refuse: set[str] = field(default_factory=set)  # envelope ids the edge answers 400 for (the whole request)
+    retry_after: str = "2"  # sent with an injected 429
     received: dict[str, dict[str, Any]] = field(default_factory=dict)  # envelope id -> envelope (deduped)
     deliveries: int = 0  # envelopes received, duplicates included
     ingest_requests: int = 0
@@ -140,7 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         if fault and not late:
-            return self._answer(fault[1], {"error": f"injected {fault[1]}"}, {"Retry-After": "2"})
+            extra = {"Retry-After": st.retry_after} if fault[1] == 429 else (fault[2] if len(fault) > 2 else {})
+            return self._answer(fault[1], {"error": f"injected {fault[1]}"}, extra)
         if len(body) > st.max_body:
             return self._answer(413, {"error": "body too large"})
         if not self._verified(body):
@@ -149,6 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(400, {"error": "missing X-Cell-Id"})
         st.cell_ids.add(self.headers["X-Cell-Id"])
         items = json.loads(body, parse_float=Decimal)
+        refused = sorted(env["id"] for env in items if env["id"] in st.refuse)
+        if refused:
+            return self._answer(400, {"error": f"envelopes refused: {refused}"})
         with st.lock:
             for env in items:
                 st.deliveries += 1

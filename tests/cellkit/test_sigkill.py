@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cellkit.adapters.clock import SystemClock
 from cellkit.adapters.http import EdgeClient, UrllibTransport
+from cellkit.adapters.process import holder_dead
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.core.timeutil import MICROS
 from cellkit.services.forwarder import Forwarder
@@ -70,7 +71,7 @@ def test_sigkill_at_random_points_loses_nothing_and_counts_nothing_twice(tmp_pat
         for sid in starts:
             ticker.stop(sid, stop_at)
         client = EdgeClient(edge.url, SECRET, "cell-k", UrllibTransport(), SystemClock())
-        Forwarder(store, client, SystemClock(), time.sleep, log).drain(max_posts=10_000)
+        Forwarder(store, client, SystemClock(), time.sleep, log, holder_dead=holder_dead).drain(max_posts=10_000)
         assert store.spool_depth() == 0 and store.aside() == []
         per_sandbox: dict[str, Decimal] = {sid: Decimal(0) for sid in starts}
         for envelope in edge.state.received.values():

@@ -91,3 +91,30 @@ def test_orgs_usage_billable_cursors(any_store: CellStore) -> None:
     any_store.set_cursor("billed_through", 7200)
     any_store.set_cursor("billed_through", 10800)
     assert any_store.cursor("billed_through") == 10800
+
+
+def test_aside_replay_and_discard(any_store: CellStore) -> None:
+    any_store.spool_put([SpoolItem(f"e{i}", f'{{"id":"e{i}"}}') for i in range(4)])
+    any_store.spool_set_aside(["e0", "e1", "e2"], "400: bad", 5)
+    assert any_store.aside_replay(["e1", "e1", "missing"]) == 1
+    assert [i.id for i in any_store.spool_head(10)] == ["e3", "e1"]  # back at the tail
+    assert any_store.spool_head(10)[1].body == '{"id":"e1"}'
+    assert any_store.aside_discard(["e2", "e1", "missing"]) == 1  # e1 is in the spool, not aside
+    assert [a.id for a in any_store.aside()] == ["e0"] and any_store.spool_depth() == 2
+
+
+def test_lease_take_renew_expire_release(any_store: CellStore) -> None:
+    assert any_store.lease_acquire("fwd", "a", 100, 30)
+    assert not any_store.lease_acquire("fwd", "b", 129, 30)  # held until 130
+    assert any_store.lease_acquire("fwd", "a", 120, 30)  # renewed until 150
+    assert not any_store.lease_acquire("fwd", "b", 149, 30)
+    assert any_store.lease_acquire("fwd", "b", 150, 30)  # expired: taken over
+    assert not any_store.lease_acquire("fwd", "a", 151, 30)
+    assert any_store.lease_acquire("other", "a", 151, 30)  # names are independent
+    any_store.lease_release("fwd", "a")  # not a's: no effect
+    assert not any_store.lease_acquire("fwd", "a", 152, 30)
+    assert any_store.lease_holder("fwd") == "b" and any_store.lease_holder("none") is None
+    assert not any_store.lease_acquire("fwd", "c", 152, 30, from_holder="a")  # a does not hold it
+    assert any_store.lease_acquire("fwd", "c", 152, 30, from_holder="b")  # b is known dead: taken from it
+    any_store.lease_release("fwd", "c")
+    assert any_store.lease_acquire("fwd", "a", 152, 30)

@@ -26,7 +26,8 @@ def items(n: int, pad: int = 0) -> list[SpoolItem]:
 def forwarder(store: CellStore, edge: FakeEdge, clock: ManualClock, log: logging.Logger, sleeps: list[float],
               secret: str = SECRET, batch: int = 500, timeout: float = 5.0) -> Forwarder:
     client = EdgeClient(edge.url, secret, "cell-a", UrllibTransport(), clock, timeout=timeout)
-    return Forwarder(store, client, clock, sleeps.append, log, random.Random(1), batch=batch)
+    # One holder: these forwarders stand for one process restarted (the lease is tested in test_lease.py).
+    return Forwarder(store, client, clock, sleeps.append, log, random.Random(1), batch=batch, holder="the-cell")
 
 
 @pytest.fixture
@@ -88,19 +89,48 @@ def test_a_single_envelope_too_large_is_set_aside_not_dropped(
     assert sorted(edge.state.received) == ["e0000", "e0001"]
 
 
-def test_400_keeps_the_batch_aside_and_alarms(
+def test_400_bisects_so_only_the_refused_envelopes_go_aside_and_alarm(
     edge: FakeEdge, clock: ManualClock, logs: tuple[logging.Logger, Captured]
 ) -> None:
     store = MemoryStore()
-    store.spool_put(items(5))
-    edge.state.faults = [("status", 400)]
+    store.spool_put(items(500))
+    edge.state.refuse = {"e0007", "e0300", "e0301"}
     fwd = forwarder(store, edge, clock, logs[0], [])
-    assert fwd.pump() == 0
-    assert store.spool_depth() == 0
-    assert [a.id for a in store.aside()] == [i.id for i in items(5)]
-    assert "400" in store.aside()[0].reason
-    (alarm,) = logs[1].events("forward_batch_set_aside")
-    assert alarm.alarm is True and alarm.envelopes == 5 and alarm.levelno == logging.ERROR  # type: ignore[attr-defined]
+    assert fwd.drain() == 497  # before: the whole batch of 500 went aside
+    assert store.spool_depth() == 0 and len(edge.state.received) == 497
+    assert [a.id for a in store.aside()] == ["e0007", "e0300", "e0301"]
+    assert store.aside()[0].reason == "400: {\"error\": \"envelopes refused: ['e0007']\"}"
+    alarms = logs[1].events("forward_batch_set_aside")
+    assert [(a.alarm, a.envelopes, a.first_id, a.levelno) for a in alarms] == [  # type: ignore[attr-defined]
+        (True, 1, i, logging.ERROR) for i in ("e0007", "e0300", "e0301")]
+    assert fwd.stats.posts < 60  # a bisection: about 2 log2(500) requests per refused envelope
+
+
+def test_retry_after_is_a_floor_without_a_60_s_cap(
+    edge: FakeEdge, clock: ManualClock, logs: tuple[logging.Logger, Captured]
+) -> None:
+    store = MemoryStore()
+    store.spool_put(items(2))
+    edge.state.retry_after = "300"
+    edge.state.faults = [("status", 429), ("status", 503, {"Retry-After": "120"}),
+                         ("status", 500, {"Retry-After": "90"})]
+    sleeps: list[float] = []
+    assert forwarder(store, edge, clock, logs[0], sleeps).drain() == 2
+    assert sleeps[0] == 300.0  # before: min(300, 60)
+    assert sleeps[1] == 120.0  # a 503's Retry-After too
+    assert sleeps[2] < 90  # a 500's carries no meaning in HTTP: plain backoff
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from cellkit.ports import HttpResponse
+    from cellkit.services.forwarder import MAX_RETRY_AFTER_S, _retry_after
+
+    now = 1_795_564_800.0  # 2026-11-25T00:00:00Z
+    assert _retry_after(HttpResponse(429, b"", {"retry-after": "Wed, 25 Nov 2026 00:05:00 GMT"}), now) == 300.0
+    assert _retry_after(HttpResponse(429, b"", {"Retry-After": "Wed, 25 Nov 2026 00:00:00 GMT"}), now + 5) == 0.0
+    assert _retry_after(HttpResponse(429, b"", {"Retry-After": "1e400"}), now) == 0.0  # inf: unreadable
+    assert _retry_after(HttpResponse(429, b"", {"Retry-After": "999999999"}), now) == MAX_RETRY_AFTER_S
+    assert _retry_after(HttpResponse(429, b"", {"Retry-After": "soon"}), now) == 0.0
 
 
 def test_401_is_retried_and_alarmed(edge: FakeEdge, clock: ManualClock, logs: tuple[logging.Logger, Captured]) -> None:

@@ -34,8 +34,9 @@ class NoStripe:
 
 
 def _run_until_stopped(tmp_path: Path, edge: FakeEdge, log: logging.Logger, requests: int,
-                       **env: str) -> tuple[float, int]:
-    """Start a cell with a spool to send, wait for its first requests, stop it: (seconds to stop, requests after)."""
+                       **env: str) -> tuple[float, int, str | None]:
+    """Start a cell with a spool to send, wait for its first requests, stop it: (seconds to stop, requests
+    after, the spool's lease holder after)."""
     settings = load({"CELL_ID": "cell-s", "EDGE_URL": edge.url, "EVENT_SECRET": SECRET, "STATUS_SECONDS": "3600",
                      "BILLERS_SECONDS": "3600", "FORWARD_IDLE_SECONDS": "0.05"} | env)
     store = SqliteStore(str(tmp_path / "cell.db"))
@@ -55,8 +56,9 @@ def _run_until_stopped(tmp_path: Path, edge: FakeEdge, log: logging.Logger, requ
     assert not runner.is_alive(), "run() did not return within 15 s of the stop"
     after = sum(1 for at in edge.state.ingest_at if at > stopped_at)
     assert store.spool_depth() == 20  # nothing lost: every envelope waits for the next start
+    holder = store.lease_holder("forwarder")
     store.close()
-    return took, after
+    return took, after, holder
 
 
 @pytest.fixture
@@ -71,10 +73,11 @@ def test_shutdown_against_a_503_edge_is_prompt_and_quiet(
     tmp_path: Path, edge: FakeEdge, log: tuple[logging.Logger, Captured]
 ) -> None:
     edge.state.always = ("status", 503)
-    took, after = _run_until_stopped(tmp_path, edge, log[0], 2)
+    took, after, holder = _run_until_stopped(tmp_path, edge, log[0], 2)
     # Before the fix: the backoff's sleep returned at once once stopping and drain() went on, ~1,000 POSTs.
     assert took < 2 and after <= 1, (took, after)
     assert log[1].events("cell_stopped") and not log[1].events("shutdown_left_loops")
+    assert holder is None  # a clean stop releases the spool's lease: another process takes over at once
 
 
 def test_shutdown_against_a_hanging_edge_is_bounded(
@@ -82,11 +85,12 @@ def test_shutdown_against_a_hanging_edge_is_bounded(
 ) -> None:
     edge.state.always = ("hang", 30)
     # A request hangs for EDGE_TIMEOUT_SECONDS (10 s); run() leaves it after SHUTDOWN_SECONDS.
-    took, after = _run_until_stopped(tmp_path, edge, log[0], 1, SHUTDOWN_SECONDS="1", EDGE_TIMEOUT_SECONDS="10",
+    took, after, holder = _run_until_stopped(tmp_path, edge, log[0], 1, SHUTDOWN_SECONDS="1", EDGE_TIMEOUT_SECONDS="10",
                                      FORWARD_BATCH="10")
     assert took < 3 and after <= 1, (took, after)
     (left,) = log[1].events("shutdown_left_loops")
     assert left.loops == ["forwarder"]  # type: ignore[attr-defined]
+    assert holder is not None and holder.split(":")[2] == "worker-1"  # still in a request: the lease stays
 
 
 def test_the_stripe_rate_limit_wait_ends_at_stop(log: tuple[logging.Logger, Captured]) -> None:
