@@ -24,7 +24,7 @@ import random
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -110,12 +110,12 @@ class SeedTicker(Ticker):
                 if plan is None:
                     continue
                 whole = plan.interval_us // US * US
-                tx.advance_cursor(sbx.sandbox_id, self.worker_id, sbx.last_tick_us, now)
+                tx.change_sandbox(sbx, replace(sbx, last_tick_us=now))
                 if whole:
                     tx.spool_put([_spool_item(TickPlan(sbx, now - whole, now), self.cell_id)])
         return None
 
-    def _final_tick(self, tx: Any, sbx: Any, at_us: int) -> None:
+    def _last_tick(self, sbx: Any, at_us: int) -> None:
         return None
 
 

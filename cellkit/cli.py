@@ -119,5 +119,5 @@ def stop_cmd(sandbox_id: Annotated[str, typer.Option(help="The sandbox to stop."
     """Stop a sandbox: its last tick ends at this moment and its scale event closes."""
     configure("WARNING")
     cell = build(load(), get_logger("cellkit"))
-    sbx = cell.ticker.stop(sandbox_id, cell.clock.now_us())
-    _print({"sandbox_id": sbx.sandbox_id, "status": sbx.status})
+    change = cell.ticker.stop(sandbox_id)  # the clock is read inside the write lock: no tick slips in between
+    _print({"sandbox_id": sandbox_id, "status": change.sandbox.status, "stopped_at_us": change.at_us})

@@ -53,15 +53,29 @@ class Tx(Protocol):
 
     def spool_put(self, items: Sequence[SpoolItem]) -> None: ...
 
-    def put_sandbox(self, sandbox: Sandbox) -> None: ...
-
-    def advance_cursor(self, sandbox_id: str, worker_id: str, expected_us: int, new_us: int) -> bool:
-        """Compare-and-set of the tick cursor, only for the owning worker of a running sandbox."""
+    # A sandbox row changes only by compare-and-set: never a blind whole-row write, which under READ COMMITTED
+    # (PostgreSQL) would undo a tick committed between the read and the write (an interval billed twice or never).
+    def sandbox_for_update(self, sandbox_id: str) -> Sandbox | None:
+        """The row, locked until the transaction ends (PostgreSQL: SELECT ... FOR UPDATE; SQLite's
+        BEGIN IMMEDIATE already holds the database's write lock)."""
         ...
 
-    def open_scale_event(self, event: ScaleEvent) -> None: ...
+    def insert_sandbox(self, sandbox: Sandbox) -> bool:
+        """Only if no row has its id; False otherwise (another start won)."""
+        ...
 
-    def close_scale_events(self, sandbox_id: str, ended_us: int) -> None: ...
+    def change_sandbox(self, expected: Sandbox, new: Sandbox) -> bool:
+        """Compare-and-set of the whole row: written only if the row still equals ``expected`` in every column."""
+        ...
+
+    def open_scale_event(self, event: ScaleEvent) -> bool:
+        """False if an event with its id exists already (the caller's transaction must not commit then)."""
+        ...
+
+    def close_scale_events(self, sandbox_id: str, ended_us: int) -> None:
+        """End the sandbox's open events at ``ended_us``; one that would end where it started is deleted
+        (it bills nothing, and a new event at that moment reuses its id)."""
+        ...
 
 
 class CellStore(Protocol):

@@ -38,23 +38,36 @@ class MemoryTx:
         for item in items:
             self.st.spool.setdefault(item.id, item)
 
-    def put_sandbox(self, sandbox: Sandbox) -> None:
-        self.st.sandboxes[sandbox.sandbox_id] = sandbox
+    def sandbox_for_update(self, sandbox_id: str) -> Sandbox | None:
+        return self.st.sandboxes.get(sandbox_id)  # the store's lock is held for the whole transaction
 
-    def advance_cursor(self, sandbox_id: str, worker_id: str, expected_us: int, new_us: int) -> bool:
-        sbx = self.st.sandboxes.get(sandbox_id)
-        if sbx is None or sbx.worker_id != worker_id or sbx.last_tick_us != expected_us or sbx.status != "running":
+    def insert_sandbox(self, sandbox: Sandbox) -> bool:
+        if sandbox.sandbox_id in self.st.sandboxes:
             return False
-        self.st.sandboxes[sandbox_id] = replace(sbx, last_tick_us=new_us)
+        self.st.sandboxes[sandbox.sandbox_id] = sandbox
         return True
 
-    def open_scale_event(self, event: ScaleEvent) -> None:
-        self.st.events.setdefault(event.event_id, event)
+    def change_sandbox(self, expected: Sandbox, new: Sandbox) -> bool:
+        if new.sandbox_id != expected.sandbox_id:
+            raise ValueError(f"a change cannot rename sandbox {expected.sandbox_id} to {new.sandbox_id}")
+        if self.st.sandboxes.get(expected.sandbox_id) != expected:
+            return False
+        self.st.sandboxes[new.sandbox_id] = new
+        return True
+
+    def open_scale_event(self, event: ScaleEvent) -> bool:
+        if event.event_id in self.st.events:
+            return False
+        self.st.events[event.event_id] = event
+        return True
 
     def close_scale_events(self, sandbox_id: str, ended_us: int) -> None:
-        for key, ev in self.st.events.items():
+        for key, ev in list(self.st.events.items()):
             if ev.sandbox_id == sandbox_id and ev.ended_us is None:
-                self.st.events[key] = replace(ev, ended_us=ended_us)
+                if ev.started_us >= ended_us:
+                    del self.st.events[key]
+                else:
+                    self.st.events[key] = replace(ev, ended_us=ended_us)
 
 
 class MemoryStore:

@@ -16,6 +16,8 @@ def _pg(sql: str) -> str:
 
 class PostgresStore(SqlStore):
     serial = "BIGSERIAL"
+    # READ COMMITTED: a plain SELECT would let a tick commit between a lifecycle call's read and its write.
+    lock_row = " FOR UPDATE"
     conn: psycopg.Connection[tuple[Any, ...]]
 
     def __init__(self, dsn: str) -> None:

@@ -48,7 +48,14 @@ CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, 
 """
 
 _SANDBOX_COLS = "sandbox_id, org_id, plan, worker_id, memory_mb, cpu_count, started_us, last_tick_us, status"
+_SANDBOX_SET = ", ".join(f"{c} = ?" for c in _SANDBOX_COLS.split(", ")[1:])
+_SANDBOX_WHERE = " AND ".join(f"{c} = ?" for c in _SANDBOX_COLS.split(", "))
 _EVENT_COLS = "id, sandbox_id, org_id, memory_mb, cpu_count, started_at, ended_at"
+
+
+def _sandbox_values(s: Sandbox) -> tuple[Any, ...]:
+    return (s.sandbox_id, s.org_id, s.plan, s.worker_id, s.memory_mb, s.cpu_count, s.started_us, s.last_tick_us,
+            s.status)
 
 
 def _sandbox(row: Sequence[Any]) -> Sandbox:
@@ -71,33 +78,34 @@ class SqlTx:
         self.s._many("INSERT INTO spool (id, body) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
                      [(i.id, i.body) for i in items])
 
-    def put_sandbox(self, sandbox: Sandbox) -> None:
-        self.s._exec(
-            f"INSERT INTO sandboxes ({_SANDBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sandbox_id) "
-            "DO UPDATE SET org_id = excluded.org_id, plan = excluded.plan, worker_id = excluded.worker_id, "
-            "memory_mb = excluded.memory_mb, cpu_count = excluded.cpu_count, started_us = excluded.started_us, "
-            "last_tick_us = excluded.last_tick_us, status = excluded.status",
-            (sandbox.sandbox_id, sandbox.org_id, sandbox.plan, sandbox.worker_id, sandbox.memory_mb,
-             sandbox.cpu_count, sandbox.started_us, sandbox.last_tick_us, sandbox.status),
-        )
+    def sandbox_for_update(self, sandbox_id: str) -> Sandbox | None:
+        rows = self.s._query(f"SELECT {_SANDBOX_COLS} FROM sandboxes WHERE sandbox_id = ?{self.s.lock_row}",
+                             (sandbox_id,))
+        return _sandbox(rows[0]) if rows else None
 
-    def advance_cursor(self, sandbox_id: str, worker_id: str, expected_us: int, new_us: int) -> bool:
-        count = self.s._exec(
-            "UPDATE sandboxes SET last_tick_us = ? WHERE sandbox_id = ? AND worker_id = ? AND last_tick_us = ? "
-            "AND status = 'running'",
-            (new_us, sandbox_id, worker_id, expected_us),
-        )
+    def insert_sandbox(self, sandbox: Sandbox) -> bool:
+        return self.s._exec(
+            f"INSERT INTO sandboxes ({_SANDBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (sandbox_id) DO NOTHING", _sandbox_values(sandbox)) == 1
+
+    def change_sandbox(self, expected: Sandbox, new: Sandbox) -> bool:
+        if new.sandbox_id != expected.sandbox_id:
+            raise ValueError(f"a change cannot rename sandbox {expected.sandbox_id} to {new.sandbox_id}")
+        count = self.s._exec(f"UPDATE sandboxes SET {_SANDBOX_SET} WHERE {_SANDBOX_WHERE}",
+                             _sandbox_values(new)[1:] + _sandbox_values(expected))
         return count == 1
 
-    def open_scale_event(self, event: ScaleEvent) -> None:
-        self.s._exec(
+    def open_scale_event(self, event: ScaleEvent) -> bool:
+        return self.s._exec(
             f"INSERT INTO sandbox_scale_events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING",
             (event.event_id, event.sandbox_id, event.org_id, event.memory_mb, event.cpu_count, event.started_us,
              event.ended_us),
-        )
+        ) == 1
 
     def close_scale_events(self, sandbox_id: str, ended_us: int) -> None:
+        self.s._exec("DELETE FROM sandbox_scale_events WHERE sandbox_id = ? AND ended_at IS NULL AND started_at >= ?",
+                     (sandbox_id, ended_us))
         self.s._exec("UPDATE sandbox_scale_events SET ended_at = ? WHERE sandbox_id = ? AND ended_at IS NULL",
                      (ended_us, sandbox_id))
 
@@ -115,6 +123,7 @@ class SqlStore(ABC):
 
     serial = "INTEGER"
     begin = "BEGIN"
+    lock_row = ""  # appended to the SELECT of a row a transaction is about to change
     conn: Connection
 
     def __init__(self) -> None:

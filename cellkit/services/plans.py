@@ -131,5 +131,5 @@ class SandboxGate:
         if req.memory_mb > plan.max_memory_mb:
             return Answer(403, {"error": f"{req.memory_mb} MB exceeds the {plan.plan} plan's "
                                          f"{plan.max_memory_mb} MB"})
-        self.ticker.start(req.sandbox_id, req.org_id, plan.plan, req.memory_mb, req.cpu_count, self.clock.now_us())
+        self.ticker.start(req.sandbox_id, req.org_id, plan.plan, req.memory_mb, req.cpu_count)  # now, under the lock
         return Answer(201, {"sandbox_id": req.sandbox_id, "plan": plan.plan, "plan_source": plan.source})

@@ -92,10 +92,11 @@ def test_create_in_edge_mode_needs_a_cap_token_and_stop_ends_it(
         assert made.exit_code == 0, made.output
         assert json.loads(made.stdout) == {"status": 201, "sandbox_id": "sx", "plan": "pro", "plan_source": "cap-token"}
         stopped = CliRunner().invoke(app, ["stop", "--sandbox-id", "sx"], env=env)
-        assert json.loads(stopped.stdout) == {"sandbox_id": "sx", "status": "stopped"}
+        answer = json.loads(stopped.stdout)
+        assert answer == {"sandbox_id": "sx", "status": "stopped", "stopped_at_us": answer["stopped_at_us"]}
         store = SqliteStore(db)
         events = [e for e in store.scale_events(0, 2**62) if e.sandbox_id == "sx"]
-        assert len(events) == 1 and events[0].ended_us is not None and events[0].memory_mb == 4096
+        assert len(events) == 1 and events[0].ended_us == answer["stopped_at_us"] and events[0].memory_mb == 4096
         store.close()
     finally:
         edge.stop()

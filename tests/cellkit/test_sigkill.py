@@ -42,7 +42,7 @@ def test_sigkill_at_random_points_loses_nothing_and_counts_nothing_twice(tmp_pat
     ticker = Ticker(store, "cell-k", "w1", SystemClock(), log)
     starts = {}
     for i, mb in enumerate((1024, 4096, 8192)):
-        starts[f"s{i}"] = ticker.start(f"s{i}", "org-k", "pro", mb, 1, SystemClock().now_us()).started_us
+        starts[f"s{i}"] = ticker.start(f"s{i}", "org-k", "pro", mb, 1).at_us
     env = os.environ | {
         "CELL_ID": "cell-k", "WORKER_ID": "w1", "CELL_DATABASE_URL": f"sqlite://{db}", "EDGE_URL": edge.url,
         "EVENT_SECRET": SECRET, "PRO_BILLING_AUTHORITY": "edge", "TICK_SECONDS": "0.004",

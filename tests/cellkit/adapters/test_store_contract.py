@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -33,20 +34,27 @@ def test_spool_order_dedupe_delete_and_aside(any_store: CellStore) -> None:
 
 def test_transaction_rolls_back_everything(any_store: CellStore) -> None:
     with pytest.raises(RuntimeError), any_store.transaction() as tx:
-        tx.put_sandbox(sbx())
+        assert tx.insert_sandbox(sbx())
         tx.spool_put([SpoolItem("t1", "{}")])
         raise RuntimeError("crash mid-transaction")
     assert any_store.sandbox("s1") is None
     assert any_store.spool_depth() == 0
 
 
-def test_cursor_compare_and_set(any_store: CellStore) -> None:
+def test_sandbox_rows_change_only_by_compare_and_set(any_store: CellStore) -> None:
     with any_store.transaction() as tx:
-        tx.put_sandbox(sbx())
+        assert tx.insert_sandbox(sbx())
+        assert not tx.insert_sandbox(sbx(worker="w2"))  # a second start of the same id
     with any_store.transaction() as tx:
-        assert tx.advance_cursor("s1", "w1", 100, 200)
-        assert not tx.advance_cursor("s1", "w1", 100, 300)  # stale expectation
-        assert not tx.advance_cursor("s1", "w2", 200, 300)  # not the owner
+        locked = tx.sandbox_for_update("s1")
+        assert locked == sbx() and tx.sandbox_for_update("missing") is None
+        assert tx.change_sandbox(sbx(), sbx(last=200))
+        assert not tx.change_sandbox(sbx(), sbx(last=300))  # stale cursor
+        # Stale in any other column (a resize committed at the same cursor) fails as well.
+        assert not tx.change_sandbox(replace(sbx(last=200), memory_mb=4096), sbx(last=300))
+        assert not tx.change_sandbox(sbx(worker="w2", last=200), sbx(last=300))
+        with pytest.raises(ValueError, match="rename"):
+            tx.change_sandbox(sbx(last=200), sbx(sid="s2"))
     assert any_store.sandbox("s1") == sbx(last=200)
     assert [s.sandbox_id for s in any_store.running_sandboxes("w1")] == ["s1"]
     assert any_store.running_sandboxes("w2") == []
@@ -61,9 +69,17 @@ def test_scale_events_overlap_query(any_store: CellStore) -> None:
     assert [e.event_id for e in any_store.scale_events(15 * US, 25 * US)] == ["a", "b"]
     assert [e.event_id for e in any_store.scale_events(20 * US, 100 * US)] == ["b", "c"]
     with any_store.transaction() as tx:
+        assert not tx.open_scale_event(ScaleEvent("c", "s9", "o9", 1024, 1, 50 * US))  # the id is taken
         tx.close_scale_events("s1", 40 * US)
     assert [e.ended_us for e in any_store.scale_events(0, 100 * US)] == [20 * US, 40 * US, 31 * US]
     assert any_store.first_scale_event_us() == 10 * US
+    # An event closed where it opened bills nothing: it goes, and its id is free for the next event there.
+    with any_store.transaction() as tx:
+        assert tx.open_scale_event(ScaleEvent("d", "s3", "o1", 1024, 1, 60 * US))
+        tx.close_scale_events("s3", 60 * US)
+        assert tx.open_scale_event(ScaleEvent("d", "s3", "o1", 2048, 1, 60 * US))
+    assert [(e.event_id, e.memory_mb, e.ended_us) for e in any_store.scale_events(55 * US, 100 * US)] == [
+        ("d", 2048, None)]
 
 
 def test_orgs_usage_billable_cursors(any_store: CellStore) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_a_stale_read_loses_the_compare_and_set(
     assert stale is not None
     assert ticker.tick().ticked == 1
     with any_store.transaction() as tx:
-        assert not tx.advance_cursor("s1", "w1", stale.last_tick_us, clock.now_us())
+        assert not tx.change_sandbox(stale, replace(stale, last_tick_us=clock.now_us()))
     assert any_store.spool_depth() == 1
 
 
@@ -110,3 +111,53 @@ def test_start_refuses_a_running_sandbox_and_lifecycle_needs_one(
         ticker.stop("missing", T0_US)
     ticker.start("s1", "o1", "pro", 2048, 1, T0_US + 30 * US)  # a stopped sandbox may start again
     assert [e.ended_us for e in any_store.scale_events(0, 2**62)] == [T0_US + 10 * US, None]
+
+
+def test_a_lifecycle_time_before_the_cursor_is_clamped_logged_and_counted(
+    any_store: CellStore, clock: ManualClock, log: tuple[logging.Logger, Captured]
+) -> None:
+    """One rule for ticks, scale events and the caller's ledger: max(requested, cursor), inside the transaction."""
+    ticker = Ticker(any_store, "cell-a", "w1", clock, log[0])
+    ticker.start("s1", "o1", "pro", 1024, 1, T0_US)
+    clock.advance_us(20 * US)
+    ticker.tick()  # the cursor is at T0+20 s
+    resized = ticker.resize("s1", 4096, 2, T0_US + 15 * US)
+    assert (resized.at_us, resized.requested_us, resized.clamped_us) == (T0_US + 20 * US, T0_US + 15 * US, 5 * US)
+    stopped = ticker.stop("s1", T0_US + 40 * US)
+    assert stopped.clamped_us == 0 and ticker.clamped == 1
+    (line,) = log[1].events("lifecycle_time_clamped")
+    assert line.reason == "resized" and line.requested_us == T0_US + 15 * US  # type: ignore[attr-defined]
+    assert line.at_us == T0_US + 20 * US  # type: ignore[attr-defined]
+    events = any_store.scale_events(0, 2**62)
+    assert [(e.memory_mb, e.started_us, e.ended_us) for e in events] == [
+        (1024, T0_US, T0_US + 20 * US), (4096, T0_US + 20 * US, T0_US + 40 * US)]
+    envs = spooled(any_store)
+    assert [(e["payload"]["memory_mb"], e["payload"]["interval_s"]) for e in envs] == [(1024, 20), (4096, 20)]
+    # A stopped sandbox restarts no earlier than it stopped: its scale events never overlap.
+    restarted = ticker.start("s1", "o1", "pro", 1024, 1, T0_US + 30 * US)
+    assert restarted.at_us == T0_US + 40 * US and ticker.clamped == 2
+
+
+def test_no_time_given_reads_the_clock_inside_the_transaction(
+    sqlite_store: Any, clock: ManualClock, log: tuple[logging.Logger, Captured]
+) -> None:
+    seen: list[bool] = []
+
+    class Watching(ManualClock):
+        def now_us(self) -> int:
+            seen.append(sqlite_store._in_tx)
+            return super().now_us()
+
+    watched = Watching(T0_US)
+    ticker = Ticker(sqlite_store, "cell-a", "w1", watched, log[0])
+    ticker.start("s1", "o1", "pro", 1024, 1)
+    watched.advance_us(10 * US)
+    ticker.resize("s1", 2048, 1)
+    ticker.move("s1", "w2")
+    watched.advance_us(10 * US)
+    assert ticker.stop("s1").at_us == T0_US + 20 * US
+    assert seen == [True] * 4
+    envs = spooled(sqlite_store)
+    # The move ended the old owner's interval (none: no time had passed); the new owner's stop ticked the rest.
+    assert [(e["worker_id"], e["payload"]["memory_mb"], e["payload"]["interval_s"]) for e in envs] == [
+        ("w1", 1024, 10), ("w2", 2048, 10)]
