@@ -8,6 +8,7 @@ from chalice.app import CloudWatchEvent
 from chalicelib.entrypoints import schedule
 from chalicelib.entrypoints.api import (
     cells_api,
+    credits_api,
     ingest_api,
     internal_api,
     ops_api,
@@ -22,7 +23,8 @@ from chalicelib.settings import current_settings
 current_settings()
 
 app = Chalice(app_name="edge-billing")
-for api in (cells_api, ingest_api, internal_api, ops_api, status_api, stripe_events_api, stripe_webhook_api):
+for api in (cells_api, credits_api, ingest_api, internal_api, ops_api, status_api, stripe_events_api,
+            stripe_webhook_api):
     app.register_blueprint(api.bp)
 # Registered first, so it is the outermost: it also answers for an exception in a later middleware.
 app.register_middleware(json_error_bodies, "http")
@@ -32,3 +34,8 @@ app.register_middleware(http_metrics, "http")
 @app.schedule(Rate(15, unit=Rate.MINUTES), name="rollup")
 def scheduled_rollup(event: CloudWatchEvent) -> dict[str, Any]:
     return schedule.scheduled_rollup()
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="credits")
+def scheduled_credits(event: CloudWatchEvent) -> dict[str, Any]:
+    return schedule.scheduled_credits()

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import boto3
 from botocore.config import Config
 
+from chalicelib.adapters.cell_push import HttpCellPusher
 from chalicelib.adapters.clock import SystemClock
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.dynamodb.cells import DynamoCells
+from chalicelib.adapters.dynamodb.credits import DynamoCredits
 from chalicelib.adapters.dynamodb.meter_errors import DynamoMeterErrors
 from chalicelib.adapters.dynamodb.seam import DynamoSeam
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.adapters.memory.operator import MemoryFreeStatus
 from chalicelib.adapters.s3_archive import S3Archive
 from chalicelib.adapters.stripe_events import StripeEventsGateway
 from chalicelib.adapters.stripe_gateway import (
@@ -28,6 +29,7 @@ from chalicelib.adapters.stripe_gateway import (
     StripeCutoverGateway,
     make_client,
 )
+from chalicelib.credit_ports import CellPusher, CreditStore
 from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore
 from chalicelib.ports import (
     AccountStore,
@@ -40,6 +42,7 @@ from chalicelib.ports import (
     SeamReader,
     StripeAccounts,
 )
+from chalicelib.services.credits import CreditFreeStatus
 from chalicelib.settings import Settings, current_settings
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
@@ -63,6 +66,8 @@ class Services:
     meter_error_store: MeterErrorStore | None = None
     meter_error_gateway: MeterErrorGateway | None = None
     free_status: FreeStatus | None = None
+    credit_store: CreditStore | None = None
+    cell_pusher: CellPusher | None = None
 
     def now(self) -> int:
         return self.clock.now()
@@ -101,9 +106,9 @@ class Services:
         return self.meter_error_store
 
     def free(self) -> FreeStatus:
-        """The free tier's halts and balances (issue 22 brings their store; until then, none held)."""
+        """The free tier's halts and lowest balances, read from its credit store."""
         if self.free_status is None:
-            self.free_status = MemoryFreeStatus()
+            self.free_status = CreditFreeStatus(self.credits())
         return self.free_status
 
     def accounts(self) -> AccountStore:
@@ -117,6 +122,18 @@ class Services:
         if self.cell_store is None:
             self.cell_store = DynamoCells(self._dynamo().client, self.settings.TABLE_PREFIX)
         return self.cell_store
+
+    def credits(self) -> CreditStore:
+        """The free tier: tick ledger (samples table), accounts, halted list, notices (control table)."""
+        if self.credit_store is None:
+            self.credit_store = DynamoCredits(self._dynamo().client, self.settings.TABLE_PREFIX)
+        return self.credit_store
+
+    def pusher(self) -> CellPusher:
+        """Signed halt-org / resume-org pushes to the cells' base_urls."""
+        if self.cell_pusher is None:
+            self.cell_pusher = HttpCellPusher(self.settings.secret("EVENT_SECRET"), self.now)
+        return self.cell_pusher
 
     def seam(self) -> SeamReader:
         """The outbox rows and sample cells around the cutover's T."""

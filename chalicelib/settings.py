@@ -49,6 +49,8 @@ class Settings(BaseModel):
     # Ingest marks a sample late when its bucket closes within this margin, so a
     # write in flight can never slip past the rollup's read: it must exceed the
     # API Lambda's timeout (see docs/design.md, "stragglers").
+    # A free org's first balance, in cents (CONTRACT section 10).
+    FREE_TIER_SEED_CENTS: int = Field(default=500, ge=0)
     LATE_MARGIN_SECONDS: int = 120
     # The rollup sweeps the late index when a late write bumped the signal, and at least this
     # often regardless (a backstop that costs 32 small queries).

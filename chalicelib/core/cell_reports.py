@@ -56,6 +56,7 @@ class CellStatus:
     spool_depth: int
     signed_at: int
     reported_at: int  # edge clock when it arrived
+    base_url: str | None = None  # where the edge pushes halt-org / resume-org (CONTRACT section 10)
 
 
 def drift_exceeds(report: ParityReport) -> list[OrgParity]:

@@ -33,6 +33,9 @@ WEBHOOK_REJECTED = "WebhookRejected"
 WEBHOOK_UNUSABLE = "WebhookUnusable"
 PROVISIONING_CONFLICTS = "ProvisioningConflicts"
 STORE_UNAVAILABLE = "StoreUnavailable"
+FREE_ORGS_HALTED = "FreeOrgsHalted"
+FREE_ORGS_RESUMED = "FreeOrgsResumed"
+HALT_PUSH_FAILING = "HaltPushFailing"
 
 WEBHOOK_PATH = "/webhooks/stripe"
 
@@ -122,6 +125,13 @@ def http_points(path: str, status: int, body: object = None) -> list[Point]:
     if status == 503:
         points.append(Point(STORE_UNAVAILABLE, 1))
     return points
+
+
+def credit_points(round_body: Mapping[str, Any]) -> list[Point]:
+    """From one free-tier round (services/halt_push.credit_round): halts, resumes, pushes no cell acks."""
+    push = round_body.get("push") or {}
+    return [Point(FREE_ORGS_HALTED, _count(push, "halts")), Point(FREE_ORGS_RESUMED, _count(push, "resumes")),
+            Point(HALT_PUSH_FAILING, len(push.get("failing") or []))]
 
 
 def with_dimensions(points: Sequence[Point], extra: Mapping[str, str]) -> list[Point]:

@@ -132,7 +132,7 @@ def quarantine_list(kind: str = typer.Option(None, help="invalid | unknown_org")
 def quarantine_replay() -> None:
     """Store ticks held for an unknown org whose org now exists."""
     svc = services()
-    emit(replay_quarantine(svc.store, svc.settings, svc.now()), as_json=False)
+    emit(replay_quarantine(svc.store, svc.settings, svc.now(), svc.credits()), as_json=False)
 
 
 @archive_app.command("rebuild")
@@ -145,7 +145,7 @@ def archive_rebuild(day: str = typer.Option(..., help="YYYY-MM-DD"), cell: str =
     totals = {"batches": 0, "samples": 0, "quarantined": 0}
     for key, body in svc.archive.batches(cell, day):
         cell_id = key.split("/")[1]
-        result = ingest_batch(parse_batch(body), cell_id, svc.store, svc.settings, svc.now())
+        result = ingest_batch(parse_batch(body), cell_id, svc.store, svc.settings, svc.now(), svc.credits())
         totals["batches"] += 1
         totals["samples"] += result.samples
         totals["quarantined"] += len(result.quarantined)
@@ -247,6 +247,15 @@ def _register_cutover() -> None:
 
 
 _register_cutover()
+
+
+def _register_credits() -> None:
+    from chalicelib.entrypoints.cli_credits import register
+
+    register(app)
+
+
+_register_credits()
 
 
 def main() -> None:

@@ -1,10 +1,14 @@
-"""The scheduled rollup (EventBridge, every 15 minutes): one run, then the operator's metrics."""
+"""The scheduled rollup (EventBridge, every 15 minutes): one run, then the operator's metrics;
+and the free tier's round (every minute): the spend pass and the halt/resume pushes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from chalicelib.bootstrap import services
+from chalicelib.core.telemetry import credit_points
+from chalicelib.observability import publish
+from chalicelib.services.halt_push import credit_round
 from chalicelib.services.operator_metrics import after_rollup
 from chalicelib.services.rollup import run_rollup
 
@@ -13,4 +17,11 @@ def scheduled_rollup() -> dict[str, Any]:
     svc = services()
     body = run_rollup(svc, trigger="schedule").body()
     after_rollup(svc, body)
+    return body
+
+
+def scheduled_credits() -> dict[str, Any]:
+    svc = services()
+    body = credit_round(svc.store, svc.credits(), svc.cells(), svc.pusher(), svc.settings, svc.now())
+    publish(credit_points(body), svc.settings.WORKER_ENV)
     return body

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.core.credits import FreeTick, free_late_cutoff, free_tick
 from chalicelib.core.envelopes import Rejected, Tick, TickEnvelope, UsageTick, validate_batch
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import legacy_meter
 from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, late_cutoff, samples_from_tick
+from chalicelib.credit_ports import CreditStore
 from chalicelib.observability import logger
 from chalicelib.ports import BillingStore, StoreUnavailable
 from chalicelib.settings import Settings
@@ -32,6 +34,7 @@ MAX_QUARANTINE_RAW = 32 * 1024
 @dataclass
 class Routed:
     samples: list[Sample] = field(default_factory=list)
+    free: list[FreeTick] = field(default_factory=list)
     pro_ticks: int = 0
     free_ticks: int = 0
     held: list[tuple[int, Tick, str]] = field(default_factory=list)  # (index, tick, reason)
@@ -87,6 +90,7 @@ def unbillable_reason(memory_mb: int, org: Org | None) -> str | None:
 def route_ticks(ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, settings: Settings, now: int) -> Routed:
     routed = Routed()
     late_after = late_cutoff(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, settings.LATE_MARGIN_SECONDS)
+    free_late_after = free_late_cutoff(now, settings.LATE_MARGIN_SECONDS)
     for index, tick in ticks:
         org_id = tick.envelope.org_id
         if not org_id:
@@ -105,6 +109,8 @@ def route_ticks(ticks: list[tuple[int, Tick]], orgs: dict[str, Org] | None, sett
             )
         else:
             routed.free_ticks += 1
+            # Stored like a pro sample (one idempotent put); the spend pass spends it (services/credits.py).
+            routed.free.append(free_tick(tick, org_id, settings.sample_retention_seconds, free_late_after))
     return routed
 
 
@@ -152,13 +158,21 @@ def lookup_orgs(store: BillingStore, ticks: list[tuple[int, Tick]]) -> dict[str,
         return None
 
 
-def ingest_batch(items: list[Any], cell_id: str, store: BillingStore, settings: Settings, now: int) -> IngestResult:
-    """Validate, route and store one batch. Raises StoreUnavailable (-> 503) if a write fails."""
+def ingest_batch(
+    items: list[Any], cell_id: str, store: BillingStore, settings: Settings, now: int,
+    credits: CreditStore | None = None,
+) -> IngestResult:
+    """Validate, route and store one batch. Raises StoreUnavailable (-> 503) if a write fails.
+
+    `credits`: where free ticks go; None only for callers that measure the pro path alone (benches),
+    where free ticks are counted in the answer and not stored."""
     validated = validate_batch(items, settings.MAX_INTERVAL_SECONDS, now, settings.sample_retention_seconds)
     orgs = lookup_orgs(store, validated.ticks)
     routed = route_ticks(validated.ticks, orgs, settings, now)
     quarantine = _quarantine_items(items, validated.rejected, routed.held, cell_id, now)
     late = store.put_samples(routed.samples)
+    if credits is not None and routed.free:
+        credits.put_free_ticks(routed.free)
     if quarantine:
         store.put_quarantine(quarantine)
         for q in quarantine:
@@ -181,7 +195,9 @@ def ingest_batch(items: list[Any], cell_id: str, store: BillingStore, settings: 
     )
 
 
-def replay_quarantine(store: BillingStore, settings: Settings, now: int) -> dict[str, int]:
+def replay_quarantine(
+    store: BillingStore, settings: Settings, now: int, credits: CreditStore | None = None
+) -> dict[str, int]:
     """Re-route ticks held for an unknown org; those whose org now exists are stored and released."""
     held = list(store.quarantine(UNKNOWN_ORG))
     replayed = still_held = 0
@@ -189,7 +205,8 @@ def replay_quarantine(store: BillingStore, settings: Settings, now: int) -> dict
         if item.raw_sha256:  # only a prefix was kept: nothing to replay from (never for a held tick)
             still_held += 1
             continue
-        result = ingest_batch([json.loads(item.raw_json, parse_float=Decimal)], item.cell_id, store, settings, now)
+        envelope = json.loads(item.raw_json, parse_float=Decimal)
+        result = ingest_batch([envelope], item.cell_id, store, settings, now, credits)
         if result.accepted:
             store.delete_quarantine([item.quarantine_id])
             replayed += 1

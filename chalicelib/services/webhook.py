@@ -9,6 +9,7 @@ applies only if no newer one (by the event's `created`) is stored.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,11 +119,14 @@ def resolve_org(event: WebhookEvent, store: AccountStore) -> str | None:
 
 
 def handle_event(
-    payload: Any, store: AccountStore, gateway: AccountGateway, now: int, holder: str | None = None
+    payload: Any, store: AccountStore, gateway: AccountGateway, now: int, holder: str | None = None,
+    after: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Apply one verified event; raises EmptyCatalog, ProvisioningConflict or a store/Stripe error to retry.
 
     `holder` names this invocation in the org's provisioning lease (a fresh one per call by default).
+    `after(org_id, plan)` runs once the event is applied and before it is remembered, with the org's
+    stored plan (the free tier's credits follow it), so a failure there has Stripe retry the event.
     """
     event = parse_event(payload)
     log = {"event_id": event.event_id, "event_type": event.type}
@@ -137,6 +141,9 @@ def handle_event(
         store.remember_event(event.event_id, event.type, now)
         return {"received": True, "unattributable": True}
     result = apply(event, org_id, Provisioning(store, gateway, now, holder or uuid.uuid4().hex))
+    org = store.get_org(org_id) if after is not None else None
+    if after is not None and org is not None:
+        after(org_id, org.plan)
     logger.info("webhook_applied", extra=log | {"org_id": org_id, **result})
     store.remember_event(event.event_id, event.type, now)
     return {"received": True, "org_id": org_id, **result}

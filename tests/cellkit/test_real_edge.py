@@ -28,6 +28,8 @@ from cellkit.services.plans import EdgePolicy
 from cellkit.services.ticker import Ticker
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.archive import MemoryArchive
+from chalicelib.adapters.memory.cells import MemoryCells
+from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore as EdgeMemoryStore
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.orgs import Org
@@ -49,7 +51,8 @@ def svc(settings: Settings, clock: FixedClock) -> Iterator[Services]:
     """The edge on its in-memory store: what is checked here is the wire, and tests/contract holds the
     in-memory store to DynamoDB's answers (moto would spend most of this test sorting query results)."""
     services = Services(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
-                        archive=MemoryArchive(), clock=clock)
+                        archive=MemoryArchive(), clock=clock, credit_store=MemoryCredits(),
+                        cell_store=MemoryCells())
     use(services)
     yield services
     use(None)

@@ -125,7 +125,7 @@ def granted(statements: list[dict[str, Any]], service: str) -> tuple[set[str], s
 @pytest.fixture(scope="module")
 def functions(packaged: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fns = roles(packaged["template"])
-    assert set(fns) == {"APIHandler", "Rollup"}, fns
+    assert set(fns) == {"APIHandler", "Rollup", "Credits"}, fns
     return fns
 
 
@@ -172,8 +172,10 @@ def test_only_the_api_writes_the_archive_and_each_reads_only_its_secrets(
 ) -> None:
     api_s3, _ = granted(functions["APIHandler"], "s3")
     rollup_s3, _ = granted(functions["Rollup"], "s3")
-    assert api_s3 == {"s3:PutObject"} and rollup_s3 == set()
-    for name, expected in (("APIHandler", SECRETS), ("Rollup", ("STRIPE_API_KEY",))):
+    credits_s3, _ = granted(functions["Credits"], "s3")
+    assert api_s3 == {"s3:PutObject"} and rollup_s3 == set() == credits_s3
+    # The free tier's round signs its halt pushes to the cells: the event secret, nothing else.
+    for name, expected in (("APIHandler", SECRETS), ("Rollup", ("STRIPE_API_KEY",)), ("Credits", ("EVENT_SECRET",))):
         actions, params = granted(functions[name], "ssm")
         assert actions == {"ssm:GetParameter"}
         assert params == {f"arn:aws:ssm:*:*:parameter/opensandbox-billing/prod/{s}" for s in expected}, name

@@ -84,6 +84,7 @@ def status_from_item(item: dict[str, Any]) -> CellStatus:
         spool_depth=int(d["spool_depth"]),
         signed_at=int(d["signed_at"]),
         reported_at=int(d["reported_at"]),
+        base_url=d.get("base_url"),
     )
 
 
@@ -139,6 +140,7 @@ class DynamoCells(CellStore):
                 "spool_depth": status.spool_depth,
                 "signed_at": status.signed_at,
                 "reported_at": status.reported_at,
+                "base_url": status.base_url,
             }
         )
         return self._put_newer(item, status.signed_at)

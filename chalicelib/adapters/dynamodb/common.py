@@ -59,6 +59,17 @@ def conditional_write(operation: Callable[..., Any], **request: Any) -> bool:
     return True
 
 
+def conditional_transaction(client: Any, actions: list[dict[str, Any]], token: str) -> bool:
+    """One TransactWriteItems: True if applied, False if any of its conditions failed (nothing written)."""
+    try:
+        client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
 def conditional_update(client: Any, **request: Any) -> bool:
     return conditional_write(client.update_item, **request)
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.adapters.dynamodb.common import Tables, conditional_write, from_item, guarded, to_item
+from chalicelib.adapters.dynamodb.common import (
+    Tables,
+    conditional_transaction,
+    conditional_write,
+    from_item,
+    guarded,
+    to_item,
+)
 from chalicelib.adapters.dynamodb.items import (
     LATE_SIGNAL_KEY,
     aggregate_key,
@@ -152,10 +157,4 @@ class SampleRecords(Tables):
                     }
                 }
             )
-        try:
-            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=transaction_token(actions))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        return conditional_transaction(self.client, actions, transaction_token(actions))

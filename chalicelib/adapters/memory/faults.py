@@ -18,12 +18,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from chalicelib.ports import StoreUnavailable
 
 When = Literal["before", "after"]
+T = TypeVar("T")
 
 
 class Crash(BaseException):
@@ -133,3 +135,13 @@ class Faults:
         # Outside the lock: an action may block (a barrier between racing threads).
         for hook in hooks:
             hook.action(method, call)
+
+
+def hooked(faults: Faults, lock: AbstractContextManager[object], method: str, body: Callable[[], T]) -> T:
+    """One adapter call: `before` hooks, the body under the tables' lock (atomic as one DynamoDB
+    request), then `after` hooks. Hooks run outside the lock: one may wait for another thread's call."""
+    call = faults.before(method)
+    with lock:
+        result = body()
+    faults.after(method, call)
+    return result

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from chalicelib.adapters.memory.faults import Faults
+from chalicelib.adapters.memory.faults import Faults, hooked
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.orgs import Org
@@ -97,12 +97,7 @@ class MemoryStore(BillingStore):
         return MemoryStore(self.tables, self.retention_seconds, faults)
 
     def _run(self, method: str, body: Callable[[], T]) -> T:
-        # Hooks run outside the lock: a hook may wait for another thread's call.
-        call = self.faults.before(method)
-        with self.tables.lock:
-            result = body()
-        self.faults.after(method, call)
-        return result
+        return hooked(self.faults, self.tables.lock, method, body)
 
     # --- orgs ----------------------------------------------------------
     def get_orgs(self, org_ids: Iterable[str]) -> dict[str, Org]:

@@ -52,6 +52,16 @@ MAX_COUNT = 10**15
 RATIO_BOUND = 10**9
 
 
+_BASE_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,255}(/[A-Za-z0-9._~/%-]{0,200})?$")
+
+
+def _base_url(value: str) -> str:
+    # Only what the edge may POST to: a plain http(s) origin and path, no query, fragment or userinfo.
+    if not _BASE_URL.match(value):
+        raise ValueError("base_url must be http(s)://host[:port][/path], without query, fragment or credentials")
+    return value.rstrip("/")
+
+
 def _ratio(value: Decimal) -> Decimal:
     return value.quantize(RATIO_STEP)
 
@@ -110,6 +120,8 @@ class CellStatusBody(BaseModel):
     billed_through: int = Field(ge=0, le=MAX_UNIX_SECONDS, strict=True)
     pending_billable: int = Field(ge=0, le=MAX_COUNT, strict=True)
     spool_depth: int = Field(ge=0, le=MAX_COUNT, strict=True)
+    # The cell's control plane, for the edge's halt-org / resume-org pushes (CONTRACT section 10).
+    base_url: Annotated[str, AfterValidator(_base_url)] | None = None
 
 
 class BadBody(ValueError):
@@ -176,6 +188,7 @@ def status_body(s: CellStatus, now: int) -> dict[str, Any]:
         "spool_depth": s.spool_depth,
         "last_reported_at": s.reported_at,
         "seconds_since_report": max(0, now - s.reported_at),
+        "base_url": s.base_url,
     }
 
 
@@ -243,7 +256,7 @@ def put_cell_status(cell_id: str) -> Response:
         return error(exc.status, str(exc))
     now = svc.now()
     status = CellStatus(cell_id, body.authority, body.billers_running, body.billed_through,
-                        body.pending_billable, body.spool_depth, signed_at(headers), now)
+                        body.pending_billable, body.spool_depth, signed_at(headers), now, body.base_url)
     stored = svc.cells().put_cell_status(status)
     logger.info("cell_status_received", extra=status_body(status, now) | {"stored": stored})
     return answer(200, status_body(status, now) | {"stored": stored})

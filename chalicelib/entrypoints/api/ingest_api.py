@@ -33,7 +33,7 @@ def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Respon
     if not items:
         return answer(202, {"accepted": 0})
     now = svc.now()
-    result = ingest_batch(items, cell_id, svc.store, svc.settings, now)
+    result = ingest_batch(items, cell_id, svc.store, svc.settings, now, svc.credits())
     archived = svc.archive.put_batch(cell_id, now, body)
     summary = result.body() | {"quarantined": len(result.quarantined), "unbillable": len(result.unbillable)}
     logger.info("batch_ingested", extra={"cell_id": cell_id, "archive_key": archived, **summary})

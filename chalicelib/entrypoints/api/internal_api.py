@@ -14,6 +14,7 @@ from chalicelib.core.cap_tokens import mint
 from chalicelib.core.limits import MAX_STRIPE_ID_LENGTH, load_json, printable
 from chalicelib.core.orgs import Org, default_max_memory_gb
 from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors, raw_body, signed_query
+from chalicelib.services.credits import org_credits
 from chalicelib.services.parity import Window, WindowError, parse_window, usage_parity
 from chalicelib.settings import Settings
 
@@ -101,8 +102,12 @@ def org_policy_route() -> Response:
     if org is None:
         return error(404, f"org {org_id} is not known to the edge")
     max_gb = org.max_memory_gb or default_max_memory_gb(org.plan)
-    body: dict[str, object] = {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024}
-    if query.get("cell_id"):
+    body: dict[str, object] = {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024, "halted": False}
+    if not org.is_pro:
+        # The free tier (CONTRACT section 10): the balance less its open spend, and the halt.
+        credits = org_credits(svc.credits(), svc.settings, org_id)
+        body |= {"balance_cents": credits.balance_cents, "halted": credits.halted}
+    if query.get("cell_id") and not body["halted"]:  # a halted org gets no cap-token: no creates
         # The plan just resolved, as a short-lived token the cell can hand to its sandbox creator.
         body["capToken"] = mint(svc.settings.secret("SESSION_JWT_SECRET"), org_id, org.plan, query["cell_id"],
                                 svc.now())

@@ -6,6 +6,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import services
 from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors
+from chalicelib.services.halt_push import credit_round
 from chalicelib.services.rollup import run_rollup
 
 bp = Blueprint(__name__)
@@ -24,4 +25,7 @@ def run() -> Response:
     if svc.settings.stage_is_prod:
         return error(404, "not found")
     check_body_hmac(bp.current_request, svc)
-    return answer(200, run_rollup(svc, trigger="http").body())
+    body = run_rollup(svc, trigger="http").body()
+    # The free tier's round too, so a free tick's spend shows at once after /run (CONTRACT section 10).
+    body["credits"] = credit_round(svc.store, svc.credits(), svc.cells(), svc.pusher(), svc.settings, svc.now())
+    return answer(200, body)

@@ -14,6 +14,7 @@ from chalicelib.core.limits import JsonBodyError, load_json
 from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
 from chalicelib.ports import StoreRejected
+from chalicelib.services.credits import sync_plan
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
 
@@ -86,7 +87,12 @@ def handle_verified(event: Any, svc: Services) -> Response:
     """A verified event's answer: every outcome deliberate (see docs/stripe.md's table)."""
     event_id = event.get("id") if isinstance(event, dict) else None
     try:
-        return answer(200, handle_event(event, svc.accounts(), svc.accounts_gateway(), svc.now()))
+        now = svc.now()
+
+        def credits_follow(org_id: str, plan: str) -> None:
+            sync_plan(svc.credits(), svc.settings, org_id, plan, now)
+
+        return answer(200, handle_event(event, svc.accounts(), svc.accounts_gateway(), now, after=credits_follow))
     except UnusableEvent as exc:
         return unusable(event_id, str(exc))
     except StoreRejected as exc:

@@ -129,8 +129,18 @@ def test_cell_status_put_and_list_with_last_report_time(client: Any, svc: Servic
     assert [c["cell_id"] for c in cells] == ["cell-a", "cell-b"]
     assert cells[0] == {"cell_id": "cell-a", "authority": "cell", "billers_running": True,
                              "billed_through": T0, "pending_billable": 3, "spool_depth": 12,
-                             "last_reported_at": reported, "seconds_since_report": 100}
+                             "last_reported_at": reported, "seconds_since_report": 100, "base_url": None}
     assert cells[1]["authority"] == "edge" and cells[1]["seconds_since_report"] == 10
+
+
+def test_a_cell_registers_its_base_url_for_halt_pushes(client: Any, svc: Services) -> None:
+    body = status() | {"base_url": "http://cell-a.internal:8080/"}
+    res = client.http.put(f"{CELLS}/cell-a", **signed_post(body, svc.now(), cell_id=None))
+    assert res.status_code == 200 and res.json_body["base_url"] == "http://cell-a.internal:8080"
+    assert [c.base_url for c in svc.cells().cell_statuses()] == ["http://cell-a.internal:8080"]
+    for bad in ("ftp://x", "http://user:pw@x", "http://x/?q=1", "x", "http://x#f"):
+        res = client.http.put(f"{CELLS}/cell-a", **signed_post(status() | {"base_url": bad}, svc.now(), cell_id=None))
+        assert res.status_code == 400 and "base_url" in res.json_body["error"], bad
 
 
 def test_older_status_never_replaces_newer(client: Any, svc: Services) -> None:

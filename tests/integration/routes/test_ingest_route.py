@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.orgs import Org
@@ -164,7 +165,7 @@ def test_plan_comes_from_the_edge_not_the_envelope(client: Any, svc: Services, o
 def test_envelope_plan_used_only_when_lookup_fails(client: Any, svc: Services, orgs: None) -> None:
     down = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
     down.faults.fail_on("get_orgs", exc=StoreUnavailable("orgs table throttled"), times=None)
-    use(Services(svc.settings, down, svc.archive, svc.clock))
+    use(Services(svc.settings, down, svc.archive, svc.clock, credit_store=MemoryCredits()))
     body = [tick("a", "org-free", iso(T0 + 100), plan="pro"), tick("b", "org-pro", iso(T0 + 100), plan="free")]
     res = post(client, body, svc.now())
     assert res.status_code == 202

@@ -103,7 +103,7 @@ def test_org_policy(client: Any, svc: Services) -> None:
     svc.store.put_org(Org("org-a", plan="pro", max_memory_gb=16))
     q = "org_id=org-a"
     res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
-    assert res.json_body == {"org_id": "org-a", "plan": "pro", "maxMemoryMb": 16384}
+    assert res.json_body == {"org_id": "org-a", "plan": "pro", "maxMemoryMb": 16384, "halted": False}
     q = "org_id=nobody"
     res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
     assert res.status_code == 404 and "nobody" in res.json_body["error"]
