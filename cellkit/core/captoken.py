@@ -16,7 +16,9 @@ import jwt
 ALGORITHM = "HS256"
 MAX_TTL_SECONDS = 3600
 MIN_SECRET_BYTES = 32
-LEEWAY_SECONDS = 0
+# The edge's and this cell's clocks differ by a little: iat and nbf may be this far ahead, exp this far
+# behind (the same rule as the edge's verifier, chalicelib/core/cap_tokens.py; one matrix tests both).
+LEEWAY_SECONDS = 5
 
 
 class CapTokenInvalid(ValueError):
@@ -67,7 +69,7 @@ def _check_times(claims: dict[str, Any], now: int) -> tuple[int, int]:
 def verify(token: str, secret: str, now: int, cell_id: str) -> CapToken:
     claims = _claims(token, secret)
     iat, exp = _check_times(claims, now)
-    if claims["cell_id"] != cell_id:
+    if not isinstance(claims["cell_id"], str) or claims["cell_id"] != cell_id:
         raise CapTokenInvalid("cap-token was minted for another cell")
     if claims["plan"] not in ("pro", "free") or not isinstance(claims["org_id"], str) or not claims["org_id"]:
         raise CapTokenInvalid("cap-token lacks a valid org_id or plan")

@@ -21,7 +21,7 @@ def test_round_trip_carries_the_claims() -> None:
     "secret, now, cell, why",
     [
         ("other-" + "y" * 32, 1001, None, "invalid"),
-        (SECRET, 1060, None, "expired"),
+        (SECRET, 1065, None, "expired"),  # exp 1060 plus the 5 s leeway
         (SECRET, 1001, "cell-b", "another cell"),
     ],
 )
