@@ -47,8 +47,14 @@ class CellSettings(BaseModel):
 
     @property
     def authority(self) -> Literal["cell", "edge"]:
-        # CONTRACT 6/8: exactly "edge" hands billing to the edge; anything else keeps the cell billing.
-        return "edge" if self.PRO_BILLING_AUTHORITY.strip() == "edge" else "cell"
+        # CONTRACT 6/8: exactly "edge" hands billing to the edge; anything else keeps the cell billing,
+        # "edge " and "EDGE" included (no stripping, no case folding). `inexact_flags` names such a value.
+        return "edge" if self.PRO_BILLING_AUTHORITY == "edge" else "cell"
+
+    def inexact_flags(self) -> list[tuple[str, str]]:
+        """(flag, value) for a money flag set to anything but one of its exact values (logged at start)."""
+        value = self.PRO_BILLING_AUTHORITY
+        return [] if value in ("cell", "edge") else [("PRO_BILLING_AUTHORITY", value)]
 
     @property
     def edge_base(self) -> str | None:

@@ -80,10 +80,11 @@ class Settings(BaseModel):
     @field_validator("SHADOW", mode="before")
     @classmethod
     def _shadow_unless_exactly_false(cls, value: object) -> bool:
-        # CONTRACT 6: anything but the literal "false" keeps shadow on; a typo never arms billing.
+        # CONTRACT 6: anything but exactly "false" keeps shadow on, " false " and "False" included (no
+        # stripping, no case folding): a typo never arms billing. load_settings warns about such a value.
         if isinstance(value, bool):
             return value
-        return str(value).strip() != "false"
+        return str(value) != "false"
 
     @field_validator("BUCKET_SECONDS")
     @classmethod
@@ -137,9 +138,24 @@ def _ssm_secret(parameter_name: str) -> str:
     return str(parameters.get_parameter(parameter_name, decrypt=True))
 
 
+# The money flags and the values they know; anything else takes the safe side (above) and is warned about.
+EXACT_FLAGS = {"SHADOW": ("true", "false")}
+
+
+def inexact_flags(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(flag, value) for every money flag set to something but one of its exact values."""
+    return [(name, env[name]) for name, known in EXACT_FLAGS.items() if name in env and env[name] not in known]
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Validate the environment; raise SettingsError naming every bad flag and its value."""
     env = dict(os.environ if environ is None else environ)
+    for name, value in inexact_flags(env):
+        from chalicelib.observability import logger
+
+        logger.warning("flag_not_exact", extra={"flag": name, "value": value,
+                                                "meaning": f"{name}={value!r} is not exactly one of "
+                                                           f"{EXACT_FLAGS[name]}: the safe side (shadow on)"})
     try:
         return Settings.model_validate({k: v for k, v in env.items() if k in Settings.model_fields})
     except ValidationError as exc:

@@ -45,6 +45,10 @@ def _stripe(settings: CellSettings) -> MeterEvents:
 def build(settings: CellSettings, log: logging.Logger, store: CellStore | None = None, clock: Clock | None = None,
           transport: HttpTransport | None = None, stripe: MeterEvents | None = None,
           sleep: Callable[[float], None] | None = None) -> Cell:
+    for flag, value in settings.inexact_flags():
+        log.warning("flag_not_exact", extra={"cell_id": settings.CELL_ID, "flag": flag, "value": value,
+                                             "meaning": f"{flag}={value!r} is not exactly 'cell' or 'edge': "
+                                                        "the safe side (the cell's billers run)"})
     store = store or open_store(settings.CELL_DATABASE_URL)
     clock = clock or SystemClock()
     ticker = Ticker(store, settings.CELL_ID, settings.WORKER_ID, clock, log)

@@ -12,10 +12,33 @@ def test_defaults_follow_the_contract() -> None:
 
 
 @pytest.mark.parametrize(
-    "value, shadow", [("false", False), ("true", True), ("False", True), ("0", True), ("", True), ("no", True)]
+    "value, shadow", [("false", False), ("true", True), ("False", True), ("0", True), ("", True), ("no", True),
+                      (" false ", True), ("false ", True), ("\tfalse", True), ("false\n", True)]
 )
 def test_shadow_is_off_only_for_exactly_false(value: str, shadow: bool) -> None:
+    # No stripping: " false " once sent live (issue 18, item 11).
     assert load_settings({"SHADOW": value}).SHADOW is shadow
+
+
+@pytest.mark.parametrize("value, warned", [("false", False), ("true", False), (" false ", True), ("TRUE", True),
+                                           ("", True)])
+def test_a_shadow_value_not_exactly_known_is_warned_about_by_name(value: str, warned: bool) -> None:
+    import logging
+
+    from chalicelib.observability import SERVICE
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger(SERVICE).addHandler(handler)
+    try:
+        load_settings({"SHADOW": value})
+    finally:
+        logging.getLogger(SERVICE).removeHandler(handler)
+    warnings = [r for r in seen if "flag_not_exact" in str(r.msg)]
+    assert len(warnings) == warned
+    if warned:
+        assert (warnings[0].flag, warnings[0].value, warnings[0].levelno) == ("SHADOW", value, logging.WARNING)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
