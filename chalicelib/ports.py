@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.catalog import CatalogEntry, PriceSpec, StripeCatalog, StripePrice
 from chalicelib.core.cell_reports import CellStatus, ParityReport
-from chalicelib.core.cutover import WebhookEndpoint
+from chalicelib.core.cutover.preflight import WebhookEndpoint
 from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.meter_events import CancelResult, MeterEvent, SendResult
 from chalicelib.core.orgs import Org, Plan

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chalicelib.core.cutover import StageFlags
+from chalicelib.core.cutover.checks import StageFlags
 
 CONFIG = Path(__file__).resolve().parents[2] / ".chalice" / "config.json"
 

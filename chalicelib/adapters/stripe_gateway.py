@@ -14,7 +14,7 @@ from typing import Any
 import stripe
 
 from chalicelib.core.catalog import PriceSpec, StripeCatalog, StripePrice
-from chalicelib.core.cutover import WebhookEndpoint
+from chalicelib.core.cutover.preflight import WebhookEndpoint
 from chalicelib.core.meter_events import CancelResult, MeterEvent, Outcome, SendResult
 from chalicelib.core.pricing import CURRENCY
 from chalicelib.core.subscriptions import Subscription

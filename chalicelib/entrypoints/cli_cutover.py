@@ -1,6 +1,6 @@
 """`python -m chalicelib.cli cutover ...`: the operator's commands for the seam (CONTRACT section 9).
 
-Thin: parse, call `cutover_run`, print. Exit codes (every subcommand): 0 all
+Thin: parse, call `services/cutover_ops.py`, print (the steps' text is here). Exit codes (every subcommand): 0 all
 good, 1 a check failed (the output names why), 2 operator error, 3 not yet
 (retry later). `.chalice/config.json` is the source of truth for the flags:
 `arm` and `rollback` write it and apply it (the local stage: restart the
@@ -23,9 +23,10 @@ from rich.table import Table
 
 from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stage, stages, with_flags
 from chalicelib.bootstrap import Services, services
-from chalicelib.core import cutover as core
+from chalicelib.core.cutover.checks import EXIT_USAGE, Check, StageFlags, boundary_error
+from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
 from chalicelib.ports import StoreUnavailable
-from chalicelib.services import cutover_ops as run
+from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError
 
 P = ParamSpec("P")
@@ -42,7 +43,7 @@ ConfigOpt = typer.Option(CONFIG, "--config", help="The Chalice config (source of
 StaleOpt = typer.Option(1800, "--stale-after", help="A cell status older than this many seconds is not trusted")
 
 
-def fail(message: str, code: int = core.EXIT_USAGE) -> typer.Exit:
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
 
@@ -62,7 +63,7 @@ def guarded(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-def stage_flags(config: Path, stage: str, svc: Services) -> core.StageFlags:
+def stage_flags(config: Path, stage: str, svc: Services) -> StageFlags:
     try:
         flags = read_stage(config.read_text(), stage)
     except (OSError, StageConfigError) as exc:
@@ -75,7 +76,7 @@ def stage_flags(config: Path, stage: str, svc: Services) -> core.StageFlags:
     return flags
 
 
-def show(outcome: run.Outcome, as_json: bool) -> None:
+def show(outcome: cutover_ops.CutoverOutcome, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(outcome.body(), default=str, indent=2) + "\n")
     else:
@@ -132,6 +133,20 @@ def write_flags(config: Path, stage: str, updates: dict[str, str]) -> str:
     return apply(stage, config)
 
 
+def plan_steps(stage: str, t: int) -> list[str]:
+    """The operator's steps for a cutover at T, each with the command to run."""
+    cli = f"python -m chalicelib.cli cutover {{}} --stage {stage}"
+    return [
+        f"1. {cli.format('preflight')}: catalog, one webhook endpoint, 24 h of clean parity, flags",
+        f"2. drain every cell to T={t}: its billers bill every bucket before T and flush to Stripe",
+        f"3. {cli.format(f'drain-check --at {t}')} until it exits 0",
+        f"4. {cli.format(f'arm --at {t}')}: BILL_FROM={t}, SHADOW=false, applied",
+        "5. every cell: PRO_BILLING_AUTHORITY=edge and restart (billers stop, creates need cap-tokens)",
+        f"6. {cli.format('verify')} once the first live bucket has been rolled",
+        f"rollback: {cli.format('rollback')}, cells back to PRO_BILLING_AUTHORITY=cell; within 24 h",
+    ]
+
+
 @cutover_app.command("preflight")
 @guarded
 def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
@@ -143,7 +158,7 @@ def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Con
     svc = services()
     flags = stage_flags(config, stage, svc)
     soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
-    show(run.preflight(svc, svc.cutover_stripe(), flags, running_shadow(stage, api_url), soak), as_json)
+    show(cutover_ops.preflight(svc, svc.cutover_stripe(), flags, running_shadow(stage, api_url), soak), as_json)
 
 
 @cutover_app.command("plan")
@@ -155,7 +170,9 @@ def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOp
     flags = stage_flags(config, stage, svc)
     text = config.read_text()
     others = [read_stage(text, s) for s in stages(text) if s != stage]
-    outcome = run.plan(svc, flags, others, lead)
+    outcome = cutover_ops.plan(svc, flags, others, lead)
+    t = outcome.data["T"]
+    outcome.data = {"stage": stage, "T": t, "steps": plan_steps(stage, t), **outcome.data}
     if not as_json:
         console.print(f"T = {outcome.data['T']}")
         for step in outcome.data["steps"]:
@@ -170,10 +187,10 @@ def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), sta
     """Every cell billed through T, nothing pending (exit 3: still draining, run it again)."""
     svc = services()
     stage_flags(config, stage, svc)
-    error = core.boundary_error(at, svc.settings.BUCKET_SECONDS)
+    error = boundary_error(at, svc.settings.BUCKET_SECONDS)
     if error:
         raise fail(error)
-    show(run.drain(svc, at, stale_after), as_json)
+    show(cutover_ops.drain(svc, at, stale_after), as_json)
 
 
 @cutover_app.command("arm")
@@ -184,13 +201,13 @@ def arm(at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boun
     svc = services()
     flags = stage_flags(config, stage, svc)
     bucket = int(flags.value("BUCKET_SECONDS", "3600"))
-    error = core.boundary_error(at, bucket)
+    error = boundary_error(at, bucket)
     if error:
         raise fail(f"refusing to arm: {error}")
     applied = write_flags(config, stage, {"BILL_FROM": str(at), "SHADOW": "false"})
-    checks = [core.Check("armed", True, f"stage {stage}: BILL_FROM={at}, SHADOW=false written to {config.name}"),
-              core.Check("applied", True, applied)]
-    show(run.Outcome("arm", checks, {"stage": stage, "T": at}), as_json)
+    checks = [Check("armed", True, f"stage {stage}: BILL_FROM={at}, SHADOW=false written to {config.name}"),
+              Check("applied", True, applied)]
+    show(cutover_ops.CutoverOutcome("arm", checks, {"stage": stage, "T": at}), as_json)
 
 
 @cutover_app.command("verify")
@@ -198,12 +215,12 @@ def arm(at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boun
 def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
            at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)"),
            stale_after: int = StaleOpt,
-           run_every: int = typer.Option(core.RUN_EVERY_SECONDS, help="Seconds between rollup runs")) -> None:
+           run_every: int = typer.Option(RUN_EVERY_SECONDS, help="Seconds between rollup runs")) -> None:
     """Meter events flowing, every cell stood down, no bucket around T billed twice or by nobody."""
     svc = services()
     flags = stage_flags(config, stage, svc)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
-    show(run.verify(svc, svc.seam(), flags, t, stale_after, run_every), as_json)
+    show(cutover_ops.verify(svc, svc.seam(), flags, t, stale_after, run_every), as_json)
 
 
 @cutover_app.command("rollback")
@@ -215,8 +232,8 @@ def rollback(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Conf
     flags = stage_flags(config, stage, svc)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     applied = write_flags(config, stage, {"SHADOW": "true"})
-    outcome = run.rollback(svc, svc.seam(), svc.cutover_stripe(), t)
-    outcome.checks.insert(1, core.Check("applied", True, applied))
+    outcome = cutover_ops.rollback(svc, svc.seam(), svc.cutover_stripe(), t)
+    outcome.checks.insert(1, Check("applied", True, applied))
     show(outcome, as_json)
 
 

@@ -1,4 +1,4 @@
-"""The cutover's imperative shell: gather the facts (store, cell reports, Stripe), let `cutover` decide,
+"""The cutover's imperative shell: gather the facts (store, cell reports, Stripe), let `core/cutover` decide,
 and for rollback carry out what it decided (cancel meter events, demote rows), each step logged.
 
 The CLI (`cli_cutover.py`) only parses arguments and prints what these return.
@@ -11,45 +11,62 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core import cutover as core
 from chalicelib.core.catalog import price_specs
 from chalicelib.core.cell_reports import CellStatus
-from chalicelib.core.cutover import Check, StageFlags
+from chalicelib.core.cutover import drain as drain_phase
+from chalicelib.core.cutover import plan as plan_phase
+from chalicelib.core.cutover import preflight as preflight_phase
+from chalicelib.core.cutover import rollback as rollback_phase
+from chalicelib.core.cutover import verify as verify_phase
+from chalicelib.core.cutover.checks import EXIT_OK, Check, StageFlags, exit_code
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
 from chalicelib.ports import CutoverStripe, Deps, SeamReader
+from chalicelib.settings import SettingsError, load_settings
 
 
 @dataclass
-class Outcome:
+class CutoverOutcome:
+    """What one cutover command found: its checks (which make its exit code) and what it shows."""
+
     command: str
     checks: list[Check]
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def code(self) -> int:
-        return core.exit_code(self.checks)
+        return exit_code(self.checks)
 
     def body(self) -> dict[str, Any]:
-        return {"command": self.command, "ok": self.code == core.EXIT_OK, "exit_code": self.code,
+        return {"command": self.command, "ok": self.code == EXIT_OK, "exit_code": self.code,
                 "checks": [c.body() for c in self.checks], **self.data}
 
 
+def flag_values(flags: StageFlags) -> preflight_phase.FlagValues | str:
+    """The stage's flags parsed as the app parses them, or why the app would not start with them."""
+    try:
+        settings = load_settings({k: str(v) for k, v in flags.env.items()})
+    except SettingsError as exc:
+        return str(exc)
+    return preflight_phase.FlagValues(settings.SHADOW, settings.BILL_FROM)
+
+
 def preflight(svc: Deps, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
-              soak_seconds: int = core.SOAK_SECONDS) -> Outcome:
+              soak_seconds: int = preflight_phase.SOAK_SECONDS) -> CutoverOutcome:
     settings = svc.settings
     now = svc.now()
-    checks = [core.check_catalog([e.key for e in svc.accounts().catalog()], [s.catalog_key for s in price_specs()]),
-              core.check_webhook(stripe.webhook_endpoints())]
+    published = [e.key for e in svc.accounts().catalog()]
+    checks = [preflight_phase.check_catalog(published, [s.catalog_key for s in price_specs()]),
+              preflight_phase.check_webhook(stripe.webhook_endpoints())]
     cells = svc.cells().cell_statuses()
-    start, end = core.soak_window(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, soak_seconds)
+    start, end = preflight_phase.soak_window(now, settings.BUCKET_SECONDS, settings.GRACE_SECONDS, soak_seconds)
     reports = {c.cell_id: svc.cells().parity_reports(c.cell_id, start - 7 * 86400, end) for c in cells}
-    checks += core.check_parity([c.cell_id for c in cells], reports, start, end)
-    checks += core.check_flags(flags, cells, running_shadow)
-    return Outcome("preflight", checks, {"stage": flags.stage, "soak": {"from": start, "to": end}})
+    checks += preflight_phase.check_parity([c.cell_id for c in cells], reports, start, end)
+    checks += preflight_phase.check_flags(flags, flag_values(flags), cells, running_shadow)
+    return CutoverOutcome("preflight", checks, {"stage": flags.stage, "soak": {"from": start, "to": end}})
 
 
-def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> Outcome:
+def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> CutoverOutcome:
     bucket = svc.settings.BUCKET_SECONDS
     now = svc.now()
     lead = bucket if lead is None else lead
@@ -60,15 +77,15 @@ def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int |
     for b in range(first - 86400 - bucket, first - 86400 + horizon, bucket):
         if b + bucket + svc.settings.GRACE_SECONDS <= now:
             usage[b] = sum((a.gb_seconds for a in svc.store.aggregates(b)), Decimal(0))
-    t = core.propose_t(now, bucket, lead, usage, horizon)
-    body = core.plan_body(flags, t, others)
-    return Outcome("plan", [Check("plan", True, f"T={t}")], body)
+    t = plan_phase.propose_t(now, bucket, lead, usage, horizon)
+    body = {"stage": flags.stage, "T": t, **plan_phase.plan_flags(flags, t, others)}
+    return CutoverOutcome("plan", [Check("plan", True, f"T={t}")], body)
 
 
-def drain(svc: Deps, t: int, stale_after: int) -> Outcome:
+def drain(svc: Deps, t: int, stale_after: int) -> CutoverOutcome:
     cells = svc.cells().cell_statuses()
-    checks = core.drain_checks(cells, t, svc.now(), stale_after)
-    return Outcome("drain-check", checks, {"T": t, "cells": [cell_body(c) for c in cells]})
+    checks = drain_phase.drain_checks(cells, t, svc.now(), stale_after)
+    return CutoverOutcome("drain-check", checks, {"T": t, "cells": [cell_body(c) for c in cells]})
 
 
 def cell_body(c: CellStatus) -> dict[str, Any]:
@@ -84,7 +101,7 @@ def seam_buckets(cells: Sequence[CellStatus], t: int, bucket: int, around: int =
 
 
 def verify(svc: Deps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
-           run_every: int = core.RUN_EVERY_SECONDS) -> Outcome:
+           run_every: int = verify_phase.RUN_EVERY_SECONDS) -> CutoverOutcome:
     settings = svc.settings
     now = svc.now()
     bucket = settings.BUCKET_SECONDS
@@ -95,17 +112,17 @@ def verify(svc: Deps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_
     rows = {r.id: r for r in seam_reader.bucket_rows(sorted(set(around + recent)))}
     rows |= {r.id: r for r in svc.store.outbox_queue("pending", min_bucket=t)}
     sent = [r for r in rows.values() if r.state in ("sent", "cancelled")]
-    verdicts = core.seam(cells, t, bucket, sent, last_closed=last_closed)
-    checks = [core.check_armed(flags, t), core.check_flowing(list(rows.values()), t, bucket,
+    verdicts = verify_phase.seam(cells, t, bucket, sent, last_closed=last_closed)
+    checks = [verify_phase.check_armed(flags, t), verify_phase.check_flowing(list(rows.values()), t, bucket,
                                                              settings.GRACE_SECONDS, now, run_every)]
-    checks += [c for c in (core.check_fresh(c, now, stale_after) for c in cells) if c]
-    checks += core.check_cells_stood_down(cells, t)
-    checks += core.check_seam(verdicts)
-    return Outcome("verify", checks, {"T": t, "buckets": [v.body() for v in verdicts],
+    checks += [c for c in (drain_phase.check_fresh(c, now, stale_after) for c in cells) if c]
+    checks += verify_phase.check_cells_stood_down(cells, t)
+    checks += verify_phase.check_seam(verdicts)
+    return CutoverOutcome("verify", checks, {"T": t, "buckets": [v.body() for v in verdicts],
                                       "cells": [cell_body(c) for c in cells]})
 
 
-def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> Outcome:
+def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> CutoverOutcome:
     """Cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
     now = svc.now()
     bucket = svc.settings.BUCKET_SECONDS
@@ -123,7 +140,7 @@ def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) 
             orgs = {r.org_id for r in rows if r.bucket_start == b and r.state in ("sent", "pending")}
             if orgs:
                 org_cells |= seam_reader.org_cells(b, orgs)
-    decided = core.plan_rollback(rows, cells, now, org_cells)
+    decided = rollback_phase.plan_rollback(rows, cells, now, org_cells)
     cancelled, manual = carry_out(svc, stripe, decided, now)
     checks = [Check("shadow", True, "SHADOW=true written and applied: the edge sends nothing more")]
     if not cells:
@@ -136,11 +153,11 @@ def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) 
                                              "they report billed_through past the edge's last bucket", wait=True))
     if manual:
         checks.append(Check("manual", False, f"{len(manual)} meter event(s) need a manual credit (listed)"))
-    body = core.RollbackPlan(cancelled, manual, decided.demote).body()
-    return Outcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
+    body = rollback_phase.RollbackPlan(cancelled, manual, decided.demote).body()
+    return CutoverOutcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
 
 
-def carry_out(svc: Deps, stripe: CutoverStripe, decided: core.RollbackPlan,
+def carry_out(svc: Deps, stripe: CutoverStripe, decided: rollback_phase.RollbackPlan,
               now: int) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
     cancelled: list[OutboxRow] = []
     manual = list(decided.manual)

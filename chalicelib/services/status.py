@@ -10,9 +10,10 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from chalicelib.core import cutover
 from chalicelib.core import status as view
 from chalicelib.core.cell_reports import CellStatus
+from chalicelib.core.cutover import verify
+from chalicelib.core.cutover.preflight import SOAK_SECONDS, soak_window
 from chalicelib.operator_ports import FreeStatus, MeterErrorStore
 from chalicelib.ports import Deps
 from chalicelib.services.rollup import CURSOR
@@ -22,7 +23,7 @@ COUNT_CAP = 10_000
 
 def parity(svc: Deps, cells: list[CellStatus], now: int, soak_seconds: int) -> dict[str, Any]:
     s = svc.settings
-    start, end = cutover.soak_window(now, s.BUCKET_SECONDS, s.GRACE_SECONDS, soak_seconds)
+    start, end = soak_window(now, s.BUCKET_SECONDS, s.GRACE_SECONDS, soak_seconds)
     buckets = view.grid_window(start, end, s.BUCKET_SECONDS)
     first = buckets[0] if buckets else end
     # A report may span an hour of buckets: read from a day before the grid's first bucket.
@@ -42,7 +43,7 @@ def seam(svc: Deps, cells: list[CellStatus], now: int) -> list[dict[str, Any]]:
     lo, hi = min(edges) - 2 * bucket, max(edges) + 2 * bucket
     around = [b for b in range(lo - lo % bucket, hi, bucket) if b <= last_closed]
     sent = [r for r in svc.seam().bucket_rows(around) if r.state in ("sent", "cancelled")]
-    verdicts = cutover.seam(cells, s.BILL_FROM, bucket, sent, last_closed=last_closed)
+    verdicts = verify.seam(cells, s.BILL_FROM, bucket, sent, last_closed=last_closed)
     return [v.body() for v in verdicts]
 
 
@@ -54,7 +55,7 @@ def outbox(svc: Deps, now: int) -> dict[str, Any]:
 
 
 def status(svc: Deps, reports: MeterErrorStore, free: FreeStatus,
-           soak_seconds: int = cutover.SOAK_SECONDS) -> dict[str, Any]:
+           soak_seconds: int = SOAK_SECONDS) -> dict[str, Any]:
     s = svc.settings
     now = svc.now()
     cells = sorted(svc.cells().cell_statuses(), key=lambda c: c.cell_id)

@@ -19,7 +19,7 @@ from chalicelib.adapters.stripe_gateway import StripeClientGateway, StripeCutove
 from chalicelib.bootstrap import Services
 from chalicelib.core.catalog import CatalogEntry, price_specs
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
-from chalicelib.core.cutover import REQUIRED_WEBHOOK_EVENTS
+from chalicelib.core.cutover.preflight import REQUIRED_WEBHOOK_EVENTS
 from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.entrypoints.cli import app as cli
