@@ -121,3 +121,41 @@ def stop_cmd(sandbox_id: Annotated[str, typer.Option(help="The sandbox to stop."
     cell = build(load(), get_logger("cellkit"))
     change = cell.ticker.stop(sandbox_id)  # the clock is read inside the write lock: no tick slips in between
     _print({"sandbox_id": sandbox_id, "status": change.sandbox.status, "stopped_at_us": change.at_us})
+
+
+@app.command("conformance")
+def conformance_cmd(
+    seconds: Annotated[float, typer.Option(help="How long to listen (stops early once every answer was seen).")]
+    = 60.0,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 8787,
+    secret: Annotated[str | None, typer.Option(help="EVENT_SECRET the cell signs with (default: the env).")] = None,
+    linger: Annotated[float, typer.Option(help="Seconds to keep watching once every scripted answer was seen.")]
+    = 3.0,
+) -> None:
+    """A fake edge to point a cell's forwarder at (EDGE_URL): checks signatures, envelopes, intervals that tile,
+    ids, batch limits and the handling of 202/503/413/401/400; prints each violation in one line (docs/protocol.md).
+    Exit 0 when the cell conforms, 1 otherwise."""
+    import os
+    import time
+
+    from cellkit.adapters.conformance_edge import ConformanceEdge
+
+    key = secret or os.environ.get("EVENT_SECRET")
+    if not key:
+        typer.echo("--secret or EVENT_SECRET is required", err=True)
+        raise typer.Exit(2)
+    edge = ConformanceEdge(key)
+    url = edge.start(port)
+    typer.echo(f"conformance edge listening on {url}: point the cell's EDGE_URL at it", err=True)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not edge.observer.complete:
+            time.sleep(0.1)
+        time.sleep(min(linger, max(0.0, deadline - time.monotonic())))
+    finally:
+        edge.stop()
+    found = edge.violations()
+    for v in found:
+        typer.echo(v.line())
+    typer.echo(f"{edge.observer.requests} ingest request(s), {len(found)} violation(s)", err=True)
+    raise typer.Exit(1 if found else 0)
