@@ -1,7 +1,10 @@
 """bench/cellspool: the cell kit's spool write rate and forwarder overhead per tick (the edge excluded).
 
-Spool write: envelopes of realistic size into SQLite (WAL, synchronous=NORMAL:
-survives SIGKILL) in batched transactions, as the ticker writes one tick round.
+Spool write: envelopes of realistic size into SQLite (WAL, synchronous=FULL, the
+kit's default: survives power loss) in batched transactions, as the ticker writes
+one tick round; and what durability costs: the same with synchronous=NORMAL
+(survives SIGKILL only), and one-envelope commits (a lifecycle call's worst case)
+under both, where the fsync per commit is not shared.
 Ticker: the whole tick path per sandbox (plan, envelope JSON, cursor
 compare-and-set, spool insert) for a cell of N sandboxes. Forwarder: drain a
 full spool through a transport that answers 202 at once: spool read, body
@@ -58,9 +61,9 @@ def envelopes(n: int) -> list[SpoolItem]:
     return out
 
 
-def spool_rate(path: Path, n: int, batch: int, store: CellStore | None = None) -> float:
+def spool_rate(path: Path, n: int, batch: int, store: CellStore | None = None, durable: bool = True) -> float:
     items = envelopes(n)
-    store = store or SqliteStore(str(path))
+    store = store or SqliteStore(str(path), durable=durable)
     start = time.perf_counter()
     for i in range(0, n, batch):
         store.spool_put(items[i : i + batch])
@@ -124,24 +127,33 @@ def main() -> None:
     parser.add_argument("--sandboxes", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--commits", type=int, default=2_000, help="one-envelope transactions, each durability")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cellspool-") as tmp:
         root = Path(tmp)
         rate = spool_rate(root / "spool.db", args.envelopes, args.batch)
+        normal = spool_rate(root / "spool-normal.db", args.envelopes, args.batch, durable=False)
+        commits = spool_rate(root / "commits.db", args.commits, 1)
+        commits_normal = spool_rate(root / "commits-normal.db", args.commits, 1, durable=False)
         tick = ticker_us(root / "ticker.db", args.sandboxes, args.rounds)
         fwd = forwarder_us(root / "fwd.db", args.envelopes // 2, args.batch, args.repeats)
         pg = postgres_rate(root, args.envelopes // 2, args.batch)
     targets = {"spool_write_per_s>=20000": rate >= 20_000, "forwarder_us_per_tick<50": fwd < 50}
     results: dict[str, Any] = {
         "envelopes": args.envelopes, "batch": args.batch, "spool_write_per_s": round(rate),
+        "spool_write_per_s_synchronous_normal": round(normal),
+        "single_commits_per_s": round(commits), "single_commits_per_s_synchronous_normal": round(commits_normal),
         "postgres_spool_write_per_s": None if pg is None else round(pg),
         "ticker_us_per_tick": round(tick, 2), "forwarder_us_per_tick": round(fwd, 2), "targets": targets,
     }
     print(json.dumps({"bench": "cellspool", **results}, indent=2))
-    table = Table(title="bench/cellspool (SQLite WAL)")
+    table = Table(title="bench/cellspool (SQLite WAL, synchronous=FULL unless said)")
     for col in ("figure", "measured", "target"):
         table.add_column(col)
     table.add_row(f"spool write, transactions of {args.batch}", f"{rate:,.0f} envelopes/s", ">= 20,000/s")
+    table.add_row("the same, synchronous=NORMAL", f"{normal:,.0f} envelopes/s", "-")
+    table.add_row("one-envelope commits", f"{commits:,.0f}/s", "-")
+    table.add_row("one-envelope commits, synchronous=NORMAL", f"{commits_normal:,.0f}/s", "-")
     if pg is not None:
         table.add_row(f"spool write on PostgreSQL 16, transactions of {args.batch}", f"{pg:,.0f} envelopes/s", "-")
     table.add_row(f"ticker, whole path, {args.sandboxes} sandboxes", f"{tick:.1f} us CPU/tick", "-")

@@ -78,6 +78,12 @@ class Tx(Protocol):
         ...
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached (a lost connection, a server restarting). Nothing of the failed
+    transaction was written, or, when the connection broke during its COMMIT, possibly all of it: retrying is
+    safe for the kit's writes (compare-and-set cursors, envelope ids the edge deduplicates)."""
+
+
 class CellStore(Protocol):
     def transaction(self) -> AbstractContextManager[Tx]: ...
 

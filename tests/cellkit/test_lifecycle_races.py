@@ -11,7 +11,6 @@ resize's read and its write is undone, and an interval is billed twice (or, resi
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
@@ -28,11 +27,11 @@ from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.http import EdgeClient, UrllibTransport
 from cellkit.adapters.sql import SqlStore
 from cellkit.adapters.sqlite import SqliteStore
-from cellkit.core.usage import ScaleEvent
 from cellkit.services.forwarder import Forwarder
 from cellkit.services.ticker import SandboxAlreadyRunning, SandboxNotRunning, Ticker
 from tests.cellkit.conftest import SECRET, T0_US
 from tests.cellkit.fake_edge import FakeEdge
+from tests.cellkit.tiling import assert_ticks_tile
 
 US = 1_000_000
 TICK_AT = T0_US + 20 * US
@@ -188,24 +187,9 @@ def check(store: SqlStore, edge: FakeEdge, case: str) -> None:
         Ticker(store, "cell-a", sbx.worker_id, ManualClock(END), LOG).stop(sbx.sandbox_id, END)
     envelopes = dict(edge.state.received)
     envelopes |= {i.id: json.loads(i.body, parse_float=Decimal) for i in store.spool_head(10_000)}
-    ticks: dict[str, list[tuple[int, int, int]]] = {}
-    for env_id, env in envelopes.items():
-        end = int(env_id.rsplit(":", 1)[1])
-        span = int(Decimal(str(env["payload"]["interval_s"])) * US)
-        ticks.setdefault(env["sandbox_id"], []).append((end - span, end, env["payload"]["memory_mb"]))
-    events: dict[str, list[ScaleEvent]] = {}
-    for ev in store.scale_events(0, 2**62):
-        events.setdefault(ev.sandbox_id, []).append(ev)
-    assert set(ticks) == set(events) == {"s1", "s2"}, case
-    for sid, evs in events.items():
-        mine = sorted(ticks[sid])
-        spans = sum((e.ended_us or 0) - e.started_us for e in evs)
-        assert sum(hi - lo for lo, hi, _ in mine) == spans, f"{case}: {sid} ticks {mine} against events {evs}"
-        for (_, prev_end, _), (lo, _, _) in itertools.pairwise(mine):
-            assert lo >= prev_end, f"{case}: {sid} ticked twice around {lo}: {mine}"
-        for lo, hi, mb in mine:  # each tick inside one scale event, at its size
-            assert any(e.started_us <= lo and hi <= (e.ended_us or 0) and e.memory_mb == mb for e in evs), \
-                f"{case}: {sid} tick {(lo, hi, mb)} matches no scale event {evs}"
+    events = store.scale_events(0, 2**62)
+    assert {e.sandbox_id for e in events} == {"s1", "s2"}, case
+    assert_ticks_tile(envelopes, events, case)
 
 
 @pytest.fixture(scope="module")

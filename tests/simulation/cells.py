@@ -84,7 +84,8 @@ class SimCell:
     restarts: int = 0
 
     def __post_init__(self) -> None:
-        self.store: CellStore = SqliteStore(str(self.db)) if self.db else CellMemoryStore()
+        # The kills simulated are process kills, which synchronous=NORMAL survives: no fsync per commit here.
+        self.store: CellStore = SqliteStore(str(self.db), durable=False) if self.db else CellMemoryStore()
         for org, plan in self.orgs:
             self.store.put_org(OrgRow(org.org_id, plan, org.billing_mode, org.customer))
         self.cell = self._build(self.store)
@@ -146,7 +147,7 @@ class SimCell:
         self.restarts += 1
         if self.db is not None:
             self.store.close()
-            self.store = SqliteStore(str(self.db))
+            self.store = SqliteStore(str(self.db), durable=False)
         self.cell = self._build(self.store)
 
     def switch_to_edge(self, t: int) -> None:
