@@ -25,8 +25,8 @@ log = logging.getLogger("sim.cutover")
 
 
 def cutover_cli(run: Run, *args: str) -> tuple[int, dict[str, Any]]:
-    """`python -m chalicelib.cli cutover ... --stage local --json`, exactly as an operator runs it."""
-    argv = [sys.executable, "-m", "chalicelib.cli", "cutover", *args, "--stage", "local", "--json"]
+    """`python -m sim.operator cutover ... --stage local --json`: the operator CLI, with the local stack."""
+    argv = [sys.executable, "-m", "sim.operator", "cutover", *args, "--stage", "local", "--json"]
     done = subprocess.run(argv, cwd=ROOT, env=os.environ | run.info.cli_env(), capture_output=True, text=True,
                           timeout=300)
     try:

@@ -266,7 +266,7 @@ def status_command() -> None:
 
 def print_status(info: StackInfo) -> None:
     print(f"api     {info.api_url}\nstripe  {info.stripe_url}\nmoto    {info.moto_url}")
-    print("operator CLI against it:  eval \"$(python -m sim.stack env)\" && python -m chalicelib.cli --help")
+    print("operator CLI against it:  eval \"$(python -m sim.stack env)\" && python -m sim.operator --help")
 
 
 @cli.command("env")

@@ -12,7 +12,9 @@ from typing import Any
 
 from chalicelib.core.cutover.checks import StageFlags
 
-CONFIG = Path(__file__).resolve().parents[2] / ".chalice" / "config.json"
+# Where `chalice` itself reads it: the project directory, which is the one the operator runs from (`--config`
+# points elsewhere). Never relative to this module: installed with pip, the package is not in the project.
+CONFIG = Path(".chalice") / "config.json"
 
 
 class StageConfigError(ValueError):

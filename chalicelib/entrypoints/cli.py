@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import stripe
 import typer
@@ -238,6 +238,10 @@ def cap_token_mint(
     sys.stdout.write(token + "\n")
 
 
+if TYPE_CHECKING:
+    from chalicelib.entrypoints.cli_cutover import LocalStack
+
+
 def _register_cutover() -> None:
     from chalicelib.entrypoints.cli_cutover import register
     from chalicelib.entrypoints.cli_status import register as register_status
@@ -258,8 +262,9 @@ def _register_credits() -> None:
 _register_credits()
 
 
-def main() -> None:
-    app()
+def main(local_stack: LocalStack | None = None) -> None:
+    """The CLI; the local entry point (`python -m sim.operator`) hands it the local stack."""
+    app(obj=local_stack)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import stripe
 import typer
@@ -91,15 +91,31 @@ def show(outcome: cutover_ops.CutoverOutcome, as_json: bool) -> None:
     raise typer.Exit(outcome.code)
 
 
-def running_shadow(stage: str, api_url: str | None) -> bool | None:
+class LocalStack(Protocol):
+    """The local stack (moto, the Stripe emulator, `chalice local --stage local`), as the local entry point
+    (`python -m sim.operator`) hands it to this CLI: the product never imports the simulator."""
+
+    def api_url(self) -> str | None:
+        """The running local app's URL; None when no stack runs."""
+        ...
+
+    def restart_app(self) -> str | None:
+        """Restart only the app, so it reads the stage's flags again; its URL, or None when no stack runs."""
+        ...
+
+
+def local_stack(ctx: typer.Context) -> LocalStack | None:
+    """The local stack this CLI was handed (`main(local_stack=...)`), if any."""
+    found: LocalStack | None = ctx.find_root().obj
+    return found
+
+
+def running_shadow(stage: str, api_url: str | None, local: LocalStack | None) -> bool | None:
     """What the deployed app says (GET /health), when we know where it is."""
     import urllib.request
 
-    if api_url is None and stage == LOCAL_STAGE:
-        from sim.stack import running
-
-        info = running()
-        api_url = info.api_url if info else None
+    if api_url is None and stage == LOCAL_STAGE and local is not None:
+        api_url = local.api_url()
     if not api_url:
         return None
     try:
@@ -109,18 +125,16 @@ def running_shadow(stage: str, api_url: str | None) -> bool | None:
         return None
 
 
-def apply(stage: str, config: Path) -> str:
+def apply(stage: str, config: Path, local: LocalStack | None) -> str:
     if stage == LOCAL_STAGE and config == CONFIG:
-        from sim.stack import restart_app
-
-        info = restart_app()
-        if info is None:
+        url = local.restart_app() if local is not None else None
+        if url is None:
             return "no local stack running: the flags apply when it starts (make stack-up)"
-        return f"restarted the local app at {info.api_url} with the new flags"
+        return f"restarted the local app at {url} with the new flags"
     return f"now apply it: chalice deploy --stage {stage} (or the CloudFormation pipeline of docs/deploy.md)"
 
 
-def write_flags(config: Path, stage: str, updates: dict[str, str]) -> str:
+def write_flags(config: Path, stage: str, updates: dict[str, str], local: LocalStack | None) -> str:
     from chalicelib.settings import SettingsError, load_settings
 
     text = config.read_text()
@@ -130,7 +144,7 @@ def write_flags(config: Path, stage: str, updates: dict[str, str]) -> str:
     except SettingsError as exc:
         raise fail(f"refusing to write flags that would not start: {exc}") from None
     config.write_text(new)
-    return apply(stage, config)
+    return apply(stage, config, local)
 
 
 def plan_steps(stage: str, t: int) -> list[str]:
@@ -149,7 +163,7 @@ def plan_steps(stage: str, t: int) -> list[str]:
 
 @cutover_app.command("preflight")
 @guarded
-def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
               api_url: str = typer.Option(None, help="The deployed API, to compare its flags with the config"),
               soak_hours: int = typer.Option(24, help="Hours of clean parity required"),
               soak_seconds: int = typer.Option(None, help="The soak in seconds (overrides --soak-hours; for "
@@ -158,7 +172,8 @@ def preflight(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Con
     svc = services()
     flags = stage_flags(config, stage, svc)
     soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
-    show(cutover_ops.preflight(svc, svc.cutover_stripe(), flags, running_shadow(stage, api_url), soak), as_json)
+    shadow = running_shadow(stage, api_url, local_stack(ctx))
+    show(cutover_ops.preflight(svc, svc.cutover_stripe(), flags, shadow, soak), as_json)
 
 
 @cutover_app.command("plan")
@@ -195,8 +210,8 @@ def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), sta
 
 @cutover_app.command("arm")
 @guarded
-def arm(at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"), stage: str = StageOpt,
-        as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
+def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"),
+        stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """Write BILL_FROM=T and SHADOW=false for the stage, and apply it."""
     svc = services()
     flags = stage_flags(config, stage, svc)
@@ -204,7 +219,7 @@ def arm(at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boun
     error = boundary_error(at, bucket)
     if error:
         raise fail(f"refusing to arm: {error}")
-    applied = write_flags(config, stage, {"BILL_FROM": str(at), "SHADOW": "false"})
+    applied = write_flags(config, stage, {"BILL_FROM": str(at), "SHADOW": "false"}, local_stack(ctx))
     checks = [Check("armed", True, f"stage {stage}: BILL_FROM={at}, SHADOW=false written to {config.name}"),
               Check("applied", True, applied)]
     show(cutover_ops.CutoverOutcome("arm", checks, {"stage": stage, "T": at}), as_json)
@@ -225,13 +240,13 @@ def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
 
 @cutover_app.command("rollback")
 @guarded
-def rollback(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+def rollback(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
              at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)")) -> None:
     """SHADOW=true again; cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
     svc = services()
     flags = stage_flags(config, stage, svc)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
-    applied = write_flags(config, stage, {"SHADOW": "true"})
+    applied = write_flags(config, stage, {"SHADOW": "true"}, local_stack(ctx))
     outcome = cutover_ops.rollback(svc, svc.seam(), svc.cutover_stripe(), t)
     outcome.checks.insert(1, Check("applied", True, applied))
     show(outcome, as_json)

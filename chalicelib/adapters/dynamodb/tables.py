@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "infra" / "template.json"
+# infra/template.json, shipped as package data: template.json beside this module is a link to it in the
+# checkout, and a copy of it in the wheel (pyproject.toml), so an installed CLI creates the same tables.
+TEMPLATE = Path(__file__).with_name("template.json")
 LOGICAL_TABLES = ("samples", "orgs", "outbox", "control")
 
 
