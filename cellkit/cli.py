@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from cellkit.adapters.logs import configure, get_logger
+from cellkit.bootstrap import build, run
 from cellkit.cli_aside import aside_app
 from cellkit.services.plans import CreateRequest, EdgePolicy, SandboxGate
-from cellkit.services.runtime import build, run
 from cellkit.services.status import push_status, status_body
 from cellkit.settings import load
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cellkit.core.ticker import Sandbox
 from cellkit.core.usage import OrgRow, ScaleEvent, UsageRow
@@ -152,6 +152,23 @@ class HttpTransport(Protocol):
     def request(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
     ) -> HttpResponse: ...
+
+
+class EdgeApi(Protocol):
+    """The edge, as the cell's services talk to it: every request signed (CONTRACT section 1) and sent with
+    the cell's id. ``cellkit/adapters/http.py`` implements it over an ``HttpTransport``."""
+
+    cell_id: str
+    timeout: float  # seconds, per socket operation of one request
+
+    def send_body(self, method: str, path: str, body: bytes,
+                  extra: Mapping[str, str] | None = None) -> HttpResponse: ...
+
+    def get(self, path: str, params: list[tuple[str, str]]) -> HttpResponse: ...
+
+    def put_json(self, path: str, payload: Any) -> HttpResponse: ...
+
+    def post_json(self, path: str, payload: Any) -> HttpResponse: ...
 
 
 class Clock(Protocol):

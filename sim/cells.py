@@ -1,6 +1,6 @@
 """Simulated cells for the cutover run, built on the cell kit: each its own SQLite database.
 
-A `SimCell` is the kit's own wiring (`cellkit.services.runtime.build`: ticker,
+A `SimCell` is the kit's own wiring (`cellkit.bootstrap.build`: ticker,
 forwarder, billers, parity checker) plus its sandbox gate, stepped by the
 fleet loop instead of the kit's threads so that one loop decides the order of
 things (a tick exactly on a bucket boundary, then a drained spool, then a
@@ -22,12 +22,12 @@ from pathlib import Path
 from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.http import UrllibTransport
 from cellkit.adapters.sqlite import SqliteStore
+from cellkit.bootstrap import Cell, build
 from cellkit.core.parity import ParityReport, last_settled_window
 from cellkit.core.usage import OrgRow
 from cellkit.ports import HttpResponse, TransportError
 from cellkit.services.parity import ParityError
 from cellkit.services.plans import Answer, CreateRequest, EdgePolicy, SandboxGate
-from cellkit.services.runtime import Cell, build
 from cellkit.services.status import StatusError, push_status, status_body
 from cellkit.settings import CellSettings
 

@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from cellkit.adapters.http import EdgeClient
 from cellkit.core.backoff import delay
-from cellkit.ports import CellStore, Clock, HttpResponse, MalformedResponse, SpoolItem, TransportError
+from cellkit.ports import CellStore, Clock, EdgeApi, HttpResponse, MalformedResponse, SpoolItem, TransportError
 
 INGEST_PATH = "/ingest"
 # The edge's MAX_BODY_BYTES and MAX_BATCH_ENVELOPES: staying under them avoids needless 413s.
@@ -68,7 +67,7 @@ class Forwarder:
     def __init__(
         self,
         store: CellStore,
-        edge: EdgeClient,
+        edge: EdgeApi,
         clock: Clock,
         sleep: Callable[[float], None],
         log: logging.Logger,

@@ -8,9 +8,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cellkit.adapters.http import EdgeClient
 from cellkit.core.parity import ParityReport, compare, last_settled_window
-from cellkit.ports import CellStore, Clock, TransportError
+from cellkit.ports import CellStore, Clock, EdgeApi, TransportError
 
 PARITY_PATH = "/internal/usage-parity"
 REPORTS_PATH = "/internal/parity-reports"
@@ -42,7 +41,7 @@ class UsageParity(BaseModel):
 
 
 class ParityChecker:
-    def __init__(self, store: CellStore, edge: EdgeClient, clock: Clock, log: logging.Logger,
+    def __init__(self, store: CellStore, edge: EdgeApi, clock: Clock, log: logging.Logger,
                  tolerance: Decimal = Decimal("0.02"), grace_s: int = 600, width_s: int = 3600) -> None:
         self.store, self.edge, self.clock, self.log = store, edge, clock, log
         self.tolerance, self.grace, self.width = tolerance, grace_s, width_s

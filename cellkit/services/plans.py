@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cellkit.adapters.http import EdgeClient
 from cellkit.core.captoken import CapToken, CapTokenInvalid, verify
-from cellkit.ports import CellStore, Clock, TransportError
+from cellkit.ports import CellStore, Clock, EdgeApi, TransportError
 from cellkit.services.ticker import Ticker
 
 POLICY_PATH = "/internal/org-policy"
@@ -47,7 +46,7 @@ class EffectivePlan:
 
 
 class EdgePolicy:
-    def __init__(self, edge: EdgeClient) -> None:
+    def __init__(self, edge: EdgeApi) -> None:
         self.edge = edge
 
     def fetch(self, org_id: str) -> Policy | None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellkit.adapters.http import EdgeClient
-from cellkit.ports import CellStore, TransportError
+from cellkit.ports import CellStore, EdgeApi, TransportError
 from cellkit.services.billers import billed_through
 
 CELLS_PATH = "/internal/cells/"
@@ -26,7 +25,7 @@ def status_body(store: CellStore, authority: str, billers_running: bool, now_s: 
     }
 
 
-def push_status(edge: EdgeClient, body: dict[str, Any]) -> int:
+def push_status(edge: EdgeApi, body: dict[str, Any]) -> int:
     try:
         resp = edge.put_json(CELLS_PATH + edge.cell_id, body)
     except TransportError as exc:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.billing_flags import BillingFlags
 from chalicelib.core.buckets import bucket_of
 from chalicelib.core.late import LateChunk
 from chalicelib.core.money import exact
@@ -19,7 +20,6 @@ from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State, delta_identifier, first_identifier
 from chalicelib.core.pricing import OVERAGE_METER, TIERS, gb_seconds
 from chalicelib.core.samples import StoredSample
-from chalicelib.settings import Settings
 
 MAX_BUCKETS_PER_RUN = 240
 
@@ -62,7 +62,7 @@ def unbilled(org_id: str, mv: MeterValues, **where: Any) -> list[dict[str, Any]]
     ]
 
 
-def row_state(bucket_start: int, settings: Settings) -> State | None:
+def row_state(bucket_start: int, settings: BillingFlags) -> State | None:
     """Shadow rows for every bucket while in shadow; live: pending at/after BILL_FROM, none before (consumed)."""
     if settings.SHADOW:
         return "shadow"
@@ -80,7 +80,7 @@ def plan_bucket(
     bucket_start: int,
     aggregates: Iterable[OrgAggregate],
     orgs: dict[str, Org],
-    settings: Settings,
+    settings: BillingFlags,
     run_id: str,
     now: int,
 ) -> BucketPlan:
@@ -113,7 +113,7 @@ def plan_bucket(
 
 
 def plan_late(
-    samples: Iterable[StoredSample], orgs: dict[str, Org], settings: Settings, run_id: str, now: int
+    samples: Iterable[StoredSample], orgs: dict[str, Org], settings: BillingFlags, run_id: str, now: int
 ) -> tuple[list[LateChunk], list[dict[str, Any]]]:
     """Group stragglers by (org, bucket) into chunks small enough for one transaction each."""
     groups: dict[tuple[str, int], list[StoredSample]] = defaultdict(list)
@@ -157,7 +157,7 @@ def plan_late(
     return chunks, unknown
 
 
-def buckets_to_roll(cursor: int | None, now: int, settings: Settings) -> list[int]:
+def buckets_to_roll(cursor: int | None, now: int, settings: BillingFlags) -> list[int]:
     """Closed buckets from the cursor on (first run: a bounded look-back), oldest first."""
     width = settings.BUCKET_SECONDS
     last_closed = bucket_of(now - settings.GRACE_SECONDS, width) - width

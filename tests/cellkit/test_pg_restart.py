@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cellkit.adapters.postgres import PostgresStore
-from cellkit.services.runtime import build, run
+from cellkit.bootstrap import build, run
 from cellkit.settings import CellSettings
 from tests.cellkit.conftest import SECRET
 from tests.cellkit.fake_edge import FakeEdge

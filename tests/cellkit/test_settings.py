@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from cellkit.bootstrap import build
 from cellkit.ports import SendResult
-from cellkit.services.runtime import build
 from cellkit.settings import load
 from tests.cellkit.conftest import Captured
 

@@ -1,6 +1,6 @@
 """Cells built with the cell kit, in-process: an injected clock, the edge's ingest as their network, one Stripe.
 
-A `SimCell` is the kit's own wiring (`cellkit.services.runtime.build`) on its SQLite store (a file in
+A `SimCell` is the kit's own wiring (`cellkit.bootstrap.build`) on its SQLite store (a file in
 a temporary directory) or its in-memory one, stepped by the scenario instead of the kit's threads.
 `kill` ends its process wherever it is (a `Crash` at a store call, armed by a `Steps`) and `restart`
 reopens the same SQLite file in a fresh process, as a control plane restarted after SIGKILL would.
@@ -21,10 +21,10 @@ from typing import Any
 from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.memory import MemoryStore as CellMemoryStore
 from cellkit.adapters.sqlite import SqliteStore
+from cellkit.bootstrap import Cell, build
 from cellkit.core.usage import OrgRow
 from cellkit.ports import CellStore, HttpResponse, TransportError
 from cellkit.services.billers import billed_through
-from cellkit.services.runtime import Cell, build
 from cellkit.settings import CellSettings
 from chalicelib.core.orgs import Plan
 from tests.simulation.edge import BUCKET, Edge

@@ -19,10 +19,10 @@ import pytest
 from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.memory import MemoryStore
 from cellkit.adapters.sqlite import SqliteStore
+from cellkit.bootstrap import build, run
 from cellkit.core.usage import OrgRow
 from cellkit.ports import Billable, SendResult, SpoolItem
 from cellkit.services.billers import Billers, BillingConfig, Sender
-from cellkit.services.runtime import build, run
 from cellkit.settings import load
 from tests.cellkit.conftest import SECRET, Captured
 from tests.cellkit.fake_edge import FakeEdge

@@ -1,4 +1,6 @@
-"""Wiring: one cell process (ticker, forwarder, billers, parity, status), each on its own loop."""
+"""The cell kit's composition root: build one cell process (store, clock, edge client, Stripe, the services)
+from its settings, and run it (ticker, forwarder, billers, parity, status), each on its own loop. The only
+module of the kit that wires adapters to services (tests/architecture/test_layers.py keeps it so)."""
 
 from __future__ import annotations
 
