@@ -107,6 +107,10 @@ class SimCell:
     def restart(self, authority: str) -> None:
         """PRO_BILLING_AUTHORITY=<authority> and a restart: billers stop (edge) and creates need cap-tokens."""
         self.authority = authority
+        if self.cell.forwarder is not None:
+            # A clean stop, as the kit's runtime does: the restarted forwarder takes the spool's lease at once
+            # instead of standing by until the old one's expires (30 s, longer than the seam's flush waits).
+            self.cell.forwarder.release()
         self.cell = self._build()
         self.push_status(force=True)
 
