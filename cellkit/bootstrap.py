@@ -46,7 +46,9 @@ def _stripe(settings: CellSettings) -> MeterEvents:
 
 def build(settings: CellSettings, log: logging.Logger, store: CellStore | None = None, clock: Clock | None = None,
           transport: HttpTransport | None = None, stripe: MeterEvents | None = None,
-          sleep: Callable[[float], None] | None = None) -> Cell:
+          sleep: Callable[[float], None] | None = None, parity: bool | None = None) -> Cell:
+    """``parity``: None = as CONTRACT 6 says (on when OPENSANDBOX_USAGE_PARITY_URL is set); True = whenever an
+    edge is known (``parity-check`` asked for it; EDGE_URL alone suffices)."""
     for flag, value in settings.inexact_flags():
         log.warning("flag_not_exact", extra={"cell_id": settings.CELL_ID, "flag": flag, "value": value,
                                              "meaning": f"{flag}={value!r} is not exactly 'cell' or 'edge': "
@@ -66,8 +68,13 @@ def build(settings: CellSettings, log: logging.Logger, store: CellStore | None =
         cell.forwarder = Forwarder(store, cell.edge, clock, sleep or _sleeper(threading.Event()), log,
                                    random.Random(), settings.FORWARD_BATCH,
                                    holder=lease_holder_id(settings.WORKER_ID), holder_dead=holder_dead)
-        if settings.OPENSANDBOX_USAGE_PARITY_URL:
-            cell.parity = ParityChecker(store, cell.edge, clock, log, settings.PARITY_TOLERANCE,
+        if parity or (parity is None and settings.OPENSANDBOX_USAGE_PARITY_URL):
+            # OPENSANDBOX_USAGE_PARITY_URL, when set, names where parity is read and reported (an override).
+            parity_base = settings.parity_base or settings.edge_base
+            parity_edge = cell.edge if parity_base == settings.edge_base else EdgeClient(
+                parity_base, cell.edge.secret, settings.CELL_ID, cell.edge.transport, clock,
+                timeout=settings.EDGE_TIMEOUT_SECONDS)
+            cell.parity = ParityChecker(store, parity_edge, clock, log, settings.PARITY_TOLERANCE,
                                         settings.GRACE_SECONDS, settings.BUCKET_SECONDS)
     return cell
 

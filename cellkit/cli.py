@@ -1,30 +1,28 @@
-"""``python -m cellkit``: run a cell, check parity for a window, show or push the cell's status."""
+"""``python -m cellkit``: run a cell, check parity for a window, show or push the cell's status; the sandbox
+and org commands are in cli_sandboxes, the set-aside envelopes' in cli_aside. docs/cell-kit.md lists them all,
+with their exit codes."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
-import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from cellkit import cli_sandboxes
 from cellkit.adapters.logs import configure, get_logger
-from cellkit.bootstrap import build, run
+from cellkit.bootstrap import run
 from cellkit.cli_aside import aside_app
-from cellkit.services.plans import CreateRequest, EdgePolicy, SandboxGate
-from cellkit.services.status import push_status, status_body
-from cellkit.settings import load
+from cellkit.cli_common import cell_or_exit, fail, print_json, settings_or_exit
+from cellkit.services.parity import ParityError
+from cellkit.services.status import StatusError, push_status, status_body
 
 app = typer.Typer(help="The cell kit: ticks, forwarding, the cell's own billing and parity (CONTRACT section 8).",
                   no_args_is_help=True)
 app.add_typer(aside_app, name="aside")
-
-
-def _print(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+cli_sandboxes.register(app)
 
 
 @app.command("run")
@@ -39,8 +37,10 @@ def run_cmd(
     STRIPE_API_KEY, STRIPE_API_BASE, TICK_SECONDS, ...
     """
     configure()
-    log = get_logger("cellkit")
-    cell = build(load(), log)
+    settings = settings_or_exit()
+    if not settings.edge_base:
+        fail("EDGE_URL must be set to run a cell (the edge's base URL, e.g. https://api.example.com/api)")
+    cell = cell_or_exit(settings, get_logger("cellkit"))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -62,17 +62,18 @@ def parity_check(
 ) -> None:
     """Compare the cell's GB-seconds per pro org with the edge's for one window; print (and post) the report."""
     configure("WARNING")
-    cell = build(load(), get_logger("cellkit"))
-    if cell.parity is None:
-        typer.echo("OPENSANDBOX_USAGE_PARITY_URL (and EVENT_SECRET) must be set", err=True)
-        raise typer.Exit(2)
     if (from_ is None) != (to is None) or (from_ is not None and to is not None and to <= from_):
-        typer.echo("--from and --to go together, with --to > --from", err=True)
-        raise typer.Exit(2)
+        fail("--from and --to go together, with --to > --from")
+    cell = cell_or_exit(settings_or_exit(), get_logger("cellkit"), parity=True)
+    if cell.parity is None:
+        fail("EDGE_URL (or OPENSANDBOX_USAGE_PARITY_URL) must be set to check parity")
     if tolerance is not None:
         cell.parity.tolerance = tolerance
-    report = cell.parity.check((from_, to) if from_ is not None and to is not None else None, post=post)
-    _print(report.body())
+    try:
+        report = cell.parity.check((from_, to) if from_ is not None and to is not None else None, post=post)
+    except ParityError as exc:  # the edge unreachable, or an answer that is not the contract's
+        fail(str(exc), 3)
+    print_json(report.body())
     raise typer.Exit(0 if report.clean else 1)
 
 
@@ -82,45 +83,18 @@ def status_cmd(
 ) -> None:
     """Print the cell's status (authority, billers, billed_through, pending_billable, spool depth)."""
     configure("WARNING")
-    settings = load()
-    cell = build(settings, get_logger("cellkit"))
+    settings = settings_or_exit()
+    cell = cell_or_exit(settings, get_logger("cellkit"))
     body = status_body(cell.store, settings.authority, settings.authority == "cell",
                        cell.clock.now_us() // 1_000_000, settings.BUCKET_SECONDS)
     if push:
         if cell.edge is None:
-            typer.echo("EDGE_URL must be set to push the status", err=True)
-            raise typer.Exit(2)
-        push_status(cell.edge, body)
-    _print({"cell_id": settings.CELL_ID} | body)
-
-
-@app.command("create")
-def create_cmd(
-    org: Annotated[str, typer.Option(help="The org the sandbox bills to.")],
-    memory_mb: Annotated[int, typer.Option(help="Memory in MB.")] = 1024,
-    cpu: Annotated[int, typer.Option(help="vCPUs.")] = 1,
-    cap_token: Annotated[str | None, typer.Option(help="The edge's cap-token (required when authority is edge).")]
-    = None,
-    sandbox_id: Annotated[str | None, typer.Option(help="Default: a new id.")] = None,
-) -> None:
-    """Create (start) a sandbox through the cell's gate: cap-token, else the edge's org policy, else the org row."""
-    configure("WARNING")
-    settings = load()
-    cell = build(settings, get_logger("cellkit"))
-    gate = SandboxGate(settings.authority, settings.CELL_ID, settings.SESSION_JWT_SECRET,
-                       EdgePolicy(cell.edge) if cell.edge else None, cell.store, cell.ticker, cell.clock, cell.log)
-    answer = gate.create(CreateRequest(sandbox_id or f"sbx-{uuid.uuid4().hex[:12]}", org, memory_mb, cpu, cap_token))
-    _print({"status": answer.status} | answer.body)
-    raise typer.Exit(0 if answer.status == 201 else 1)
-
-
-@app.command("stop")
-def stop_cmd(sandbox_id: Annotated[str, typer.Option(help="The sandbox to stop.")]) -> None:
-    """Stop a sandbox: its last tick ends at this moment and its scale event closes."""
-    configure("WARNING")
-    cell = build(load(), get_logger("cellkit"))
-    change = cell.ticker.stop(sandbox_id)  # the clock is read inside the write lock: no tick slips in between
-    _print({"sandbox_id": sandbox_id, "status": change.sandbox.status, "stopped_at_us": change.at_us})
+            fail("EDGE_URL must be set to push the status")
+        try:
+            push_status(cell.edge, body)
+        except StatusError as exc:
+            fail(str(exc), 3)
+    print_json({"cell_id": settings.CELL_ID} | body)
 
 
 @app.command("conformance")

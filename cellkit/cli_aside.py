@@ -8,15 +8,13 @@ Exit codes: 0 done; 1 some ids were not aside (the rest done); 2 bad usage or se
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from cellkit.adapters.logs import configure, get_logger
-from cellkit.adapters.stores import open_store
+from cellkit.cli_common import fail, print_json, settings_or_exit, store_or_exit
 from cellkit.ports import CellStore
-from cellkit.settings import SettingsError, load
 
 aside_app = typer.Typer(help="Envelopes the edge refused: list, replay or discard them (with their reasons).",
                         no_args_is_help=True)
@@ -26,22 +24,13 @@ AllOpt = Annotated[bool, typer.Option("--all", help="Every envelope set aside.")
 
 
 def _store() -> CellStore:
-    try:
-        return open_store(load().CELL_DATABASE_URL)
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
-def _print(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+    return store_or_exit(settings_or_exit())
 
 
 def _chosen(store: CellStore, ids: list[str] | None, every: bool) -> tuple[list[str], list[str]]:
     """(ids found aside, ids asked for that are not aside)."""
     if bool(ids) == every:
-        typer.echo("name the envelope ids, or --all (not both)", err=True)
-        raise typer.Exit(2)
+        fail("name the envelope ids, or --all (not both)")
     aside = {a.id for a in store.aside()}
     wanted = sorted(aside) if every else list(dict.fromkeys(ids or []))
     return [i for i in wanted if i in aside], [i for i in wanted if i not in aside]
@@ -57,7 +46,7 @@ def list_cmd(
     rows = [{"id": a.id, "reason": a.reason, "at": a.at, "bytes": len(a.body.encode(errors="surrogatepass"))}
             | ({"body": a.body} if bodies else {}) for a in store.aside()]
     store.close()
-    _print({"count": len(rows), "aside": rows})
+    print_json({"count": len(rows), "aside": rows})
 
 
 @aside_app.command("replay")
@@ -69,7 +58,7 @@ def replay_cmd(ids: IdsArg = None, every: AllOpt = False) -> None:
     moved = store.aside_replay(found)
     store.close()
     get_logger("cellkit").warning("aside_replayed", extra={"envelopes": moved, "ids": found})
-    _print({"replayed": moved, "ids": found, "not_aside": missing})
+    print_json({"replayed": moved, "ids": found, "not_aside": missing})
     raise typer.Exit(1 if missing else 0)
 
 
@@ -81,8 +70,7 @@ def discard_cmd(
     """Delete envelopes for good: the edge never counts them. Each is logged (stderr) with its body."""
     configure("WARNING")
     if not reason.strip():
-        typer.echo("--reason must say why", err=True)
-        raise typer.Exit(2)
+        fail("--reason must say why")
     store = _store()
     found, missing = _chosen(store, ids, every)
     log = get_logger("cellkit")
@@ -92,5 +80,5 @@ def discard_cmd(
                                                "reason": reason, "body": item.body})
     gone = store.aside_discard(found)
     store.close()
-    _print({"discarded": gone, "ids": found, "not_aside": missing})
+    print_json({"discarded": gone, "ids": found, "not_aside": missing})
     raise typer.Exit(1 if missing else 0)

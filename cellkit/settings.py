@@ -64,6 +64,13 @@ class CellSettings(BaseModel):
             return self.OPENSANDBOX_USAGE_PARITY_URL.rstrip("/").removesuffix(PARITY_ROUTE)
         return None
 
+    @property
+    def parity_base(self) -> str | None:
+        """Where parity is read and reported: OPENSANDBOX_USAGE_PARITY_URL's base when set, else EDGE_URL."""
+        if self.OPENSANDBOX_USAGE_PARITY_URL:
+            return self.OPENSANDBOX_USAGE_PARITY_URL.rstrip("/").removesuffix(PARITY_ROUTE)
+        return self.edge_base
+
     def secret(self, name: Literal["EVENT_SECRET", "SESSION_JWT_SECRET", "STRIPE_API_KEY"]) -> str:
         value = getattr(self, name)
         if not value:

@@ -97,7 +97,7 @@ class SimCell:
     def _build(self) -> Cell:
         cell = build(self.config.settings(self.authority), self.log, store=self.store, clock=self.clock,
                      transport=self.transport, sleep=lambda _: None)
-        cell.billers.start()  # logs biller_started, or biller_stopped once per biller under authority=edge
+        cell.billers.start()  # logs biller_started, or (authority=edge) biller_stopped twice and biller_draining
         return cell
 
     @property

@@ -10,7 +10,11 @@
 - sender: pending rows to Stripe meter events; a duplicate-identifier answer
   means delivered; rows of orgs without a Stripe customer wait.
 
-``PRO_BILLING_AUTHORITY=edge`` stops all three, each with one log line.
+``PRO_BILLING_AUTHORITY=edge`` stops the reporter and the allocator, each with
+one log line: no hour is settled any more. The sender keeps delivering the
+outbox rows already settled (hours before ``billed_through``, the cell's to
+bill: stopping it stranded them silently), and every run while any row is
+unsent (pending, or failed by Stripe) logs ``billable_unsent`` as an alarm.
 """
 
 from __future__ import annotations
@@ -175,6 +179,12 @@ class Billers:
     def start(self) -> bool:
         if self.authority == "edge":
             for biller in self.billers:
+                if isinstance(biller, Sender):
+                    self.log.info("biller_draining", extra={
+                        "cell_id": self.cell_id, "biller": biller.name,
+                        "reason": "PRO_BILLING_AUTHORITY=edge: sends only the rows already settled (hours before "
+                                  "billed_through, the cell's to bill); settles no more"})
+                    continue
                 self.log.info("biller_stopped", extra={
                     "cell_id": self.cell_id, "biller": biller.name,
                     "reason": "PRO_BILLING_AUTHORITY=edge: the edge bills pro usage; this cell does not"})
@@ -186,10 +196,27 @@ class Billers:
         return self.running
 
     def run_once(self) -> dict[str, int]:
-        if not self.running:
-            return {}
+        if self.authority == "edge":
+            # Only the sender, and only while rows remain: what the cell settled before the cutover.
+            out = self._run([b for b in self.billers if isinstance(b, Sender)])
+            self._report_unsent()
+            return out
+        return self._run(self.billers) if self.running else {}
+
+    def _report_unsent(self) -> None:
+        store = next((b.store for b in self.billers if isinstance(b, Sender)), None)
+        if store is None:
+            return
+        pending, failed = store.count_billable("pending"), store.count_billable("failed")
+        if pending or failed:
+            self.log.error("billable_unsent", extra={
+                "alarm": True, "cell_id": self.cell_id, "pending": pending, "failed": failed,
+                "detail": "settled hours this cell still owes Stripe (pending: waiting for Stripe or a customer; "
+                          "failed: refused by Stripe, see meter_event_rejected); counted in pending_billable"})
+
+    def _run(self, billers: list[Biller]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for biller in self.billers:
+        for biller in billers:
             if biller.stop.is_set():
                 break
             try:

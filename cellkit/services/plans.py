@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cellkit.core.captoken import CapToken, CapTokenInvalid, verify
 from cellkit.ports import CellStore, Clock, EdgeApi, TransportError
-from cellkit.services.ticker import Ticker
+from cellkit.services.ticker import SandboxAlreadyRunning, Ticker
 
 POLICY_PATH = "/internal/org-policy"
 FREE_MAX_MEMORY_MB = 4096
@@ -130,5 +130,8 @@ class SandboxGate:
         if req.memory_mb > plan.max_memory_mb:
             return Answer(403, {"error": f"{req.memory_mb} MB exceeds the {plan.plan} plan's "
                                          f"{plan.max_memory_mb} MB"})
-        self.ticker.start(req.sandbox_id, req.org_id, plan.plan, req.memory_mb, req.cpu_count)  # now, under the lock
+        try:
+            self.ticker.start(req.sandbox_id, req.org_id, plan.plan, req.memory_mb, req.cpu_count)  # now, locked
+        except SandboxAlreadyRunning:
+            return Answer(409, {"error": f"sandbox {req.sandbox_id} is already running"})
         return Answer(201, {"sandbox_id": req.sandbox_id, "plan": plan.plan, "plan_source": plan.source})

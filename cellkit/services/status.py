@@ -20,7 +20,9 @@ def status_body(store: CellStore, authority: str, billers_running: bool, now_s: 
         "authority": authority,
         "billers_running": billers_running,
         "billed_through": billed_through(store, now_s, width),
-        "pending_billable": store.count_billable("pending"),
+        # Every settled row not yet sent to Stripe: pending, and failed (refused; a person must look). The
+        # cutover's drain-check waits for 0, so a row stranded either way holds it up rather than vanishing.
+        "pending_billable": store.count_billable("pending") + store.count_billable("failed"),
         "spool_depth": store.spool_depth(),
     }
 

@@ -128,7 +128,8 @@ def test_run_process_logs_the_switch_and_reports_status(tmp_path: Path, authorit
         stopped = [ln for ln in lines if ln["event"] == "biller_stopped"]
         started = [ln for ln in lines if ln["event"] == "biller_started"]
         if authority == "edge":
-            assert sorted(ln["biller"] for ln in stopped) == ["allocator", "sender", "usage_reporter"]
+            assert sorted(ln["biller"] for ln in stopped) == ["allocator", "usage_reporter"]
+            assert [ln["biller"] for ln in lines if ln["event"] == "biller_draining"] == ["sender"]
             assert not started and all(ln["cell_id"] == "cell-run" for ln in stopped)
         else:
             assert len(started) == 3 and not stopped

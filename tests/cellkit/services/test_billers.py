@@ -125,11 +125,13 @@ def test_edge_authority_stops_each_biller_with_one_line_and_bills_nothing(
     stripe = Recording([])
     b = billers(store, clock, log[0], stripe, "edge")
     assert not b.start()
-    assert b.run_once() == {}
+    assert b.run_once() == {"sender": 0}  # the sender only drains what was settled: nothing here
     lines = log[1].events("biller_stopped")
-    assert sorted(r.biller for r in lines) == ["allocator", "sender", "usage_reporter"]  # type: ignore[attr-defined]
+    assert sorted(r.biller for r in lines) == ["allocator", "usage_reporter"]  # type: ignore[attr-defined]
     assert all("PRO_BILLING_AUTHORITY=edge" in r.reason for r in lines)  # type: ignore[attr-defined]
+    assert [r.biller for r in log[1].events("biller_draining")] == ["sender"]  # type: ignore[attr-defined]
     assert stripe.calls == 0 and store.count_billable("pending") == 0 and store.cursor(BILLED_THROUGH) is None
+    assert not log[1].events("billable_unsent")
     # Any other value keeps the cell billing.
     on = billers(store, clock, log[0], stripe, "cell")
     assert on.start() and on.run_once()["allocator"] == 4 and stripe.calls == 5
@@ -189,3 +191,33 @@ def test_a_cell_killed_at_any_store_call_of_the_allocator_allocates_every_hour_o
                 Allocator(DiesAt(store, k, after), clock, cfg, log[0]).run_once()  # type: ignore[arg-type]
             Allocator(store, clock, cfg, log[0]).run_once()  # the cell restarted
             assert allocated(store) == want, (k, after)
+
+
+def test_edge_authority_strands_no_settled_row_and_alarms_while_any_is_unsent(
+    clock: ManualClock, log: tuple[logging.Logger, Captured]
+) -> None:
+    """Issue 18, item 8: rows the cell settled before the switch (hours before T) were never sent, silently."""
+    store = MemoryStore()
+    fleet(store, clock, log[0])
+    clock.set(T0_US + (2 * H + 600) * US)  # hours 0 and 1 settled by the cell, then the cutover
+    cell_mode = billers(store, clock, log[0], Recording([SendResult("retry")]), "cell")
+    assert cell_mode.start() and cell_mode.run_once()["allocator"] == 2
+    pending = store.count_billable("pending")
+    assert pending == 6 and store.cursor(BILLED_THROUGH) == T0 + 2 * H
+    first = store.billable("pending", 1)[0]
+    store.mark_billable(first.identifier, "failed", "No such customer", T0)  # Stripe refused one earlier
+    assert status_body(store, "edge", False, T0 + 3 * H)["pending_billable"] == 6  # failed counts: not sent
+
+    clock.set(T0_US + 5 * H * US)
+    stripe = Recording([SendResult("retry")])  # Stripe unwell at the first run after the switch
+    edge_mode = billers(store, clock, log[0], stripe, "edge")
+    assert not edge_mode.start()
+    assert edge_mode.run_once() == {"sender": 0}
+    (alarm,) = log[1].events("billable_unsent")
+    assert (alarm.alarm, alarm.pending, alarm.failed, alarm.levelno) == (True, 5, 1, logging.ERROR)  # type: ignore[attr-defined]
+    edge_mode.run_once()  # Stripe is back: the settled rows go out, hours before T only
+    assert store.count_billable("pending") == 1 and store.count_billable("sent") == 4  # one has no customer
+    assert store.cursor(BILLED_THROUGH) == T0 + 2 * H  # nothing settled after the switch
+    assert {b.bucket_start for b in store.billable("sent", 10)} == {T0, T0 + H}
+    assert len(log[1].events("billable_unsent")) == 2  # the failed row (and the row without a customer) remain
+    assert status_body(store, "edge", False, T0 + 5 * H)["pending_billable"] == 2
