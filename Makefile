@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The caches land in __pycache__/, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run run-fleet test suite typecheck-quiet test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean
+.PHONY: run run-fleet test suite typecheck-quiet test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean browser
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,21 @@ $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.t
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The browser test (tests/e2e/test_status_page.py) and `make run`'s screenshot of /ops/status: Playwright for Python
+# drives Debian's chromium (installed here when missing; never a browser Playwright downloads), and axe-core from
+# npm, vendored into .local/vendor, checks the page's accessibility. CI (.ci/run) runs this before `make test-e2e`.
+AXE_VERSION := 4.14.1
+AXE := .local/vendor/axe-core-$(AXE_VERSION)/axe.min.js
+browser: $(STAMP) $(AXE)
+	@test -x /usr/bin/chromium || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+	@/usr/bin/chromium --version
+
+$(AXE):
+	mkdir -p $(dir $(AXE))
+	cd $(dir $(AXE)) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && \
+		tar xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js && rm axe-core-$(AXE_VERSION).tgz
 
 # Tests in parallel, with branch coverage; the core and the services must stay >= 90 %. One worker more than
 # cores: about a sixth of the suite's time is spent waiting (subprocesses, sockets, Stripe's retry back-off), and
@@ -67,7 +82,7 @@ typecheck-quiet: $(STAMP)
 	@out=$$($(BIN)/mypy 2>&1); status=$$?; printf '\nmypy: %s\n' "$$out"; exit $$status
 
 # The main job: a whole cutover from the cells to the edge, locally (out/cutover-report.json and a chart).
-run: $(STAMP)
+run: $(STAMP) browser
 	$(BIN)/python -m sim.cutover
 
 # The earlier fleet-only run: ticks through ingest, rollup and send, reconciled with the fleet's ledger.

@@ -31,6 +31,7 @@ from rich.progress import Progress
 from cellkit.adapters.logs import JsonFormatter
 from sim import stack
 from sim.api import EdgeClient
+from sim.browser import snapshot
 from sim.cutover_display import COLUMNS, Ui, console
 from sim.cutover_orgs import ROOT, Run
 from sim.cutover_report import build_report
@@ -81,6 +82,7 @@ def execute(run: Run, out: Path) -> RunReport:
         fleet.join(30)
     if fleet.error is not None:
         raise RuntimeError(f"the fleet failed: {fleet.error!r}")
+    run.problems += snapshot(run.info.api_url, out)  # the operator's page, seam and all: out/status-page.png
     report = build_report(run, fleet, edge, b0, end)
     for cell in fleet.cells.values():
         cell.close()
@@ -121,7 +123,8 @@ def main(
 
 
 def finish(report: RunReport, run: Run, out: Path, took: float) -> None:
-    console.print(f"report: {out / 'cutover-report.json'}  chart: {out / 'cutover-chart.png'}  ({took:.0f} s)")
+    console.print(f"report: {out / 'cutover-report.json'}  chart: {out / 'cutover-chart.png'}  status page: "
+                  f"{out / 'status-page.png'}  ({took:.0f} s)")
     for line in run.problems:
         console.print(f"[red]{line}[/red]")
     if report.wrong or run.problems:

@@ -49,6 +49,7 @@ class StackInfo:
     webhook_secret: str
     jwt_secret: str
     pids: dict[str, int]
+    events_secret: str = ""  # the emulator's event destination (meter error reports) signs with it
 
     def app_env(self) -> dict[str, str]:
         """The environment the app (and the operator CLI) needs to talk to this stack."""
@@ -62,6 +63,7 @@ class StackInfo:
             "STRIPE_API_BASE": self.stripe_url,
             "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
             "SESSION_JWT_SECRET": self.jwt_secret,
+            "STRIPE_EVENTS_SECRET": self.events_secret,
         }
 
     def cli_env(self) -> dict[str, str]:
@@ -142,6 +144,15 @@ def _provision_aws(info: StackInfo) -> None:
     session.client("s3", endpoint_url=info.moto_url).create_bucket(Bucket=info.archive_bucket)
 
 
+def _register_event_destination(info: StackInfo) -> None:
+    """Stripe's meter error reports go to the app's POST /webhooks/stripe/events (docs/stripe.md), signed with
+    the destination's secret: the emulator reports meter events for customers it does not hold."""
+    body = json.dumps({"url": info.api_url + "/webhooks/stripe/events", "secret": info.events_secret}).encode()
+    request = urllib.request.Request(info.stripe_url + "/_emulator/event_destinations", body, method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
 def up() -> StackInfo:
     """Start the stack (or return the one already running)."""
     current = running()
@@ -164,6 +175,7 @@ def up() -> StackInfo:
         webhook_secret="whsec_" + secrets.token_hex(16),
         jwt_secret=secrets.token_hex(16),
         pids=pids,
+        events_secret="whsec_" + secrets.token_hex(16),
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
@@ -172,6 +184,7 @@ def up() -> StackInfo:
         _wait_http("moto", info.moto_url + "/moto-api/", pids["moto"], deadline)
         _wait_http("stripe", info.stripe_url + "/_emulator/totals", pids["stripe"], deadline)
         _provision_aws(info)
+        _register_event_destination(info)
         pids["api"] = _spawn("api", _api_argv(str(ports["api"])), base_env | info.app_env())
         _wait_http("api", info.api_url + "/health", pids["api"], deadline)
     except BaseException:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-SQUARE = 14
+SQUARE = 12
+PER_ROW = 24  # squares per row of the grid: 24 x 14 px fits a phone
 CSS = """
 body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}
 main{max-width:72rem;margin:auto;padding:1rem}
@@ -23,6 +24,14 @@ th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ccc;vertical-
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.5rem;padding:0;list-style:none}
 .facts li{border:1px solid #ccc;border-radius:4px;padding:.4rem .6rem}
 .legend span{margin-right:1rem}code{font-size:.9rem;word-break:break-all}
+.grid{list-style:none;padding:0}.grid li{margin:.5rem 0}.grid svg{display:block;margin-top:.2rem}
+@media (max-width:40rem){
+ table.cards thead{position:absolute;left:-9999px}
+ table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:auto}
+ table.cards tr{border:1px solid #ccc;border-radius:4px;margin:.5rem 0;padding:.2rem .4rem}
+ table.cards td{border:0;padding:.1rem 0}
+ table.cards td::before{content:attr(data-label) ": ";font-weight:600}
+}
 """
 COLOURS = {"clean": "#2e7d32", "drift": "#c62828"}
 
@@ -30,16 +39,23 @@ COLOURS = {"clean": "#2e7d32", "drift": "#c62828"}
 def utc(ts: object) -> str:
     if not isinstance(ts, int) or isinstance(ts, bool):
         return "never" if ts is None else escape(str(ts))
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def table(caption: str, heads: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    """A table on a wide screen; on a phone each row a card, every value labelled with its column."""
+    body = "".join("<tr>" + "".join(f'<td data-label="{escape(h)}">{c}</td>' for h, c in zip(heads, r, strict=True))
+                   + "</tr>" for r in rows)
     if not body:
         return f"<p>{escape(empty)}</p>"
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in heads)
-    return (f'<div class="scroll"><table><caption class="visually-hidden">{escape(caption)}</caption>'
+    return (f'{scroll(caption)}<table class="cards"><caption class="visually-hidden">{escape(caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+
+
+def scroll(label: str) -> str:
+    """A wide table scrolls inside its own region on a phone; focusable so a keyboard can scroll it too."""
+    return f'<div class="scroll" role="region" tabindex="0" aria-label="{escape(label)} (scrolls sideways)">'
 
 
 def facts(items: Mapping[str, str]) -> str:
@@ -62,23 +78,24 @@ def parity_svg(cell_id: str, squares: Sequence[Mapping[str, Any]], buckets: Sequ
     parts: list[str] = []
     counts = {"clean": 0, "drift": 0, "missing": 0}
     for sq in squares:
-        x = index[sq["bucket_start"]] * (SQUARE + 2)
+        i = index[sq["bucket_start"]]
+        x, y = i % PER_ROW * (SQUARE + 2), i // PER_ROW * (SQUARE + 2)
         when = utc(sq["bucket_start"])
         if sq.get("missing"):
             counts["missing"] += 1
-            parts.append(f'<rect x="{x + 1}" y="1" width="{SQUARE - 2}" height="{SQUARE - 2}" fill="none" '
+            parts.append(f'<rect x="{x + 1}" y="{y + 1}" width="{SQUARE - 2}" height="{SQUARE - 2}" fill="none" '
                          f'stroke="#767676" stroke-dasharray="2 2"><title>{when}: no report</title></rect>')
             continue
         kind = "clean" if sq["clean"] else "drift"
         counts[kind] += 1
-        parts.append(f'<rect x="{x}" y="0" width="{SQUARE}" height="{SQUARE}" fill="{COLOURS[kind]}">'
+        parts.append(f'<rect x="{x}" y="{y}" width="{SQUARE}" height="{SQUARE}" fill="{COLOURS[kind]}">'
                      f'<title>{when}: {kind}, max drift {escape(sq["max_drift"])}</title></rect>')
     summary = f"{counts['clean']} clean, {counts['drift']} drifting, {counts['missing']} missing"
-    width = max(1, len(buckets)) * (SQUARE + 2)
+    width = min(max(1, len(buckets)), PER_ROW) * (SQUARE + 2)
+    height = max(1, -(-len(buckets) // PER_ROW)) * (SQUARE + 2)
     label = escape(f"parity of {cell_id}: {summary}")
-    return (f'<tr><th scope="row">{escape(cell_id)}</th><td><svg role="img" aria-label="{label}" width="{width}" '
-            f'height="{SQUARE}" viewBox="0 0 {width} {SQUARE}">{"".join(parts)}</svg></td>'
-            f"<td>{escape(summary)}</td></tr>")
+    return (f"<li><strong>{escape(cell_id)}</strong>: {escape(summary)}<svg role=\"img\" aria-label=\"{label}\" "
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg></li>')
 
 
 def parity_section(status: Mapping[str, Any]) -> str:
@@ -89,12 +106,12 @@ def parity_section(status: Mapping[str, Any]) -> str:
         by_cell.setdefault(sq["cell_id"], []).append(sq)
     rows = "".join(parity_svg(c, sqs, buckets) for c, sqs in sorted(by_cell.items()))
     head = (f"<h2 id=\"parity\">Parity</h2><p>Settled buckets {utc(buckets[0] if buckets else soak['to'])} to "
-            f"{utc(soak['to'])}, one square each, oldest first. <span class=\"legend\"><span>green: clean</span>"
+            f"{utc(soak['to'])}, one square each, oldest first, {PER_ROW} to a row. "
+            "<span class=\"legend\"><span>green: clean</span>"
             "<span>red: drift above tolerance</span><span>dashed outline: no report (a gap)</span></span></p>")
     if not rows:
         return head + "<p>No cell has reported its status.</p>"
-    return head + ('<div class="scroll"><table><thead><tr><th scope="col">cell</th><th scope="col">buckets</th>'
-                   f'<th scope="col">summary</th></tr></thead><tbody>{rows}</tbody></table></div>')
+    return head + f'<ul class="grid">{rows}</ul>'
 
 
 def seam_section(status: Mapping[str, Any]) -> str:

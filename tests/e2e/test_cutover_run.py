@@ -27,6 +27,10 @@ def test_a_whole_cutover_bills_every_org_exactly_its_ground_truth(tmp_path: Path
     assert not (ROOT / ".local" / "stack.json").exists(), "the stack is torn down afterwards"
     report = json.loads((tmp_path / "cutover-report.json").read_text())
     assert (tmp_path / "cutover-chart.png").stat().st_size > 10_000
+    # The operator's page, seen in Chromium during the run, beside the report (axe clean, fits a phone).
+    assert (tmp_path / "status-page.png").stat().st_size > 10_000
+    page = json.loads((tmp_path / "status-page.json").read_text())
+    assert page["status"] == 200 and page["axe_violations"] == [] and page["page_width"] <= 390
 
     # The seed's sequence, as the operator ran it: preflight failed first (the soak too short), then passed.
     codes = [(c["command"].split()[1], c["exit_code"]) for c in report["cutover_cli"]]

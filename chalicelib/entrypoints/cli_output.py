@@ -1,0 +1,111 @@
+"""What every operator command promises about its output (CONTRACT: `--json` = exactly one JSON document on
+stdout, logs on stderr), and the stage's flags as the source of truth for the settings a command runs with.
+
+`answering(as_json)` wraps a command: with `--json`, whatever the command's code or its libraries print
+(Powertools' log lines, an EMF metric, a restart's progress) goes to stderr, and the one document goes to
+the stdout saved here (`answer`); a failure is `{"error": ...}` with its exit code, never a bare line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from contextvars import ContextVar
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import typer
+from rich.console import Console
+
+from chalicelib.adapters.stage_config import StageConfigError, read_stage
+from chalicelib.bootstrap import Services, services
+from chalicelib.core.cutover.checks import StageFlags
+from chalicelib.observability import logger
+from chalicelib.settings import load_settings
+
+_ANSWER: ContextVar[TextIO | None] = ContextVar("answer_stream", default=None)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+class Refused(Exception):
+    """An operator error (or a check the command cannot pass): one message, one exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (a test runner swaps it per command)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextmanager
+def logs_to_stderr() -> Iterator[None]:
+    """stdout is the command's answer: its log lines go to stderr (the Lambdas keep stdout, CloudWatch's)."""
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(_Stderr())
+    try:
+        yield
+    finally:
+        if previous is not None:
+            handler.setStream(previous)
+
+
+@contextmanager
+def answering(as_json: bool) -> Iterator[None]:
+    """Run a command's body; with --json everything it prints goes to stderr but `answer(...)`, and a Refused
+    becomes `{"error": ...}` on stdout with its code."""
+    out = sys.stdout
+    token = _ANSWER.set(out)
+    try:
+        with logs_to_stderr(), (redirect_stdout(sys.stderr) if as_json else _nothing()):
+            yield
+    except Refused as exc:
+        if as_json:
+            out.write(json.dumps({"error": exc.message, "exit_code": exc.code}) + "\n")
+        else:
+            errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(exc.code) from None
+    finally:
+        _ANSWER.reset(token)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def answer(body: Any) -> None:
+    """The command's one JSON document, on the stdout the command started with."""
+    stream = _ANSWER.get() or sys.stdout
+    stream.write(json.dumps(body, default=str, indent=2) + "\n")
+
+
+def stage_services(config: Path, stage: str) -> tuple[Services, StageFlags]:
+    """The services with the stage's flags (the source of truth: `.chalice/config.json`, which `arm` writes) over
+    the environment's, so a command behaves the same whether or not the shell exported them; the environment
+    still says where the tables and Stripe are, and must point at the stage's tables."""
+    try:
+        flags = read_stage(config.read_text(), stage)
+    except (OSError, StageConfigError) as exc:
+        raise Refused(str(exc)) from None
+    base = services()
+    prefix = flags.value("TABLE_PREFIX")
+    if prefix and prefix != base.settings.TABLE_PREFIX:
+        raise Refused(f"the environment points at tables {base.settings.TABLE_PREFIX}-* but stage {stage} uses "
+                      f"{prefix}-*: export that stage's TABLE_PREFIX (and its endpoints)")
+    return replace(base, settings=load_settings(dict(os.environ) | dict(flags.env))), flags
