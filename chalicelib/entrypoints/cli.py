@@ -21,6 +21,7 @@ from rich.table import Table
 
 from chalicelib.bootstrap import services
 from chalicelib.core.orgs import Org
+from chalicelib.entrypoints.cli_output import Refused, answer, answering
 from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.services.ingest import ingest_batch, replay_quarantine
 from chalicelib.settings import SettingsError
@@ -42,25 +43,25 @@ app.add_typer(cap_token_app, name="cap-token")
 
 
 def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
-    """A bad flag or an unreachable store is one clear line and exit code 2, not a traceback."""
+    """A bad flag or an unreachable store is one clear line and exit code 2, not a traceback; with --json that
+    line is `{"error": ...}`, the only thing on stdout (cli_output.answering: logs go to stderr)."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except (SettingsError, StoreUnavailable, StoreRejected) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-        except stripe.StripeError as exc:
-            console.print(f"[red]error:[/red] Stripe answered {exc.http_status}: {exc.user_message or exc}")
-            raise typer.Exit(2) from None
+        with answering(bool(kwargs.get("json_out") or kwargs.get("as_json"))):
+            try:
+                return fn(*args, **kwargs)
+            except (SettingsError, StoreUnavailable, StoreRejected) as exc:
+                raise Refused(str(exc)) from None
+            except stripe.StripeError as exc:
+                raise Refused(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
 
     return wrapper
 
 
 def emit(data: Any, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+        answer(data)
     else:
         console.print_json(json.dumps(data, default=str))
 
@@ -194,8 +195,7 @@ def ensure_products_command(
     try:
         result = ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now(), dry_run=dry_run)
     except EmptyCatalog as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise Refused(str(exc)) from None
     if json_out:
         emit(result.body(), as_json=True)
         return

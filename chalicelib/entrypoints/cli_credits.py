@@ -7,7 +7,6 @@ credits show ORG                  balance (open spend included), halt, seed, gra
 
 from __future__ import annotations
 
-import json
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +16,7 @@ from rich.console import Console
 
 from chalicelib.bootstrap import services
 from chalicelib.core.limits import printable
+from chalicelib.entrypoints.cli_output import Refused, answer, answering
 from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.services.credits import CreditConflict, grant_credits, org_credits
 from chalicelib.settings import SettingsError
@@ -27,15 +27,15 @@ credits_app = typer.Typer(help="Free-tier credit balances.", no_args_is_help=Tru
 
 def _emit(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(data, default=str, sort_keys=True) + "\n")
+        answer(data)
     else:
         for key, value in data.items():
             sys.stdout.write(f"{key}: {value}\n")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
+def _fail(message: str, code: int = 2) -> Refused:
+    """Printed by `answering`: one line on stderr, or with --json `{"error": ...}` on stdout (cli_output.py)."""
+    return Refused(message, code)
 
 
 def _cents(text: str) -> Decimal:
@@ -56,6 +56,11 @@ def grant(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout"),
 ) -> None:
     """Top up a free org's credits, once per --key; resumes it if it was halted and now has credit."""
+    with answering(as_json):
+        _grant(org_id, cents, key, as_json)
+
+
+def _grant(org_id: str, cents: str, key: str, as_json: bool) -> None:
     amount = _cents(cents)
     try:
         printable(org_id, "org_id")
@@ -76,6 +81,11 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout"),
 ) -> None:
     """A free org's balance (less what it spent in the last minutes), halt state, seed, grants, spend."""
+    with answering(as_json):
+        _show(org_id, as_json)
+
+
+def _show(org_id: str, as_json: bool) -> None:
     try:
         printable(org_id, "org_id")
         svc = services()

@@ -10,7 +10,6 @@ local stack's app; AWS stages: print the `chalice deploy` to run).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,13 +17,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 import stripe
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
 from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stage, stages, with_flags
-from chalicelib.bootstrap import Services, services
-from chalicelib.core.cutover.checks import EXIT_USAGE, Check, StageFlags, boundary_error
+from chalicelib.core.cutover.checks import EXIT_USAGE, Check, boundary_error
 from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
+from chalicelib.entrypoints.cli_output import Refused, answer, answering, stage_services
 from chalicelib.ports import StoreUnavailable
 from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError
@@ -43,42 +43,30 @@ ConfigOpt = typer.Option(CONFIG, "--config", help="The Chalice config (source of
 StaleOpt = typer.Option(1800, "--stale-after", help="A cell status older than this many seconds is not trusted")
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
+def fail(message: str, code: int = EXIT_USAGE) -> Refused:
+    return Refused(message, code)
 
 
 def guarded(fn: Callable[P, T]) -> Callable[P, T]:
-    """A bad flag, an unreachable store or Stripe failing is one clear line and exit 2, not a traceback."""
+    """A bad flag, an unreachable store or Stripe failing is one clear line and exit 2, not a traceback; with
+    --json, that line is `{"error": ...}` and stdout holds nothing else (logs go to stderr)."""
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except (SettingsError, StoreUnavailable, StageConfigError) as exc:
-            raise fail(str(exc)) from None
-        except stripe.StripeError as exc:
-            raise fail(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
+        with answering(bool(kwargs.get("as_json"))):
+            try:
+                return fn(*args, **kwargs)
+            except (SettingsError, StoreUnavailable, StageConfigError, OSError, BotoCoreError, ClientError) as exc:
+                raise fail(str(exc)) from None
+            except stripe.StripeError as exc:
+                raise fail(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
 
     return wrapper
 
 
-def stage_flags(config: Path, stage: str, svc: Services) -> StageFlags:
-    try:
-        flags = read_stage(config.read_text(), stage)
-    except (OSError, StageConfigError) as exc:
-        raise fail(str(exc)) from None
-    prefix = flags.value("TABLE_PREFIX")
-    if prefix and prefix != svc.settings.TABLE_PREFIX:
-        # Checking one stage's flags against another stage's tables would answer the wrong question.
-        raise fail(f"the environment points at tables {svc.settings.TABLE_PREFIX}-* but stage {stage} uses "
-                   f"{prefix}-*: export that stage's TABLE_PREFIX (and its endpoints)")
-    return flags
-
-
 def show(outcome: cutover_ops.CutoverOutcome, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(outcome.body(), default=str, indent=2) + "\n")
+        answer(outcome.body())
     else:
         table = Table("check", "ok", "why")
         for c in outcome.checks:
@@ -151,7 +139,7 @@ def plan_steps(stage: str, t: int) -> list[str]:
     """The operator's steps for a cutover at T, each with the command to run."""
     cli = f"python -m chalicelib.cli cutover {{}} --stage {stage}"
     return [
-        f"1. {cli.format('preflight')}: catalog, one webhook endpoint, 24 h of clean parity, flags",
+        f"1. {cli.format('preflight')}: catalog, one webhook endpoint, 24 h of clean parity per bucket, flags",
         f"2. drain every cell to T={t}: its billers bill every bucket before T and flush to Stripe",
         f"3. {cli.format(f'drain-check --at {t}')} until it exits 0",
         f"4. {cli.format(f'arm --at {t}')}: BILL_FROM={t}, SHADOW=false, applied",
@@ -168,9 +156,9 @@ def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt
               soak_hours: int = typer.Option(24, help="Hours of clean parity required"),
               soak_seconds: int = typer.Option(None, help="The soak in seconds (overrides --soak-hours; for "
                                                           "stages with short buckets)")) -> None:
-    """Catalog published, one webhook endpoint, 24 h of clean parity from every cell, flags consistent."""
-    svc = services()
-    flags = stage_flags(config, stage, svc)
+    """Catalog published with every key, exactly one enabled webhook endpoint (the edge's), every settled bucket of
+    the soak (24 h) reported clean by every cell, flags consistent."""
+    svc, flags = stage_services(config, stage)
     soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
     shadow = running_shadow(stage, api_url, local_stack(ctx))
     show(cutover_ops.preflight(svc, svc.cutover_stripe(), flags, shadow, soak), as_json)
@@ -181,8 +169,7 @@ def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt
 def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
          lead: int = typer.Option(None, help="Seconds from now T must at least be (default one bucket)")) -> None:
     """Propose T (the next quiet bucket boundary) with the steps and the flags per stage."""
-    svc = services()
-    flags = stage_flags(config, stage, svc)
+    svc, flags = stage_services(config, stage)
     text = config.read_text()
     others = [read_stage(text, s) for s in stages(text) if s != stage]
     outcome = cutover_ops.plan(svc, flags, others, lead)
@@ -199,9 +186,9 @@ def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOp
 @guarded
 def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), stage: str = StageOpt,
                 as_json: bool = JsonOpt, config: Path = ConfigOpt, stale_after: int = StaleOpt) -> None:
-    """Every cell billed through T, nothing pending (exit 3: still draining, run it again)."""
-    svc = services()
-    stage_flags(config, stage, svc)
+    """Every cell billed through exactly T, nothing pending (exit 3: still draining, run it again; past T is exit 1:
+    T is too early, the buckets between would be billed twice)."""
+    svc, _ = stage_services(config, stage)
     error = boundary_error(at, svc.settings.BUCKET_SECONDS)
     if error:
         raise fail(error)
@@ -213,10 +200,8 @@ def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), sta
 def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"),
         stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """Write BILL_FROM=T and SHADOW=false for the stage, and apply it."""
-    svc = services()
-    flags = stage_flags(config, stage, svc)
-    bucket = int(flags.value("BUCKET_SECONDS", "3600"))
-    error = boundary_error(at, bucket)
+    svc, _ = stage_services(config, stage)
+    error = boundary_error(at, svc.settings.BUCKET_SECONDS)
     if error:
         raise fail(f"refusing to arm: {error}")
     applied = write_flags(config, stage, {"BILL_FROM": str(at), "SHADOW": "false"}, local_stack(ctx))
@@ -232,8 +217,7 @@ def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
            stale_after: int = StaleOpt,
            run_every: int = typer.Option(RUN_EVERY_SECONDS, help="Seconds between rollup runs")) -> None:
     """Meter events flowing, every cell stood down, no bucket around T billed twice or by nobody."""
-    svc = services()
-    flags = stage_flags(config, stage, svc)
+    svc, flags = stage_services(config, stage)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     show(cutover_ops.verify(svc, svc.seam(), flags, t, stale_after, run_every), as_json)
 
@@ -243,8 +227,7 @@ def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
 def rollback(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
              at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)")) -> None:
     """SHADOW=true again; cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
-    svc = services()
-    flags = stage_flags(config, stage, svc)
+    svc, flags = stage_services(config, stage)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     applied = write_flags(config, stage, {"SHADOW": "true"}, local_stack(ctx))
     outcome = cutover_ops.rollback(svc, svc.seam(), svc.cutover_stripe(), t)

@@ -1,20 +1,13 @@
 """`edge-billing status` and `edge-billing meter-errors ...`: the operator's view in the terminal.
 
 Thin: parse, call the services, print. `--json` prints exactly one JSON document on stdout, whatever
-the outcome (an error is `{"error": ...}` with exit 2); log lines go to stderr.
+the outcome (an error is `{"error": ...}` with exit 2); log lines go to stderr (cli_output.py).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import stripe
 import typer
@@ -22,13 +15,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stage
-from chalicelib.bootstrap import Services, services
-from chalicelib.observability import logger
+from chalicelib.adapters.stage_config import CONFIG, StageConfigError
+from chalicelib.bootstrap import services
+from chalicelib.entrypoints.cli_output import Refused, answer, answering, stage_services
 from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.services import meter_errors
 from chalicelib.services.status import status as gather
-from chalicelib.settings import SettingsError, load_settings
+from chalicelib.settings import SettingsError
 
 console = Console(soft_wrap=True)
 errors_app = typer.Typer(help="Stripe's meter error reports: list them, re-send once the cause is fixed.",
@@ -36,57 +29,14 @@ errors_app = typer.Typer(help="Stripe's meter error reports: list them, re-send 
 StageOpt = typer.Option("dev", "--stage", help="Chalice stage in .chalice/config.json")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document only")
 ConfigOpt = typer.Option(CONFIG, "--config", help="The Chalice config (source of truth for flags)", hidden=True)
-# The flags that say what a stage bills and how: taken from the stage, whatever the shell exports.
-STAGE_FLAGS = ("WORKER_ENV", "SHADOW", "BILL_FROM", "BUCKET_SECONDS", "GRACE_SECONDS", "LATE_MARGIN_SECONDS")
 FAILURES = (SettingsError, StoreUnavailable, StoreRejected, StageConfigError, OSError, stripe.StripeError,
             BotoCoreError, ClientError)
 
 
-class _Stderr:
-    """Whatever sys.stderr is when a line is written (a test runner swaps it per command)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-@contextmanager
-def logs_to_stderr() -> Iterator[None]:
-    """stdout is the command's answer (a JSON document with --json): its log lines go to stderr."""
-    handler = logger.registered_handler
-    if not isinstance(handler, logging.StreamHandler):
-        yield
-        return
-    previous = handler.setStream(_Stderr())
-    try:
-        yield
-    finally:
-        if previous is not None:
-            handler.setStream(previous)
-
-
-def fail(exc: BaseException, as_json: bool) -> NoReturn:
-    message = f"Stripe answered {exc.http_status}: {exc.user_message or exc}" if isinstance(
-        exc, stripe.StripeError) else str(exc)
-    if as_json:
-        sys.stdout.write(json.dumps({"error": message}) + "\n")
-    else:
-        console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
-def stage_services(config: Path, stage: str) -> Services:
-    """The services with the stage's flags (CONTRACT 11: `status --stage S`), the rest from the environment."""
-    flags = read_stage(config.read_text(), stage)
-    base = services()
-    prefix = flags.value("TABLE_PREFIX")
-    if prefix and prefix != base.settings.TABLE_PREFIX:
-        raise StageConfigError(f"the environment points at tables {base.settings.TABLE_PREFIX}-* but stage {stage} "
-                               f"uses {prefix}-*: export that stage's TABLE_PREFIX (and its endpoints)")
-    env = dict(os.environ) | {k: flags.env[k] for k in STAGE_FLAGS if k in flags.env}
-    return replace(base, settings=load_settings(env))
+def fail(exc: BaseException) -> Refused:
+    if isinstance(exc, stripe.StripeError):
+        return Refused(f"Stripe answered {exc.http_status}: {exc.user_message or exc}")
+    return Refused(str(exc))
 
 
 def print_status(body: dict[str, Any]) -> None:
@@ -116,27 +66,28 @@ def print_status(body: dict[str, Any]) -> None:
 
 def status(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """What the stage holds: cells, parity, the seam, rollup lag, outbox, quarantine, meter errors, free tier."""
-    try:
-        svc = stage_services(config, stage)
-        with logs_to_stderr():
+    with answering(as_json):
+        try:
+            svc, _ = stage_services(config, stage)
             body = gather(svc, svc.meter_errors(), svc.free())
-    except FAILURES as exc:
-        fail(exc, as_json)
-    if as_json:
-        sys.stdout.write(json.dumps(body, default=str) + "\n")
-    else:
-        print_status(body)
+        except FAILURES as exc:
+            raise fail(exc) from None
+        if as_json:
+            answer(body)
+        else:
+            print_status(body)
 
 
 @errors_app.command("list")
 def errors_list(as_json: bool = JsonOpt) -> None:
     """The meter error reports received, newest first, and the rows each marked not billed."""
-    try:
-        reports = [r.body() for r in services().meter_errors().meter_error_reports(limit=1000)]
-    except FAILURES as exc:
-        fail(exc, as_json)
+    with answering(as_json):
+        try:
+            reports = [r.body() for r in services().meter_errors().meter_error_reports(limit=1000)]
+        except FAILURES as exc:
+            raise fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps({"reports": reports}) + "\n")
+        answer({"reports": reports})
         return
     table = Table("received", "event", "errors", "summary", "marked")
     for r in reports:
@@ -149,14 +100,14 @@ def errors_resend(report: str = typer.Option(None, "--report", help="Only this r
                   as_json: bool = JsonOpt) -> None:
     """Once the cause is fixed: re-send every row a report marked not billed (new identifier; run twice, sent once).
     The next rollup run sends them."""
-    try:
-        svc = services()
-        with logs_to_stderr():
+    with answering(as_json):
+        try:
+            svc = services()
             done = meter_errors.resend(svc.store, svc.meter_errors(), svc.now(), report)
-    except FAILURES as exc:
-        fail(exc, as_json)
+        except FAILURES as exc:
+            raise fail(exc) from None
     if as_json:
-        sys.stdout.write(json.dumps(done) + "\n")
+        answer(done)
         return
     for r in done["resent"]:
         console.print(f"{r['identifier']} -> {r['as']} (report {r['report']})")

@@ -142,13 +142,16 @@ def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) 
                 org_cells |= seam_reader.org_cells(b, orgs)
     decided = rollback_phase.plan_rollback(rows, cells, now, org_cells)
     cancelled, manual = carry_out(svc, stripe, decided, now)
-    checks = [Check("shadow", True, "SHADOW=true written and applied: the edge sends nothing more")]
+    # Written here; applied is the next check's word (the local app restarted, or the deploy still to run).
+    checks = [Check("shadow", True, "SHADOW=true written to the stage's config: once applied, the edge sends "
+                                    "nothing more")]
     if not cells:
         checks.append(Check("cells", False, "no cell has reported its status: nothing says which buckets the cells "
                                             "billed, so nothing was cancelled"))
     back = [c for c in cells if c.authority != "cell" or not c.billers_running]
     if back:
-        checks.append(Check("cells", False, f"{len(back)} cell(s) still stood down ({back[0].cell_id}): set "
+        checks.append(Check("cells", False, f"{len(back)} cell(s) still stood down "
+                                             f"({', '.join(sorted(c.cell_id for c in back))}): set "
                                              "PRO_BILLING_AUTHORITY=cell, restart, and run rollback again once "
                                              "they report billed_through past the edge's last bucket", wait=True))
     if manual:

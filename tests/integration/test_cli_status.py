@@ -43,7 +43,7 @@ def test_status_failures_are_one_json_document_too(svc: Services, config: Path, 
     # "nope": no such stage; "staging" with the real config: a stage whose tables are not the shell's.
     extra = ["--config", str(config)] if args[-1] == "nope" else []
     out = CliRunner().invoke(cli, [*args, *extra, "--json"])
-    assert out.exit_code == 2 and set(json.loads(out.stdout)) == {"error"}
+    assert out.exit_code == 2 and set(json.loads(out.stdout)) == {"error", "exit_code"}
 
 
 def test_meter_errors_list_and_resend_print_one_json_document(svc: Services) -> None:

@@ -92,7 +92,8 @@ def check_cell_parity(cell_id: str, reports: Sequence[ParityReport], start: int,
     if gaps:
         missing = sum(b - a for a, b in gaps)
         return Check(name, False, f"no parity report for {missing} s of the soak {span(start, end)}, first gap "
-                                  f"{span(*gaps[0])}: the soak needs every settled hour of the last 24 reported clean",
+                                  f"{span(*gaps[0])}: the soak needs every settled bucket of the last 24 h reported "
+                                  "clean",
                      wait=True)
     return Check(name, True, f"{len(inside)} clean report(s) cover {span(start, end)}")
 
