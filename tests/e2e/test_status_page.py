@@ -33,8 +33,9 @@ def iso(ts: float) -> str:
 
 
 def cli(info: stack.StackInfo, *args: str) -> Any:
+    """The operator CLI with the local stack plugged in (`arm` restarts the local app)."""
     env = os.environ | info.cli_env()
-    done = subprocess.run([sys.executable, "-m", "chalicelib.cli", *args, "--json"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "sim.operator", *args, "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
