@@ -67,11 +67,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The fuzz suite (tests/fuzz: every route, the cell kit's forwarder, the cutover CLI) with 30x the CI
-# examples, and at least 10,000 per cell-side route, forwarder and CLI; prints how many ran per route.
+# examples, and at least 10,000 per cell-side route, forwarder and CLI, on every core (the workers' tallies
+# summed); prints how many ran per route. The parity property runs on the in-memory store.
 # Then the seeded simulation with SIM_SCENARIOS in all (2,000 by default, spread over its modules): it
 # prints how many scenarios ran per module and the faults injected by kind (also out/simulation-summary.json).
 soak: $(STAMP)
-	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q
+	FUZZ_SCALE=$${FUZZ_SCALE:-30} $(BIN)/python -m pytest tests/fuzz -p no:logging -q -n auto --dist worksteal
 	SIM_SCENARIOS=$${SIM_SCENARIOS:-2000} $(BIN)/python -m pytest tests/simulation -p no:logging -q -n auto
 
 typecheck: $(STAMP)

@@ -44,6 +44,21 @@ def answered(route: str, status: int) -> None:
     STATUSES[(route, status)] += 1
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its tallies to the controller (`make soak` runs the fuzz on every core)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["fuzz_ran"] = dict(RAN)
+        out["fuzz_statuses"] = [[route, status, n] for (route, status), n in STATUSES.items()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    out = getattr(node, "workeroutput", {})
+    RAN.update(out.get("fuzz_ran", {}))
+    STATUSES.update({(route, status): n for route, status, n in out.get("fuzz_statuses", [])})
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RAN:
         per_route = ", ".join(f"{route}={n}" for route, n in sorted(RAN.items()))
