@@ -15,6 +15,7 @@ from cellkit import cli_sandboxes
 from cellkit.adapters.logs import configure, get_logger
 from cellkit.bootstrap import run
 from cellkit.cli_aside import aside_app
+from cellkit.cli_billable import billable_app
 from cellkit.cli_common import cell_or_exit, fail, print_json, settings_or_exit
 from cellkit.services.parity import ParityError
 from cellkit.services.status import StatusError, push_status, status_body
@@ -22,6 +23,7 @@ from cellkit.services.status import StatusError, push_status, status_body
 app = typer.Typer(help="The cell kit: ticks, forwarding, the cell's own billing and parity (CONTRACT section 8).",
                   no_args_is_help=True)
 app.add_typer(aside_app, name="aside")
+app.add_typer(billable_app, name="billable")
 cli_sandboxes.register(app)
 
 

@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 from cellkit.core.ticker import Sandbox
 from cellkit.core.usage import OrgRow, ScaleEvent, UsageRow
 
-BillableState = Literal["pending", "sent", "failed"]
+# voided: an operator decided the row is never to be billed (python -m cellkit billable void, with a reason).
+BillableState = Literal["pending", "sent", "failed", "voided"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ class CellStore(Protocol):
     def billable(self, state: BillableState, limit: int) -> list[Billable]: ...
     def mark_billable(self, identifier: str, state: BillableState, detail: str, at: int) -> None: ...
     def count_billable(self, state: BillableState) -> int: ...
+    def transition_billable(self, identifier: str, from_state: BillableState, to_state: BillableState, detail: str,
+                            at: int) -> bool:
+        """Compare-and-set of one row's state (an operator's retry or void never overwrites the sender's)."""
+        ...
     def cursor(self, name: str) -> int | None: ...
     def set_cursor(self, name: str, value: int) -> None: ...
 

@@ -202,6 +202,15 @@ class MemoryStore:
         if row is not None:
             self.st.billable[identifier] = replace(row, state=state, detail=detail)
 
+    def transition_billable(self, identifier: str, from_state: BillableState, to_state: BillableState, detail: str,
+                            at: int) -> bool:
+        with self._lock:
+            row = self.st.billable.get(identifier)
+            if row is None or row.state != from_state:
+                return False
+            self.st.billable[identifier] = replace(row, state=to_state, detail=detail)
+            return True
+
     def count_billable(self, state: BillableState) -> int:
         return sum(1 for b in self.st.billable.values() if b.state == state)
 

@@ -134,3 +134,15 @@ def test_lease_take_renew_expire_release(any_store: CellStore) -> None:
     assert any_store.lease_acquire("fwd", "c", 152, 30, from_holder="b")  # b is known dead: taken from it
     any_store.lease_release("fwd", "c")
     assert any_store.lease_acquire("fwd", "a", 152, 30)
+
+
+def test_billable_transition_is_a_compare_and_set(any_store: CellStore) -> None:
+    any_store.put_billable([Billable("i1", "o1", 0, "m", Decimal("1")), Billable("i2", "o1", 0, "m", Decimal("2"))])
+    any_store.mark_billable("i1", "failed", "No such customer", 5)
+    assert not any_store.transition_billable("i2", "failed", "pending", "retry", 6)  # i2 is pending, not failed
+    assert any_store.transition_billable("i1", "failed", "pending", "operator retry", 6)
+    assert not any_store.transition_billable("i1", "failed", "pending", "again", 7)
+    assert any_store.transition_billable("i2", "pending", "voided", "test org", 8)
+    assert not any_store.transition_billable("missing", "pending", "voided", "x", 8)
+    assert [(b.identifier, b.detail) for b in any_store.billable("pending", 10)] == [("i1", "operator retry")]
+    assert any_store.count_billable("voided") == 1 and any_store.count_billable("failed") == 0
