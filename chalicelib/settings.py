@@ -114,9 +114,6 @@ class Settings(BaseModel):
     def sample_retention_seconds(self) -> int:
         return self.SAMPLE_RETENTION_DAYS * 86400
 
-    def table_name(self, logical: str) -> str:
-        return f"{self.TABLE_PREFIX}-{logical}"
-
     def secret(
         self,
         name: Literal["EVENT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_EVENTS_SECRET",

@@ -8,20 +8,10 @@ ticker loss was the same family of bug, with whole seconds).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 MICROS = 1_000_000
 HOUR_US = 3600 * MICROS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def us_from_seconds(seconds: int) -> int:
-    return seconds * MICROS
-
-
-def seconds_decimal(us: int) -> Decimal:
-    """Exact seconds with six places (a scale shift of an integer: no rounding)."""
-    return Decimal(us).scaleb(-6)
 
 
 def seconds_float(us: int) -> float:
@@ -37,13 +27,3 @@ def seconds_float(us: int) -> float:
 def rfc3339(us: int) -> str:
     moment = _EPOCH + timedelta(microseconds=us)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_rfc3339(text: str) -> int:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    delta = moment - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * MICROS + delta.microseconds
-
-
-def floor_to(us: int, width_us: int) -> int:
-    return us - us % width_us

@@ -8,7 +8,7 @@ emitted twice: per cell for the dashboard, and fleet-wide for the alarm).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -132,7 +132,3 @@ def credit_points(round_body: Mapping[str, Any]) -> list[Point]:
     push = round_body.get("push") or {}
     return [Point(FREE_ORGS_HALTED, _count(push, "halts")), Point(FREE_ORGS_RESUMED, _count(push, "resumes")),
             Point(HALT_PUSH_FAILING, len(push.get("failing") or []))]
-
-
-def with_dimensions(points: Sequence[Point], extra: Mapping[str, str]) -> list[Point]:
-    return [Point(p.name, p.value, p.unit, {**extra, **p.dimensions}) for p in points]

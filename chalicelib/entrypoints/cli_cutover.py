@@ -25,7 +25,7 @@ from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stag
 from chalicelib.core.cutover.checks import EXIT_USAGE, Check, boundary_error
 from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
 from chalicelib.entrypoints.cli_output import Refused, answer, answering, stage_services
-from chalicelib.ports import StoreUnavailable
+from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError
 
@@ -56,7 +56,8 @@ def guarded(fn: Callable[P, T]) -> Callable[P, T]:
         with answering(bool(kwargs.get("as_json"))):
             try:
                 return fn(*args, **kwargs)
-            except (SettingsError, StoreUnavailable, StageConfigError, OSError, BotoCoreError, ClientError) as exc:
+            except (SettingsError, StoreUnavailable, StoreRejected, StageConfigError, OSError, BotoCoreError,
+                    ClientError) as exc:
                 raise fail(str(exc)) from None
             except stripe.StripeError as exc:
                 raise fail(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None

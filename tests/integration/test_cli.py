@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from typer.testing import CliRunner
 
 from chalicelib.bootstrap import Services
 from chalicelib.core.cap_tokens import verify
 from chalicelib.entrypoints.cli import app as cli
+from chalicelib.ports import StoreRejected, StoreUnavailable
 
 
 def test_orgs_put_then_cap_token_mint(svc: Services, env: dict[str, str]) -> None:
@@ -31,3 +35,17 @@ def test_cap_token_for_unknown_org_or_bad_ttl_fails_clearly(svc: Services) -> No
 def test_orgs_put_rejects_a_bad_mode(svc: Services) -> None:
     out = CliRunner().invoke(cli, ["orgs", "put", "org-a", "--billing-mode", "weird"])
     assert out.exit_code == 2 and "invalid org" in out.output
+
+
+@pytest.mark.parametrize("error", [StoreRejected("the write was refused"), StoreUnavailable("throttled")])
+def test_a_store_error_is_one_line_and_exit_2_not_a_traceback(svc: Services, monkeypatch: pytest.MonkeyPatch,
+                                                               error: Exception) -> None:
+    """As the cutover commands answer it (tests/integration/test_cutover_cli.py)."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(svc.store, "get_org", refuse)
+    result = CliRunner().invoke(cli, ["orgs", "get", "org-a"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {error}" in result.output and "Traceback" not in result.output

@@ -23,6 +23,7 @@ from chalicelib.core.cutover.preflight import REQUIRED_WEBHOOK_EVENTS
 from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.entrypoints.cli import app as cli
+from chalicelib.ports import StoreRejected, StoreUnavailable
 from tests.conftest import PREFIX, T0
 
 H = 3600
@@ -348,3 +349,28 @@ def test_preflight_soak_in_seconds_for_short_buckets(ready: Services, config: Pa
     out = CliRunner().invoke(cli, ["cutover", "preflight", "--stage", "dev", "--config", str(config), "--json",
                                    "--soak-seconds", str(2 * H)])
     assert out.exit_code == 0 and json.loads(out.stdout)["soak"] == {"from": SOAK[1] - 2 * H, "to": SOAK[1]}
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+class FailingCells:
+    """A cell store whose every call fails with one error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*_: Any, **__: Any) -> Any:
+            raise self.error
+
+        return fail
+
+
+@pytest.mark.parametrize("error", [StoreRejected("the write was refused"), StoreUnavailable("throttled")])
+def test_a_store_error_is_one_line_and_exit_2_not_a_traceback(svc: Services, config: Path, error: Exception) -> None:
+    """As the operator CLI answers it (tests/integration/test_cli.py); a rejected write was a traceback here."""
+    svc.cell_store = FailingCells(error)  # type: ignore[assignment]
+    result = CliRunner().invoke(cli, ["cutover", "drain-check", "--at", str(T), "--stage", "dev", "--config",
+                                      str(config)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {error}" in result.output and "Traceback" not in result.output

@@ -13,7 +13,6 @@ from typing import Any
 # infra/template.json, shipped as package data: template.json beside this module is a link to it in the
 # checkout, and a copy of it in the wheel (pyproject.toml), so an installed CLI creates the same tables.
 TEMPLATE = Path(__file__).with_name("template.json")
-LOGICAL_TABLES = ("samples", "orgs", "outbox", "control")
 
 
 def _resolve_name(name: Any, stage_prefix: str) -> str:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from cellkit.core.ticker import MAX_CATCHUP_US, Sandbox, advanced, plan_tick, tick_envelope
-from cellkit.core.timeutil import parse_rfc3339, rfc3339
+from cellkit.core.timeutil import rfc3339
 
 T0_US = 1795564800 * 1_000_000
 
@@ -64,7 +65,7 @@ def test_envelope_matches_the_contract() -> None:
     assert env["type"] == "usage_tick" and env["cell_id"] == "cell-a" and env["worker_id"] == "w1"
     assert env["payload"]["memory_mb"] == 4096 and env["payload"]["cpu_count"] == 2
     assert env["payload"]["interval_s"] == 20.123456
-    assert parse_rfc3339(env["timestamp"]) == T0_US + 20_123_456
+    assert parsed_us(env["timestamp"]) == T0_US + 20_123_456
     assert env["timestamp"] == rfc3339(T0_US + 20_123_456) == "2026-11-25T00:00:20.123456Z"
     assert env["id"] == f"cell-a:sbx-1:{T0_US + 20_123_456}"
 
@@ -78,3 +79,10 @@ def test_envelopes_pass_the_edge_validator() -> None:
     tick = validate_one(raw, 3600, T0_US // 1_000_000 + 30, 86400)
     assert isinstance(tick, Tick)
     assert tick.start == Decimal(T0_US).scaleb(-6)
+
+
+def parsed_us(text: str) -> int:
+    """The envelope's timestamp read back, as the edge reads it (to exact microseconds)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
