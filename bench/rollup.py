@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
-import sys
 import time
 import tracemalloc
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, cast
 
 import stripe
 
 from bench.capacity import Accountant
+from bench.emulator import control, emulator_process
 from bench.harness import T0, Workload, moto_store, report, settings
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.items import stored_sample
@@ -248,34 +244,6 @@ class MemoryOutbox:
         return True
 
 
-@contextmanager
-def emulator_process() -> Iterator[str]:
-    """The emulator in its own process, as Stripe is remote: client threads do not share its GIL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "stripe_emulator", "--quiet", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_emulator/totals", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _control(url: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=10) as answer:
-        return json.loads(answer.read())
-
-
 def send_speed(customers: int, latency_ms: int, concurrency: int) -> dict[str, Any]:
     """The same pending rows sent with SEND_CONCURRENCY=1 (the seed: one by one) and =concurrency."""
     with emulator_process() as url:
@@ -287,7 +255,7 @@ def send_speed(customers: int, latency_ms: int, concurrency: int) -> dict[str, A
         orgs = {f"o{i}": Org(f"o{i}", plan="pro", stripe_customer_id=f"cus_{i}") for i in range(customers)}
         now = int(time.time())
         bucket = now // H * H - 2 * H
-        _control(url, "/_emulator/latency", {"latency_ms": latency_ms})
+        control(url, "/_emulator/latency", {"latency_ms": latency_ms})
         seconds = {}
         for workers in (1, concurrency):
             # Other buckets per run, so the second run's identifiers are new to the emulator.
@@ -298,7 +266,7 @@ def send_speed(customers: int, latency_ms: int, concurrency: int) -> dict[str, A
                                   FixedClock(now), "bench")
             seconds[workers] = time.perf_counter() - start
             assert result.counts.get("sent") == len(rows), result.body()
-        events = _control(url, "/_emulator/totals")["events"]
+        events = control(url, "/_emulator/totals")["events"]
         return {"rows": customers * len(meters), "latency_ms": latency_ms, "concurrency": concurrency,
                 "sequential_s": round(seconds[1], 3), "concurrent_s": round(seconds[concurrency], 3),
                 "speedup": round(seconds[1] / seconds[concurrency], 2), "events_in_stripe": events}

@@ -6,7 +6,8 @@ import argparse
 
 from werkzeug.serving import run_simple
 
-from stripe_emulator.server import Emulator, KeepAliveHandler, QuietHandler, check_loopback
+from stripe_emulator.server import Emulator
+from stripe_emulator.serving import KeepAliveHandler, QuietHandler, check_loopback
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ class Reports:
                 "payload": {"stripe_customer_id": customer, "value": str(value)}, "created": now, "livemode": False}
 
     def event(self, event_id: str) -> dict[str, Any]:
-        from stripe_emulator.state import StripeFailure
+        from stripe_emulator.objects import StripeFailure
 
         if event_id not in self.events:
             raise StripeFailure(404, f"No such event: '{event_id}'", code="resource_missing")

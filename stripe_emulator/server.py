@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import threading
 import time
@@ -16,55 +15,14 @@ from urllib.parse import parse_qsl
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from stripe_emulator.state import State, StripeFailure, listing
+from stripe_emulator.faults import Fault, Remembered
+from stripe_emulator.forms import nest
+from stripe_emulator.objects import StripeFailure, listing
+from stripe_emulator.state import State
 
-_KEY_PART = re.compile(r"\[([^\]]*)\]")
 IDEMPOTENCY_TTL = 86400
-
-
-def nest(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's bracketed form keys (`items[0][price]`) into dicts; numeric-keyed dicts into lists."""
-    root: dict[str, Any] = {}
-    for key, value in pairs:
-        head = key.split("[", 1)[0]
-        parts = [head, *_KEY_PART.findall(key[len(head) :])]
-        node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1] or str(len(node))] = value
-    return _listify(root)
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    out = {k: _listify(v) for k, v in node.items()}
-    if out and all(k.isdigit() for k in out):
-        return [out[k] for k in sorted(out, key=int)]
-    return out
-
-
-@dataclass
-class Fault:
-    path: str
-    method: str
-    kind: str
-    count: int | None = 1
-    status: int = 500
-    retry_after: int = 1
-    delay_ms: int = 0
-
-
-@dataclass
-class Remembered:
-    fingerprint: str
-    status: int = 0
-    body: dict[str, Any] | None = None
-    done: bool = False
-    at: int = 0
 
 
 @dataclass
@@ -382,49 +340,3 @@ class _Drop(Exception):
 
 def _missing(kind: str, rid: str) -> dict[str, Any]:
     raise StripeFailure(404, f"No such {kind}: '{rid}'", code="resource_missing")
-
-
-@dataclass
-class EmulatorServer:
-    server: BaseWSGIServer
-    app: Emulator
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    @property
-    def state(self) -> State:
-        return self.app.state
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.thread.join(timeout=5)
-
-
-def check_loopback(host: str) -> None:
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit(f"refusing to listen on {host}: the emulator is for loopback only")
-
-
-class KeepAliveHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive, as api.stripe.com: a client reuses its connection instead of a TCP setup per call."""
-
-    protocol_version = "HTTP/1.1"
-
-
-class QuietHandler(KeepAliveHandler):
-    """No access log line per request (tests, benchmarks)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
-def start_in_thread(port: int = 0, host: str = "127.0.0.1") -> EmulatorServer:
-    check_loopback(host)
-    app = Emulator()
-    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True, name="stripe-emulator")
-    thread.start()
-    return EmulatorServer(server, app, thread)

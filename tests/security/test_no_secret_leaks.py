@@ -28,7 +28,7 @@ from chalicelib.ports import StoreUnavailable
 from chalicelib.services.products import ensure_products
 from chalicelib.settings import load_settings
 from sim.api import stripe_signature
-from stripe_emulator.server import Fault
+from stripe_emulator.faults import Fault
 from tests.conftest import ARCHIVE, BASE_ENV, T0, iso, tick
 
 SECRETS = {

@@ -19,7 +19,7 @@ from chalicelib.services.products import ensure_products
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import handle_event
 from sim.api import stripe_signature
-from stripe_emulator.server import Fault
+from stripe_emulator.faults import Fault
 from tests.conftest import BASE_ENV, PREFIX
 
 WHSEC = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
