@@ -11,13 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cellkit.adapters.admin_http import serve
 from cellkit.adapters.clock import SystemClock
+from cellkit.adapters.halts import halts_for
 from cellkit.adapters.http import EdgeClient, UrllibTransport
 from cellkit.adapters.process import holder_dead, lease_holder_id
 from cellkit.adapters.stores import open_store
 from cellkit.ports import CellStore, Clock, HttpTransport, MeterEvents
 from cellkit.services.billers import Allocator, Billers, BillingConfig, Sender, UsageReporter
 from cellkit.services.forwarder import Forwarder
+from cellkit.services.halts import AdminHandler, Halts, pull_halted
 from cellkit.services.parity import ParityChecker
 from cellkit.services.status import push_status, status_body
 from cellkit.services.ticker import Ticker
@@ -32,9 +35,20 @@ class Cell:
     log: logging.Logger
     ticker: Ticker
     billers: Billers
+    halts: Halts
     edge: EdgeClient | None = None
     forwarder: Forwarder | None = None
     parity: ParityChecker | None = None
+
+    def admin(self) -> AdminHandler:
+        """The halt handler a control plane mounts under /admin/halt-org and /admin/resume-org."""
+        return AdminHandler(self.halts, self.settings.secret("EVENT_SECRET"), self.clock)
+
+    def status(self, billers_running: bool) -> dict[str, object]:
+        s = self.settings
+        body = status_body(self.store, s.authority, billers_running, self.clock.now_us() // 1_000_000,
+                           s.BUCKET_SECONDS)
+        return body | ({"base_url": s.ADMIN_BASE_URL} if s.ADMIN_BASE_URL else {})
 
 
 def _stripe(settings: CellSettings) -> MeterEvents:
@@ -55,13 +69,14 @@ def build(settings: CellSettings, log: logging.Logger, store: CellStore | None =
                                                         "the safe side (the cell's billers run)"})
     store = store or open_store(settings.CELL_DATABASE_URL)
     clock = clock or SystemClock()
-    ticker = Ticker(store, settings.CELL_ID, settings.WORKER_ID, clock, log)
+    halt_store = halts_for(store)
+    ticker = Ticker(store, settings.CELL_ID, settings.WORKER_ID, clock, log, halted=halt_store.org_halted_locked)
     cfg = BillingConfig(settings.CELL_ID, settings.BUCKET_SECONDS, settings.SETTLE_SECONDS)
     billers = Billers(settings.authority, [
         UsageReporter(store, clock, cfg, log), Allocator(store, clock, cfg, log),
         Sender(store, clock, cfg, log, stripe or _stripe(settings)),
     ], log, settings.CELL_ID)
-    cell = Cell(settings, store, clock, log, ticker, billers)
+    cell = Cell(settings, store, clock, log, ticker, billers, Halts(halt_store, ticker, clock, log))
     if settings.edge_base:
         cell.edge = EdgeClient(settings.edge_base, settings.secret("EVENT_SECRET"), settings.CELL_ID,
                                transport or UrllibTransport(), clock, timeout=settings.EDGE_TIMEOUT_SECONDS)
@@ -108,10 +123,11 @@ def run(cell: Cell, stop: threading.Event) -> None:
     loops: list[tuple[str, float, Callable[[], object]]] = [
         ("ticker", s.TICK_SECONDS, cell.ticker.tick),
         ("billers", s.BILLERS_SECONDS, cell.billers.run_once),
-        ("status", s.STATUS_SECONDS,
-         lambda: push_status(edge, status_body(cell.store, s.authority, cell.billers.running,
-                                                 cell.clock.now_us() // 1_000_000, s.BUCKET_SECONDS))),
+        ("status", s.STATUS_SECONDS, lambda: push_status(edge, cell.status(cell.billers.running))),
+        ("halts", s.HALT_RECONCILE_SECONDS, lambda: cell.halts.reconcile(pull_halted(edge))),
     ]
+    if s.ADMIN_PORT is not None:
+        serve(cell.admin().handle, "0.0.0.0", s.ADMIN_PORT)
     if cell.forwarder is not None:
         fwd = cell.forwarder
         loops.append(("forwarder", s.FORWARD_IDLE_SECONDS, lambda: fwd.drain(max_posts=fwd.stats.posts + 1000)))

@@ -17,14 +17,16 @@ from cellkit.bootstrap import run
 from cellkit.cli_aside import aside_app
 from cellkit.cli_billable import billable_app
 from cellkit.cli_common import cell_or_exit, fail, print_json, settings_or_exit
+from cellkit.cli_halts import register as register_halts
 from cellkit.services.parity import ParityError
-from cellkit.services.status import StatusError, push_status, status_body
+from cellkit.services.status import StatusError, push_status
 
 app = typer.Typer(help="The cell kit: ticks, forwarding, the cell's own billing and parity (CONTRACT section 8).",
                   no_args_is_help=True)
 app.add_typer(aside_app, name="aside")
 app.add_typer(billable_app, name="billable")
 cli_sandboxes.register(app)
+register_halts(app)
 
 
 @app.command("run")
@@ -87,8 +89,7 @@ def status_cmd(
     configure("WARNING")
     settings = settings_or_exit()
     cell = cell_or_exit(settings, get_logger("cellkit"))
-    body = status_body(cell.store, settings.authority, settings.authority == "cell",
-                       cell.clock.now_us() // 1_000_000, settings.BUCKET_SECONDS)
+    body = cell.status(settings.authority == "cell")
     if push:
         if cell.edge is None:
             fail("EDGE_URL must be set to push the status")

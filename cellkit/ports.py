@@ -200,3 +200,24 @@ class MeterEvents(Protocol):
     """Stripe's meter-event API as the sender sees it."""
 
     def send(self, event_name: str, identifier: str, customer: str, value: str, timestamp: int) -> SendResult: ...
+
+
+class HaltStore(Protocol):
+    """The org halts of the free tier (CONTRACT section 10), beside the cell's tables (one transaction)."""
+
+    def org_halted_locked(self, org_id: str) -> bool:
+        """Inside the caller's transaction: lock the org's halt row (creating it) and say if it is halted.
+        A create takes this lock too, so a create and a halt of one org are serialised."""
+        ...
+
+    def set_org_halt(self, org_id: str, halted: bool, at_us: int, reason: str) -> bool:
+        """Set the org's halt (its own transaction, under the same lock); True if it changed."""
+        ...
+
+    def halted_orgs(self) -> dict[str, tuple[int, str]]:
+        """org id -> (halted at, microseconds; reason)."""
+        ...
+
+    def org_sandboxes(self, org_id: str | None, status: str) -> list[Sandbox]:
+        """Sandboxes in `status` (of one org, or of every org with None)."""
+        ...

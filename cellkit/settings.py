@@ -44,6 +44,12 @@ class CellSettings(BaseModel):
     GRACE_SECONDS: int = Field(default=600, ge=0)
     SETTLE_SECONDS: int = Field(default=600, ge=0)
     BUCKET_SECONDS: int = 3600
+    # The free tier's halts (CONTRACT section 10): where the edge pushes halt-org / resume-org (sent with
+    # the cell's status), the port `run` serves them on (none: the control plane mounts the handler),
+    # and how often the cell pulls the edge's halted list.
+    ADMIN_BASE_URL: str | None = None
+    ADMIN_PORT: int | None = Field(default=None, ge=0, le=65535)
+    HALT_RECONCILE_SECONDS: float = Field(default=60.0, gt=0)
 
     @property
     def authority(self) -> Literal["cell", "edge"]:

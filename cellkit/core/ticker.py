@@ -23,7 +23,8 @@ from cellkit.core.timeutil import HOUR_US, rfc3339, seconds_float
 MAX_CATCHUP_US = HOUR_US
 USAGE_TICK = "usage_tick"
 
-Status = Literal["running", "stopped"]
+# "halted": stopped by the edge's halt of its org (credits exhausted); a resume wakes exactly these.
+Status = Literal["running", "stopped", "halted"]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cellkit.core.captoken import CapToken, CapTokenInvalid, verify
 from cellkit.ports import CellStore, Clock, EdgeApi, TransportError
-from cellkit.services.ticker import SandboxAlreadyRunning, Ticker
+from cellkit.services.ticker import OrgHalted, SandboxAlreadyRunning, Ticker
 
 POLICY_PATH = "/internal/org-policy"
 FREE_MAX_MEMORY_MB = 4096
@@ -134,4 +134,7 @@ class SandboxGate:
             self.ticker.start(req.sandbox_id, req.org_id, plan.plan, req.memory_mb, req.cpu_count)  # now, locked
         except SandboxAlreadyRunning:
             return Answer(409, {"error": f"sandbox {req.sandbox_id} is already running"})
+        except OrgHalted:
+            self.log.warning("create_refused", extra=ids | {"reason": "org halted: credits exhausted"})
+            return Answer(403, {"error": f"org {req.org_id} is halted: its free credits are exhausted"})
         return Answer(201, {"sandbox_id": req.sandbox_id, "plan": plan.plan, "plan_source": plan.source})

@@ -46,6 +46,10 @@ class SandboxAlreadyRunning(ValueError):
     pass
 
 
+class OrgHalted(PermissionError):
+    """The org is halted (its free credits ran out): no create, no wake, until the edge resumes it."""
+
+
 class SandboxConflict(RuntimeError):
     """A compare-and-set found the row changed (two starts of one new sandbox): the transaction rolls back."""
 
@@ -76,9 +80,13 @@ def _event(sbx: Sandbox, at_us: int) -> ScaleEvent:
 
 
 class Ticker:
-    def __init__(self, store: CellStore, cell_id: str, worker_id: str, clock: Clock, log: logging.Logger) -> None:
+    def __init__(self, store: CellStore, cell_id: str, worker_id: str, clock: Clock, log: logging.Logger,
+                 halted: Callable[[str], bool] | None = None) -> None:
         self.store, self.cell_id, self.worker_id, self.clock, self.log = store, cell_id, worker_id, clock, log
         self.clamped = 0  # lifecycle calls whose time was moved up to the cursor (each also logged)
+        # Inside a start's transaction: is the org halted? (HaltStore.org_halted_locked: it also takes the
+        # org's lock, so a halt and a create of one org never interleave.)
+        self.halted = halted
 
     def tick(self) -> TickRun:
         """One tick for every running sandbox this worker owns, all in one transaction."""
@@ -116,6 +124,8 @@ class Ticker:
         worker_id: str | None = None,
     ) -> Change:
         def apply(tx: Tx) -> Change:
+            if self.halted is not None and self.halted(org_id):
+                raise OrgHalted(org_id)
             existing = tx.sandbox_for_update(sandbox_id)
             if existing is not None and existing.status == "running":
                 # Restarting it would leave its open interval unticked and its scale event open.
