@@ -17,7 +17,7 @@ from cellkit.adapters.halts import halts_for
 from cellkit.adapters.http import EdgeClient, UrllibTransport
 from cellkit.adapters.process import holder_dead, lease_holder_id
 from cellkit.adapters.stores import open_store
-from cellkit.ports import CellStore, Clock, HttpTransport, MeterEvents
+from cellkit.ports import CellStore, Clock, HaltStore, HttpTransport, MeterEvents
 from cellkit.services.billers import Allocator, Billers, BillingConfig, Sender, UsageReporter
 from cellkit.services.forwarder import Forwarder
 from cellkit.services.halts import AdminHandler, Halts, pull_halted
@@ -60,7 +60,8 @@ def _stripe(settings: CellSettings) -> MeterEvents:
 
 def build(settings: CellSettings, log: logging.Logger, store: CellStore | None = None, clock: Clock | None = None,
           transport: HttpTransport | None = None, stripe: MeterEvents | None = None,
-          sleep: Callable[[float], None] | None = None, parity: bool | None = None) -> Cell:
+          sleep: Callable[[float], None] | None = None, parity: bool | None = None,
+          halt_store: HaltStore | None = None) -> Cell:
     """``parity``: None = as CONTRACT 6 says (on when OPENSANDBOX_USAGE_PARITY_URL is set); True = whenever an
     edge is known (``parity-check`` asked for it; EDGE_URL alone suffices)."""
     for flag, value in settings.inexact_flags():
@@ -69,7 +70,7 @@ def build(settings: CellSettings, log: logging.Logger, store: CellStore | None =
                                                         "the safe side (the cell's billers run)"})
     store = store or open_store(settings.CELL_DATABASE_URL)
     clock = clock or SystemClock()
-    halt_store = halts_for(store)
+    halt_store = halt_store or halts_for(store)
     ticker = Ticker(store, settings.CELL_ID, settings.WORKER_ID, clock, log, halted=halt_store.org_halted_locked)
     cfg = BillingConfig(settings.CELL_ID, settings.BUCKET_SECONDS, settings.SETTLE_SECONDS)
     billers = Billers(settings.authority, [

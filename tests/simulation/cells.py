@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cellkit.adapters.clock import ManualClock
+from cellkit.adapters.halts import halts_for
 from cellkit.adapters.memory import MemoryStore as CellMemoryStore
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.bootstrap import Cell, build
@@ -95,8 +96,9 @@ class SimCell:
                             EVENT_SECRET="x", PRO_BILLING_AUTHORITY=self.authority)
 
     def _build(self, store: CellStore) -> Cell:
+        # The halt table sits beside the cell's own (the one database): the process's steps are the store's.
         cell = build(self.settings(), LOG, store=store, clock=self.clock, transport=self.link,
-                     stripe=self.stripe, sleep=lambda _: None)
+                     stripe=self.stripe, sleep=lambda _: None, halt_store=halts_for(self.store))
         cell.billers.start()
         return cell
 
