@@ -106,6 +106,7 @@ package: $(STAMP)
 bench: $(STAMP)
 	mkdir -p bench/results
 	bench/ingest > bench/results/ingest.json
+	bench/credits > bench/results/credits.json
 	bench/rollup > bench/results/rollup.json
 	bench/cellspool > bench/results/cellspool.json
 	bench/cellfleet > bench/results/cellfleet.json

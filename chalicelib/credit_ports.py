@@ -49,15 +49,24 @@ class CreditStore(Protocol):
     def grant_recorded(self, org_id: str, grant_key: str) -> bool: ...
 
     @abstractmethod
-    def pending(self, org_id: str) -> Pending | None: ...
+    def pending(self, org_id: str) -> Pending | None:
+        """The org's entry in the summary, through the current layout (none: None)."""
 
     @abstractmethod
-    def pending_shards(self) -> dict[int, dict[str, Pending]]:
-        """Every shard's summary as stored (an absent shard is absent)."""
+    def pending_layout(self) -> int:
+        """How many shards the current summary has (0: none written yet)."""
 
     @abstractmethod
-    def put_pending(self, shard: int, entries: dict[str, Pending]) -> None:
+    def pending_shards(self, layout: int) -> dict[int, dict[str, Pending]]:
+        """Every stored shard of that layout (an absent shard is absent)."""
+
+    @abstractmethod
+    def put_pending(self, layout: int, shard: int, entries: dict[str, Pending]) -> None:
         """Replace one shard's summary of open spend (advisory: accounts are the truth)."""
+
+    @abstractmethod
+    def set_pending_layout(self, layout: int) -> None:
+        """Switch readers to `layout` (once every shard of it is written)."""
 
     @abstractmethod
     def halted_orgs(self) -> list[HaltedOrg]: ...

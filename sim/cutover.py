@@ -30,9 +30,10 @@ from rich.progress import Progress
 
 from cellkit.adapters.logs import JsonFormatter
 from sim import stack
-from sim.api import EdgeClient
+from sim.api import EdgeClient, get_json
 from sim.browser import snapshot
 from sim.cutover_display import COLUMNS, Ui, console
+from sim.cutover_free import schedule_free, schedule_upgrade
 from sim.cutover_orgs import ROOT, Run
 from sim.cutover_report import build_report
 from sim.cutover_scenario import make_cells, next_boundary, scenario, schedule_soak
@@ -70,13 +71,15 @@ def execute(run: Run, out: Path) -> RunReport:
                   run.grace, logging.getLogger("sim.fleet"))
     b0 = next_boundary(time.time() + 3, run.bucket)
     schedule_soak(run, fleet, b0)
+    free = schedule_free(run, fleet, b0)
     fleet.start(int(time.time()))
     total = 2 + run.soak_buckets + 4 + run.live_buckets + 1
     try:
         with Progress(*COLUMNS, console=console) as progress:
             task = progress.add_task("shadow soak", total=total, runs=0, reports=0, spool=0)
             ui = Ui(progress, task, b0, run.bucket, fleet)
-            end = scenario(run, ui, fleet, b0)
+            end = scenario(run, ui, fleet, b0,
+                           after_arm=lambda: schedule_upgrade(run, fleet, free, run.t + 3 * run.bucket))
     finally:
         fleet.stop.set()
         fleet.join(30)
@@ -84,11 +87,23 @@ def execute(run: Run, out: Path) -> RunReport:
         raise RuntimeError(f"the fleet failed: {fleet.error!r}")
     run.problems += snapshot(run.info.api_url, out)  # the operator's page, seam and all: out/status-page.png
     report = build_report(run, fleet, edge, b0, end)
+    report.events["free_tier"] = free.body(get_json(run.info.stripe_url + "/_emulator/meter_events")["events"])
+    say_free(report.events["free_tier"])
     for cell in fleet.cells.values():
         cell.close()
     write_json(report, out / "cutover-report.json")
     chart(report, out / "cutover-chart.png")
     return report
+
+
+def say_free(free: dict[str, object]) -> None:
+    trail = free["balance_trail"]
+    assert isinstance(trail, list)
+    shown = ", ".join(f"{t['balance_cents']}" for t in trail if t.get("plan") == "free")
+    console.print(f"free org {free['org_id']}: balance trail (cents, once a bucket) {shown}; halted in "
+                  f"{sorted(free['halted_in_cells_us'])}; create refused: {free['refused_create']}; "  # type: ignore[call-overload]
+                  f"upgraded at {free['upgraded_at']}, resumed in {sorted(free['resumed_in_cells_us'])}; "  # type: ignore[call-overload]
+                  f"Stripe events before pro: {free['stripe_events_before_pro']}")
 
 
 def main(

@@ -29,6 +29,7 @@ ORGS = (
     OrgSpec("globex", "cell-b", "legacy", "pro"),
     OrgSpec("umbrella", "cell-b", "unified", "pro"),
     OrgSpec("stark", "cell-b", "unified", "free"),  # upgrades through the webhook during the soak
+    OrgSpec("soylent", "cell-a", "unified", "free"),  # runs out of credits in both cells (sim/cutover_free.py)
 )
 # (bucket index from the fleet's start, seconds into it, cell, sandbox, org, MB); 2048 MB has no tier.
 STARTS = (

@@ -198,7 +198,7 @@ def verify(run: Run, ui: Ui, label: str) -> None:
         run.problems.append(f"verify exit {code}: {why}")
 
 
-def scenario(run: Run, ui: Ui, fleet: Fleet, b0: int) -> int:
+def scenario(run: Run, ui: Ui, fleet: Fleet, b0: int, after_arm: Callable[[], None] | None = None) -> int:
     """Walk the seed's sequence; returns the end of the fleet's usage (a boundary)."""
     # The first preflight comes as the fleet starts: the cells have reported for less than the soak.
     ui.wait_until(b0 + 1, "shadow soak")
@@ -206,6 +206,8 @@ def scenario(run: Run, ui: Ui, fleet: Fleet, b0: int) -> int:
     drain_and_arm(run, ui, fleet)
     end = run.t + run.live_buckets * run.bucket
     schedule_live(run, fleet, end)
+    if after_arm is not None:
+        after_arm()
     ui.wait_until(run.t + run.bucket + run.grace + 2, "edge live")
     verify(run, ui, "edge live")
     # The last bucket rolled and sent, and one more scheduled run: any late delta rolled since is sent too.

@@ -60,6 +60,7 @@ class Fleet:
     runs: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
+    every_step: list[Callable[[int], None]] = field(default_factory=list)  # after the cells' step (sim/cutover_free)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -119,6 +120,8 @@ class Fleet:
             self.switched.set()
         for cell in self.cells.values():
             cell.step(now_us)
+        for hook in self.every_step:
+            hook(now_us)
 
     def rollup_due(self, now_us: int) -> None:
         """POST /run once per closed bucket (the schedule); a failure (the app restarting) retries next step."""

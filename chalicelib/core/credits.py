@@ -26,11 +26,13 @@ MICRO = 1_000_000
 # Ledger items of one slot spread over this many partitions (8 x ~1,000 WCU/s of free ticks).
 # Changing either constant strands items already written: constants, not flags.
 FREE_SHARDS = 8
-FREE_SLOT_SECONDS = 600
+FREE_SLOT_SECONDS = 900
 # An account is written only when a slot closes or its spend exhausts it; meanwhile its open
-# spend is published in a small `pending` summary (one item per shard of orgs) the policy adds.
+# spend is published in a small `pending` summary the policy adds: one item per 32 active orgs
+# (about 1 KB, one write unit), so its cost per pass follows the fleet's size.
 ACCOUNT_SHARDS = 8
-PENDING_SHARDS = 16
+PENDING_ORGS_PER_SHARD = 32
+MAX_PENDING_SHARDS = 1024
 HALT_REASON = "credits_exhausted"
 NoticeKind = Literal["halt", "resume"]
 
@@ -239,6 +241,14 @@ class HaltedOrg:
     org_id: str
     halted_at: int
     reason: str = HALT_REASON
+
+
+def pending_shard_count(orgs: int) -> int:
+    """How many summary items hold `orgs` entries: a power of two, at least one, about 32 orgs each."""
+    n = 1
+    while n * PENDING_ORGS_PER_SHARD < orgs and n < MAX_PENDING_SHARDS:
+        n *= 2
+    return n
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from typing import Any
 
 from chalicelib.core.credits import (
     FREE_SLOT_SECONDS,
-    PENDING_SHARDS,
     Account,
     Change,
     FreeTick,
@@ -32,6 +31,7 @@ from chalicelib.core.credits import (
     grant,
     must_write,
     new_account,
+    pending_shard_count,
     restart_free,
     shown_balance,
     slot_closed,
@@ -125,8 +125,9 @@ def run_spend_pass(control: RunControl, credits: CreditStore, settings: Settings
         result.written += 1
         _note(change, result)
     if not result.conflicts:
-        # Every closing slot's spend is in its accounts: it is never read again.
-        control.advance_cursor(CURSOR, keep_from)
+        # Every closing slot's spend is in its accounts: it is never read again (written only when it moves).
+        if keep_from != cursor:
+            control.advance_cursor(CURSOR, keep_from)
         result.cursor = keep_from
     _late_step(credits, settings, now, result)
     _publish_pending(credits, pending)
@@ -159,13 +160,21 @@ def _note(change: Change, result: PassResult) -> None:
 
 
 def _publish_pending(credits: CreditStore, pending: dict[str, Pending]) -> None:
+    """Write the summary's shards that changed; a new layout (the fleet grew or shrank) is switched to
+    only once every shard of it is written, so a reader always finds a whole summary."""
+    current = credits.pending_layout()
+    layout = pending_shard_count(len(pending)) if pending or current else 0
+    if not layout:
+        return
     shards: dict[int, dict[str, Pending]] = defaultdict(dict)
     for org_id, p in pending.items():
-        shards[crc_shard(org_id, PENDING_SHARDS)][org_id] = p
-    stored = credits.pending_shards()
-    for shard in sorted(set(shards) | set(stored)):
+        shards[crc_shard(org_id, layout)][org_id] = p
+    stored = credits.pending_shards(layout)  # of an older use of this layout too: stale shards are rewritten
+    for shard in range(layout):
         if shards.get(shard, {}) != stored.get(shard, {}):
-            credits.put_pending(shard, shards.get(shard, {}))
+            credits.put_pending(layout, shard, shards.get(shard, {}))
+    if layout != current:
+        credits.set_pending_layout(layout)
 
 
 @dataclass(frozen=True)

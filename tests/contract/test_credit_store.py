@@ -122,19 +122,19 @@ def test_push_outcomes_apply_to_the_current_notice_only(credits: CreditStore) ->
     assert credits.notices() == []
 
 
-def test_pending_shards_are_replaced_whole(credits: CreditStore) -> None:
-    assert credits.pending("o1") is None and credits.pending_shards() == {}
-    credits.put_pending(3, {"o1": Pending(12, 4), "o2": Pending(1, 0)})
-    assert credits.pending_shards() == {3: {"o1": Pending(12, 4), "o2": Pending(1, 0)}}
-    credits.put_pending(3, {})
-    assert credits.pending_shards() == {3: {}}
+def test_pending_shards_are_replaced_whole_and_read_through_the_layout(credits: CreditStore) -> None:
+    from chalicelib.core.credits import crc_shard
 
-
-def test_pending_is_read_from_the_org_s_own_shard(credits: CreditStore) -> None:
-    from chalicelib.core.credits import PENDING_SHARDS, crc_shard
-
-    credits.put_pending(crc_shard("o1", PENDING_SHARDS), {"o1": Pending(9, 2)})
-    assert credits.pending("o1") == Pending(9, 2)
+    assert credits.pending("o1") is None and credits.pending_layout() == 0 and credits.pending_shards(2) == {}
+    credits.put_pending(2, crc_shard("o1", 2), {"o1": Pending(12, 4)})
+    assert credits.pending("o1") is None, "layout 2 is not the readers' yet"
+    credits.set_pending_layout(2)
+    assert credits.pending_layout() == 2 and credits.pending("o1") == Pending(12, 4)
+    credits.put_pending(1, 0, {"o2": Pending(1, 0)})
+    assert credits.pending_shards(2) == {crc_shard("o1", 2): {"o1": Pending(12, 4)}}
+    assert credits.pending_shards(1) == {0: {"o2": Pending(1, 0)}}
+    credits.put_pending(2, crc_shard("o1", 2), {})
+    assert credits.pending("o1") is None
 
 
 def test_a_plain_change_without_side_effects(credits: CreditStore) -> None:

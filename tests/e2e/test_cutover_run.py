@@ -41,7 +41,8 @@ def test_a_whole_cutover_bills_every_org_exactly_its_ground_truth(tmp_path: Path
 
     t = report["T"]
     lines = report["per_org_meter"]
-    assert {line["org_id"] for line in lines} >= {"acme", "globex", "initech", "umbrella", "stark", "wayne"}
+    assert {line["org_id"] for line in lines} >= {"acme", "globex", "initech", "umbrella", "stark", "wayne",
+                                                  "soylent"}
     for line in lines:
         assert Decimal(line["difference"]) == 0 and Decimal(line["wrong_side"]) == 0, line
         assert Decimal(line["cells_before_t"]) + Decimal(line["edge_from_t"]) == Decimal(line["stripe"]), line
@@ -51,7 +52,16 @@ def test_a_whole_cutover_bills_every_org_exactly_its_ground_truth(tmp_path: Path
         sides = {"edge" if s == "edge" else "cell" for s in bucket["billed_by"]}
         assert sides <= ({"edge"} if bucket["bucket_start"] >= t else {"cell"}), bucket
     assert report["costs"]["meter_events"]["edge_late_deltas"] > 0, "the cut-off cell's backlog was billed late"
-    assert [r["status"] for r in report["events"]["refused_creates"]] == [401], "no cap-token, no create"
+    refused = report["events"]["refused_creates"]
+    assert [r["status"] for r in refused if r["org_id"] == "acme"] == [401], "no cap-token, no create"
+    # The free org ran out of credits in both cells, was halted (a create refused), upgraded and resumed;
+    # nothing of it reached Stripe before it was pro.
+    free = report["events"]["free_tier"]
+    assert sorted(free["halted_in_cells_us"]) == sorted(free["resumed_in_cells_us"]) == ["cell-a", "cell-b"]
+    assert free["refused_create"]["status"] in (401, 403) and free["upgraded_at"] is not None
+    balances = [Decimal(str(b["balance_cents"])) for b in free["balance_trail"] if b["plan"] == "free"]
+    assert balances[0] > 0 and balances[-1] == 0 and balances == sorted(balances, reverse=True)
+    assert free["stripe_events_before_pro"] == 0 and free["stripe_events_after_pro"] > 0
     # Parity: clean through the soak; the cut-off cell's reports drifted while its ticks were held, and its
     # re-checks after the backlog arrived are clean again.
     drift = report["parity_drift"]

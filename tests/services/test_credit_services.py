@@ -125,3 +125,18 @@ def test_grants_resume_once_and_the_status_section(settings: Settings) -> None:
     status = free_status(credits)
     assert status["halted_orgs"] == [] and status["notices_outstanding"] == 1
     assert [b["org_id"] for b in status["lowest_balances"]] == ["o1"], "o2's spend is pending: no account yet"
+
+
+def test_the_pending_summary_grows_with_the_fleet_and_a_reader_always_finds_a_whole_one(settings: Settings) -> None:
+    from chalicelib.core.credits import pending_shard_count
+
+    assert [pending_shard_count(n) for n in (0, 1, 32, 33, 64, 65, 10**9)] == [1, 1, 1, 2, 2, 4, 1024]
+    store, credits = MemoryStore(), MemoryCredits()
+    credits.put_free_ticks([ft(f"e{i}", T0 + 5, 1_000, org=f"org{i}") for i in range(40)])
+    run_spend_pass(store, credits, settings, T0 + 10)
+    assert credits.pending_layout() == 2 and credits.pending("org7") is not None
+    credits.put_free_ticks([ft("x", T0 + 6, 1_000, org="org7")])
+    run_spend_pass(store, credits, settings, T0 + 70)
+    assert credits.pending("org7").micro == 2_000  # type: ignore[union-attr]
+    closed = run_spend_pass(store, credits, settings, T0 + FREE_SLOT_SECONDS + 181)
+    assert closed.written == 40 and credits.pending("org7") is None and credits.pending_layout() == 1

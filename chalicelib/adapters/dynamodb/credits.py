@@ -23,7 +23,6 @@ from chalicelib.adapters.dynamodb.items import transaction_token
 from chalicelib.core.credits import (
     ACCOUNT_SHARDS,
     FREE_SHARDS,
-    PENDING_SHARDS,
     Account,
     Change,
     FreeTick,
@@ -182,23 +181,37 @@ class DynamoCredits(Tables, CreditStore):
 
     @guarded
     def pending(self, org_id: str) -> Pending | None:
-        key = {"pk": {"S": "credit_pending"}, "sk": {"S": f"{crc_shard(org_id, PENDING_SHARDS):02d}"}}
+        n = self.pending_layout()
+        if not n:
+            return None
+        key = {"pk": {"S": "credit_pending"}, "sk": {"S": f"{n:04d}#{crc_shard(org_id, n):04d}"}}
         item = self.client.get_item(TableName=self.control_table, Key=key).get("Item")
         entry = json.loads(from_item(item)["entries"]).get(org_id) if item else None
         return Pending(int(entry[0]), int(entry[1])) if entry else None
 
     @guarded
-    def pending_shards(self) -> dict[int, dict[str, Pending]]:
-        items = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk",
-                            ExpressionAttributeValues={":pk": {"S": "credit_pending"}})
-        return {int(d["sk"]): {o: Pending(int(e[0]), int(e[1])) for o, e in json.loads(d["entries"]).items()}
+    def pending_layout(self) -> int:
+        key = {"pk": {"S": "credit_pending"}, "sk": {"S": "layout"}}
+        item = self.client.get_item(TableName=self.control_table, Key=key).get("Item")
+        return int(from_item(item)["n"]) if item else 0
+
+    @guarded
+    def pending_shards(self, layout: int) -> dict[int, dict[str, Pending]]:
+        items = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk AND begins_with(sk, :n)",
+                            ExpressionAttributeValues={":pk": {"S": "credit_pending"}, ":n": {"S": f"{layout:04d}#"}})
+        return {int(d["sk"][5:]): {o: Pending(int(e[0]), int(e[1])) for o, e in json.loads(d["entries"]).items()}
                 for d in map(from_item, items)}
 
     @guarded
-    def put_pending(self, shard: int, entries: dict[str, Pending]) -> None:
+    def put_pending(self, layout: int, shard: int, entries: dict[str, Pending]) -> None:
         body = json.dumps({o: [p.micro, p.version] for o, p in sorted(entries.items())}, separators=(",", ":"))
+        self.client.put_item(TableName=self.control_table, Item=to_item(
+            {"pk": "credit_pending", "sk": f"{layout:04d}#{shard:04d}", "entries": body}))
+
+    @guarded
+    def set_pending_layout(self, layout: int) -> None:
         self.client.put_item(TableName=self.control_table,
-                             Item=to_item({"pk": "credit_pending", "sk": f"{shard:02d}", "entries": body}))
+                             Item=to_item({"pk": "credit_pending", "sk": "layout", "n": layout}))
 
     @guarded
     def halted_orgs(self) -> list[HaltedOrg]:

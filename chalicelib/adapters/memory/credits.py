@@ -14,7 +14,6 @@ from typing import TypeVar
 from chalicelib.adapters.memory.faults import Faults, hooked
 from chalicelib.core.credits import (
     ACCOUNT_SHARDS,
-    PENDING_SHARDS,
     Account,
     Change,
     FreeTick,
@@ -37,7 +36,8 @@ class CreditTables:
     marked: set[tuple[int, str]] = field(default_factory=set)  # late ticks not counted yet (the index)
     accounts: dict[str, Account] = field(default_factory=dict)
     grants: set[tuple[str, str]] = field(default_factory=set)
-    pending: dict[int, dict[str, Pending]] = field(default_factory=dict)
+    pending: dict[tuple[int, int], dict[str, Pending]] = field(default_factory=dict)  # (layout, shard) -> entries
+    layout: int = 0
     halted: dict[str, HaltedOrg] = field(default_factory=dict)
     notices: dict[str, Notice] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -132,18 +132,31 @@ class MemoryCredits(CreditStore):
 
     def pending(self, org_id: str) -> Pending | None:
         def read() -> Pending | None:
-            return self.tables.pending.get(crc_shard(org_id, PENDING_SHARDS), {}).get(org_id)
+            n = self.tables.layout
+            return self.tables.pending.get((n, crc_shard(org_id, n)), {}).get(org_id) if n else None
 
         return self._run("pending", read)
 
-    def pending_shards(self) -> dict[int, dict[str, Pending]]:
-        return self._run("pending_shards", lambda: {k: dict(v) for k, v in sorted(self.tables.pending.items())})
+    def pending_layout(self) -> int:
+        return self._run("pending_layout", lambda: self.tables.layout)
 
-    def put_pending(self, shard: int, entries: dict[str, Pending]) -> None:
+    def pending_shards(self, layout: int) -> dict[int, dict[str, Pending]]:
+        def read() -> dict[int, dict[str, Pending]]:
+            return {s: dict(v) for (n, s), v in sorted(self.tables.pending.items()) if n == layout}
+
+        return self._run("pending_shards", read)
+
+    def put_pending(self, layout: int, shard: int, entries: dict[str, Pending]) -> None:
         def put() -> None:
-            self.tables.pending[shard] = dict(entries)
+            self.tables.pending[(layout, shard)] = dict(entries)
 
         self._run("put_pending", put)
+
+    def set_pending_layout(self, layout: int) -> None:
+        def put() -> None:
+            self.tables.layout = layout
+
+        self._run("set_pending_layout", put)
 
     def halted_orgs(self) -> list[HaltedOrg]:
         return self._run("halted_orgs", lambda: [self.tables.halted[o] for o in sorted(self.tables.halted)])
