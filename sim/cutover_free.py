@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from cellkit.core.usage import OrgRow
 from cellkit.ports import TransportError
 from cellkit.services.halts import HaltListUnavailable, pull_halted
 from sim.cells import SimCell
@@ -105,6 +106,8 @@ class FreeWatch:
 def schedule_free(run: Run, fleet: Fleet, b0: int) -> FreeWatch:
     """soylent's sandboxes start in the first bucket; the fleet runs the watch every step."""
     watch = FreeWatch(run, fleet)
+    for cell in fleet.cells.values():  # its sandboxes run in both cells: each holds its org row
+        cell.put_org(OrgRow(ORG, "free", "unified", run.customers.get(ORG)))
     for i, (cell_id, sandbox_id) in enumerate(SANDBOXES):
         fleet.at(int((b0 + 0.5 + i * 0.3) * US), f"start {sandbox_id}",
                  partial(_start, fleet, cell_id, sandbox_id))

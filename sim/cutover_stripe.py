@@ -52,7 +52,7 @@ def setup_stripe_and_orgs(run: Run, edge: EdgeClient) -> None:
     client.v1.webhook_endpoints.create({"url": run.info.api_url + "/webhooks/stripe", "enabled_events": [
         "checkout.session.completed", "customer.subscription.created", "customer.subscription.deleted"]})
     for org in ORGS:
-        if org.plan == "pro" or org.org_id == "stark":
+        if org.plan == "pro" or org.org_id in ("stark", "soylent"):  # the two upgrade through a checkout
             run.customers[org.org_id] = client.v1.customers.create({"metadata": {"org_id": org.org_id}}).id
         body: dict[str, Any] = {"billing_mode": org.mode, "plan": "free" if org.by_webhook else org.plan}
         if org.org_id in run.customers:

@@ -79,7 +79,9 @@ class Halts:
     def reconcile(self, listed: set[str]) -> dict[str, list[str]]:
         """Halt what the edge lists, resume what it no longer lists, wake what a crash left halted."""
         local = set(self.store.halted_orgs())
-        halted = [o for o in sorted(listed) if self.halt(o).changed or o not in local]
+        # A listed org is halted again only if it is new here or something of it still runs (a repair).
+        halted = [o for o in sorted(listed) if (o not in local or self.store.org_sandboxes(o, "running"))
+                  and self.halt(o)]
         resumed = [o for o in sorted(local - listed) if self.resume(o).changed]
         stranded = {s.org_id for s in self.store.org_sandboxes(None, "halted")} - listed - set(resumed)
         repaired = [o for o in sorted(stranded) if self._wake(o)]
