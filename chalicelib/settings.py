@@ -8,6 +8,7 @@ bills the wrong hours.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
@@ -50,7 +51,7 @@ class Settings(BaseModel):
     # write in flight can never slip past the rollup's read: it must exceed the
     # API Lambda's timeout (see docs/design.md, "stragglers").
     # A free org's first balance, in cents (CONTRACT section 10).
-    FREE_TIER_SEED_CENTS: int = Field(default=500, ge=0)
+    FREE_TIER_SEED_CENTS: Decimal = Field(default=Decimal(500), ge=0, le=10**9, decimal_places=6)
     LATE_MARGIN_SECONDS: int = 120
     # The rollup sweeps the late index when a late write bumped the signal, and at least this
     # often regardless (a backstop that costs 32 small queries).
