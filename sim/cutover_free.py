@@ -1,8 +1,8 @@
 """`make run`'s free org: `soylent` runs out of credits in both cells, is halted (its sandboxes stop, a create
 is refused), upgrades through the signed checkout after T and resumes (CONTRACT section 10).
 
-The local stage seeds free orgs with half a cent (`FREE_TIER_SEED_CENTS`), and soylent runs two 4 GB sandboxes
-in each cell (0.0004 cents per GB-second: about 80 s of credit). Each POST /run (the schedule, every bucket)
+The local stage seeds free orgs with 0.3 cents (`FREE_TIER_SEED_CENTS`), and soylent runs two 4 GB sandboxes
+in each cell (0.0004 cents per GB-second: about 50 s of credit). Each POST /run (the schedule, every bucket)
 spends; each cell pulls GET /internal/halted-orgs every two seconds and halts or resumes through the kit
 (`Halts.reconcile`); the ledger of running time (the ground truth) follows every stop and wake. The report
 gets the balance trail (org-policy once a bucket), the halt and resume times, the refused create, and
