@@ -155,15 +155,17 @@ class Fleet:
                                  "status": answer.status, "error": answer.body.get("error")})
         return answer.status
 
+    # The ledger takes the moment the change took effect (`Change.at_us`): a step that runs late (the fleet
+    # thread busy with a webhook) asks for a time the sandbox's ticks already passed, and the kit clamps it.
     def resize(self, cell_id: str, sandbox_id: str, memory_mb: int, now_us: int) -> None:
-        self.cells[cell_id].cell.ticker.resize(sandbox_id, memory_mb, max(1, memory_mb // 2048), now_us)
+        change = self.cells[cell_id].cell.ticker.resize(sandbox_id, memory_mb, max(1, memory_mb // 2048), now_us)
         org_id = self.ledger.open[sandbox_id][0]
-        self.ledger.closed(sandbox_id, now_us)
-        self.ledger.opened(sandbox_id, org_id, memory_mb, now_us)
+        self.ledger.closed(sandbox_id, change.at_us)
+        self.ledger.opened(sandbox_id, org_id, memory_mb, change.at_us)
 
     def stop_sandbox(self, cell_id: str, sandbox_id: str, at_us: int) -> None:
-        self.cells[cell_id].cell.ticker.stop(sandbox_id, at_us)
-        self.ledger.closed(sandbox_id, at_us)
+        change = self.cells[cell_id].cell.ticker.stop(sandbox_id, at_us)
+        self.ledger.closed(sandbox_id, change.at_us)
 
     def stop_all(self, at_us: int) -> None:
         for cell_id, cell in self.cells.items():
