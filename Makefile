@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The caches land in __pycache__/, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run run-fleet test suite typecheck-quiet test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean browser
+.PHONY: run run-under-load run-fleet test suite typecheck-quiet test-e2e package test-race install lint typecheck bench soak stack-up stack-down clean browser
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ typecheck-quiet: $(STAMP)
 # The main job: a whole cutover from the cells to the edge, locally (out/cutover-report.json and a chart).
 run: $(STAMP) browser
 	$(BIN)/python -m sim.cutover
+
+# `make run` three times and `make test-e2e` while one busy-loop process per core competes for the CPU; reports
+# exit codes, wall and CPU seconds (out/under-load/summary.json). RUNS=n, BUSY=n to change.
+run-under-load: $(STAMP)
+	$(BIN)/python -m sim.under_load --runs $${RUNS:-3} --busy $${BUSY:-$$(getconf _NPROCESSORS_ONLN)}
 
 # The earlier fleet-only run: ticks through ingest, rollup and send, reconciled with the fleet's ledger.
 run-fleet: $(STAMP)

@@ -39,9 +39,10 @@ def build_report(run: Run, fleet: Fleet, edge: EdgeClient, b0: int, end: int) ->
     modes = {o.org_id: o.mode for o in ORGS}
     initial = [PlanChange(o.org_id, 0, "free" if o.org_id == "stark" else o.plan) for o in ORGS]
     changes = initial + fleet.ledger.changes
-    truth = owed(fleet.ledger.segments, changes, modes, end * US)  # type: ignore[arg-type]
+    horizon = fleet.ledger.until(end * US)
+    truth = owed(fleet.ledger.segments, changes, modes, horizon)  # type: ignore[arg-type]
     buckets = list(range(b0 - w, end + w, w))
-    truth_gb = gb_us_per_bucket(fleet.ledger.segments, changes, w, end * US)
+    truth_gb = gb_us_per_bucket(fleet.ledger.segments, changes, w, horizon)
     edge_gb = edge_gb_per_bucket(edge, buckets, w)
     reports = {c.cell_id: c.reports for c in fleet.cells.values()}
     cell_gb = cell_gb_per_window(reports)

@@ -65,14 +65,22 @@ def plan_change(run: Run, fleet: Fleet, org: OrgSpec, boundary: int, plan: str,
     (the edge: every later tick is `plan`); the cell's org row changes once it has settled and parity-checked
     the bucket before the boundary (its org row holds one plan, not a history)."""
     cell = fleet.cells[org.cell_id]
+    # Scheduled late (the operator's steps before it ran long on a busy machine), the boundary moves to the next
+    # one the fleet has not stepped past yet: ticking "exactly at the boundary" is only possible ahead of it.
+    boundary = max(boundary, next_boundary(time.time() + 1, run.bucket))
 
     def at_boundary(_: int) -> None:
+        if any(s.last_tick_us > boundary * US for s in cell.store.running_sandboxes()):
+            raise RuntimeError(f"{org.cell_id} ticked past {boundary} before {org.org_id}'s plan change there")
         cell.tick_at(boundary * US)
         fleet.flush(org.cell_id)
         apply()
         fleet.ledger.changes.append(PlanChange(org.org_id, boundary * US, plan))
 
-    def cell_row(_: int) -> None:
+    def cell_row(now: int) -> None:
+        # Run late, this would come before the cell's own step at `now`: let the cell settle and parity-check
+        # what is due by `now` under its old row first, as it would have on time.
+        cell.step(now)
         cell.put_org(OrgRow(org.org_id, plan, org.mode, run.customers.get(org.org_id)))  # type: ignore[arg-type]
 
     fleet.at(boundary * US, f"{org.org_id} -> {plan} (webhook)", at_boundary)
@@ -122,7 +130,7 @@ def schedule_live(run: Run, fleet: Fleet, end: int) -> None:
     plan_change(run, fleet, wayne, t + 2 * w, "free", lambda: cancel(run, "wayne"))
     fleet.at((t + 3 * w + 5) * US, "resize globex-1 4096", lambda now: fleet.resize("cell-b", "globex-1", 4096, now))
     fleet.at((t + 3 * w + 6) * US, "stop acme-1", lambda now: fleet.stop_sandbox("cell-a", "acme-1", now))
-    fleet.at(end * US, "stop every sandbox", lambda _: fleet.stop_all(end * US))
+    fleet.at(end * US, "stop every sandbox", fleet.stop_all)  # at the time it runs, which may be after `end`
 
 
 def _restore(fleet: Fleet, cell_id: str) -> None:
@@ -186,10 +194,19 @@ def drain_and_arm(run: Run, ui: Ui, fleet: Fleet) -> None:
            "local app restarted)")
 
 
-def verify(run: Run, ui: Ui, label: str) -> None:
-    for _ in range(10):
+def lagging(code: int, body: dict[str, Any]) -> bool:
+    """Too early (exit 3), or failing only because meter events from T are not sent yet: on a busy machine the
+    edge's scheduled runs send later than on a quiet one, and the schedule keeps running them."""
+    failing = [c for c in body.get("checks", []) if not c.get("ok")]
+    return code == 3 or (bool(failing) and all(c.get("check") == "flowing" and "pending" in str(c.get("why"))
+                                               for c in failing))
+
+
+def verify(run: Run, ui: Ui, label: str, patience_s: float = 90.0) -> None:
+    deadline = time.time() + patience_s
+    while True:
         code, body = cutover_cli(run, "verify", "--run-every", str(run.bucket))
-        if code != 3:
+        if not lagging(code, body) or time.time() > deadline:
             break
         ui.wait_until(time.time() + 2, label)
     why = [c["why"] for c in body.get("checks", []) if not c.get("ok")]

@@ -45,6 +45,10 @@ class Ledger:
         org_id, memory_mb, since = self.open.pop(sandbox_id)
         self.segments.append(Segment(sandbox_id, org_id, memory_mb, since, at_us))
 
+    def until(self, end_us: int) -> int:
+        """The truth's horizon: ``end_us``, or later if a segment ran past it (a stop applied late)."""
+        return max([end_us, *(s.end_us for s in self.segments)])
+
 
 @dataclass
 class Fleet:

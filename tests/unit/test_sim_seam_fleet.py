@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,3 +33,38 @@ def test_each_post_run_holds_the_lock_the_arm_takes() -> None:
     assert edge.under_deploy_lock == [True]
     assert not fleet.deploying.locked()  # and released after
     assert fleet.rolled_through == 190
+
+
+@dataclass
+class KitCell:
+    """A cell as the fleet's sandbox operations see it: the kit's store and ticker (in memory)."""
+
+    store: Any
+    cell: Any
+
+
+def test_the_ledger_records_when_a_change_took_effect_not_when_it_was_scheduled() -> None:
+    """On a busy machine an action runs after the cell has ticked past its scheduled time: the truth follows the
+    kit's effective time, so the ledger's segments and the cell's ticks cover exactly the same time."""
+    from types import SimpleNamespace
+
+    from cellkit.adapters.clock import ManualClock
+    from cellkit.adapters.memory import MemoryStore
+    from cellkit.services.ticker import Ticker
+
+    us, t0 = 1_000_000, 1795564800 * 1_000_000
+    store, clock = MemoryStore(), ManualClock(t0)
+    ticker = Ticker(store, "cell-a", "w1", clock, logging.getLogger("test"))
+    fleet = Fleet(cells={"cell-a": KitCell(store, SimpleNamespace(ticker=ticker))}, edge=None,  # type: ignore[dict-item,arg-type]
+                  bucket=10, grace=2, log=logging.getLogger("test"))
+    ticker.start("s1", "o1", "pro", 1024, 1, t0)
+    fleet.ledger.opened("s1", "o1", 1024, t0)
+    clock.set(t0 + 20 * us)
+    ticker.tick()  # the cell's step ran first ...
+    fleet.resize("cell-a", "s1", 4096, t0 + 15 * us)  # ... and the resize scheduled at +15 s came after it
+    fleet.stop_all(t0 + 40 * us)
+    assert [(s.memory_mb, s.start_us - t0, s.end_us - t0) for s in fleet.ledger.segments] == [
+        (1024, 0, 20 * us), (4096, 20 * us, 40 * us)]
+    ticks = [json.loads(i.body)["payload"] for i in store.spool_head(10)]
+    assert [(p["memory_mb"], p["interval_s"]) for p in ticks] == [(1024, 20.0), (4096, 20.0)]
+    assert fleet.ledger.until(t0 + 30 * us) == t0 + 40 * us and fleet.ledger.until(t0 + 50 * us) == t0 + 50 * us
