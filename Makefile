@@ -105,7 +105,7 @@ stack-down: $(STAMP)
 # infra/api.json (API Gateway's own errors as {"error": ...}) merged in. STAGE=prod make package
 package: $(STAMP)
 	mkdir -p out
-	$(BIN)/python -m infra.merge out/merge-template.json
+	$(BIN)/python -m infra.merge --stage $${STAGE:-dev} out/merge-template.json
 	$(BIN)/chalice package --stage $${STAGE:-dev} --merge-template out/merge-template.json out/package
 
 bench: $(STAMP)

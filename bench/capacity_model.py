@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from bench import fleet_model
 from bench.capacity import item_size
 from bench.harness import T0, report, settings
 from chalicelib.adapters.dynamodb.items import sample_to_item, stored_sample
@@ -63,19 +65,7 @@ SEND_BUDGET_S = 200
 ROLLUP_RUNS_PER_HOUR = 4
 BATCH = 500  # envelopes per ingest request (the forwarder's default)
 BUCKET_S = 3600
-
-# --- prices (us-east-1, on-demand, as of the design notes) ---------------------------------------
-USD_PER_M_WRU = 1.25
-USD_PER_M_RRU = 0.25
-USD_PER_GB_MONTH_DDB = 0.25
-USD_PER_M_APIGW_REST = 3.50
-USD_PER_GB_S_LAMBDA = 0.0000166667
-USD_PER_M_LAMBDA_REQ = 0.20
-USD_PER_1000_S3_PUT = 0.005
-API_MEMORY_GB = 0.5
-ROLLUP_MEMORY_GB = 1.0
-RETENTION_MONTHS = 45 / 30.4
-
+GOAL_TICKS = 30_000  # issue 19: 600,000 sandboxes
 
 def wire_pool(orgs: int, size: int = 4096) -> list[dict[str, Any]]:
     """DynamoDB items as the rollup's Query returns them: UUID event ids, cell-length ids, 4 sizes."""
@@ -202,25 +192,6 @@ def send_limit(meters_per_org: float = 2.0) -> dict[str, Any]:
             "stripe_test_ceiling_per_hour": STRIPE_TEST_RPS * 3600}
 
 
-def cost_per_million(item_bytes: int, rollup_s_per_sample: float) -> dict[str, float]:
-    m = 1_000_000
-    batches = m / BATCH
-    batch_s = HANDLER_CPU_S_PER_TICK * BATCH + REQUESTS_PER_BATCH * REQUEST_LATENCY_S
-    parts = {
-        "dynamodb_writes": WU_PER_TICK * USD_PER_M_WRU,
-        "dynamodb_reads": RU_PER_TICK * USD_PER_M_RRU,
-        "dynamodb_storage_45d": m * item_bytes / 1e9 * USD_PER_GB_MONTH_DDB * RETENTION_MONTHS,
-        "api_gateway": batches / m * USD_PER_M_APIGW_REST,
-        "lambda_ingest": batches * (API_MEMORY_GB * batch_s * USD_PER_GB_S_LAMBDA + USD_PER_M_LAMBDA_REQ / m),
-        "lambda_rollup": m * rollup_s_per_sample * ROLLUP_MEMORY_GB * USD_PER_GB_S_LAMBDA,
-        "s3_archive_puts": batches / 1000 * USD_PER_1000_S3_PUT,
-    }
-    out = {k: round(v, 4) for k, v in parts.items()}
-    out["total"] = round(sum(parts.values()), 4)
-    out["api_gateway_if_batches_of_1"] = USD_PER_M_APIGW_REST
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max", type=int, default=10_000_000, help="largest bucket, in samples")
@@ -231,7 +202,8 @@ def main() -> None:
     curve, item_bytes = rollup_curve(sizes, args.orgs)
     limit = rollup_limit(curve)
     ingest, send = ingest_limit(), send_limit()
-    cost = cost_per_million(item_bytes, curve[-1]["cpu_s"] / curve[-1]["samples"])
+    us_per_sample = curve[-1]["cpu_s"] / curve[-1]["samples"] * 1e6
+    cost = {mode: fleet_model.cost(GOAL_TICKS, us_per_sample, mode) for mode in ("on-demand", "provisioned")}
     service = service_check(args.service_samples, args.orgs)
     results = {"assumptions": {"page_latency_s": PAGE_LATENCY_S, "request_latency_s": REQUEST_LATENCY_S,
                                "stripe_call_s": STRIPE_CALL_S, "batch": BATCH, "tick_period_s": TICK_PERIOD_S},
@@ -253,10 +225,11 @@ def main() -> None:
         ("ingest limit", f"{ingest['ticks_per_s']:,} ticks/s", ingest["first"], f"{ingest['sandboxes']:,} sandboxes"),
         ("send limit", f"{send['events_per_hour']:,} events/h", f"{send['orgs_at_meters_per_org']:,} orgs at 2 meters",
          f"concurrency 64: {send['at_concurrency_64']:,}/h"),
-        ("cost per million ticks", f"${cost['total']}", f"DynamoDB writes ${cost['dynamodb_writes']}",
-         f"API GW ${cost['api_gateway']}"),
+        (f"$ per million ticks at {GOAL_TICKS:,} ticks/s", f"on-demand ${cost['on-demand']['total']}",
+         f"provisioned ${cost['provisioned']['total']}", "<= $0.50 provisioned"),
     ]
     report("capacity_model", results, rows)
+    print(fleet_model.cost_table(GOAL_TICKS, us_per_sample), file=sys.stderr)
 
 
 if __name__ == "__main__":

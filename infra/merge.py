@@ -1,19 +1,23 @@
-"""The one template `chalice package --merge-template` takes: infra/template.json with infra/api.json over it.
+"""The one template `chalice package --merge-template` takes: infra/template.json in the stage's capacity
+mode (infra/capacity.py) with infra/api.json over it.
 
 template.json is also deployed on its own (the tables' stack, docs/deploy.md), so it cannot name
 Chalice's `RestAPI`; api.json (API Gateway's own 4xx/5xx answers as {"error": ...}) can only be
 merged into Chalice's template. Chalice accepts one merge template, hence this deep merge.
-Usage: python -m infra.merge OUT
+Usage: python -m infra.merge [--stage STAGE] OUT
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from chalice.package import TemplateDeepMerger
+
+from infra.capacity import infra_stack
 
 INFRA = Path(__file__).resolve().parent
 
@@ -23,17 +27,19 @@ def deep_merge(base: Any, over: Any) -> Any:
     return TemplateDeepMerger().merge(over, base)
 
 
-def merge_template() -> dict[str, Any]:
-    base = json.loads((INFRA / "template.json").read_text())
+def merge_template(stage: str = "dev", mode: str | None = None) -> dict[str, Any]:
+    base = infra_stack(stage, mode)
     merged: dict[str, Any] = deep_merge(base, json.loads((INFRA / "api.json").read_text()))
     return merged
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[0] != "--stage"):
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    Path(argv[0]).write_text(json.dumps(merge_template(), indent=2) + "\n")
+    stage = argv[1] if len(argv) == 3 else "dev"
+    Path(argv[-1]).write_text(json.dumps(merge_template(stage), indent=2) + "\n")
     return 0
 
 

@@ -224,7 +224,7 @@ def _package(work: Path, cache: Path) -> None:
         src = ROOT / name
         ignore = shutil.ignore_patterns("__pycache__", "deployments", "venv")
         (shutil.copytree(src, project / name, ignore=ignore) if src.is_dir() else shutil.copy(src, project / name))
-    (project / "merge-template.json").write_text(json.dumps(merge_template()))  # as `make package` does
+    (project / "merge-template.json").write_text(json.dumps(merge_template("prod")))  # as `make package` does
     deployments = project / ".chalice" / "deployments"
     cache.mkdir(exist_ok=True)
     shutil.copytree(cache, deployments, dirs_exist_ok=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 from bench.capacity_model import (
     QUERY_PAGE_BYTES,
     SAMPLE_SHARDS,
-    cost_per_million,
     ingest_limit,
     read_io,
     rollup_curve,
@@ -54,10 +53,6 @@ def test_limits_and_costs() -> None:
     assert ingest["first"].startswith("sample shards") and 30_000 < ingest["ticks_per_s"] < 32_000
     send = send_limit()
     assert send["events_per_hour"] == 25_600 and send["at_concurrency_64"] <= 3_600_000
-    cost = cost_per_million(330, 9e-6)
-    parts = [v for k, v in cost.items() if k not in ("total", "api_gateway_if_batches_of_1")]
-    assert abs(cost["total"] - sum(parts)) < 1e-3
-    assert cost["dynamodb_writes"] / cost["total"] > 0.8  # writes dominate, as the design expects
 
 
 def test_the_script_prints_json_and_a_table() -> None:
@@ -67,3 +62,6 @@ def test_the_script_prints_json_and_a_table() -> None:
     body = json.loads(out.stdout)
     assert body["bench"] == "capacity_model" and body["rollup_curve"][-1]["samples"] == 5000
     assert "rollup limit" in out.stderr
+    costs = body["usd_per_million_ticks"]
+    assert costs["provisioned"]["total"] < costs["on-demand"]["total"]
+    assert "| **total** |" in out.stderr  # the cost table docs/capacity.md shows

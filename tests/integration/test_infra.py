@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
+from infra.capacity import infra_stack
 from infra.merge import deep_merge, merge_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_api_gateways_own_errors_are_json_with_error(packaged: dict[str, Any]) -
 
 
 def test_the_merge_keeps_every_infra_resource_and_only_adds_to_chalices_api() -> None:
-    infra = json.loads(TEMPLATE.read_text())
+    infra = infra_stack("dev")  # infra/template.json in dev's capacity mode (tests/integration/test_table_capacity.py)
     merged = merge_template()
     assert {k: v for k, v in merged["Resources"].items() if k != "RestAPI"} == infra["Resources"]
     assert set(merged["Resources"]["RestAPI"]) == {"Properties"}  # no Type: it deep-merges into Chalice's

@@ -1,0 +1,52 @@
+"""bench/fleet_model: the capacity model's arithmetic (docs/capacity.md's tables come from it)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import fleet_model as fm
+
+M = fm.Measured(worker_us_per_sample=5.0, worker_us_per_sample_n=5.5, processes=2, speedup=1.8,
+                reducer_us_per_row=3.0, partial_row_bytes=70)
+
+
+def test_costs_add_up_and_provisioned_is_cheaper_at_a_steady_fleet() -> None:
+    od, pv = fm.cost(30_000, 5.0, "on-demand"), fm.cost(30_000, 5.0, "provisioned")
+    for c in (od, pv):
+        parts = [v for k, v in c.items() if k not in ("total", "samples_wcu", "samples_rcu_floor")]
+        assert c["total"] == pytest.approx(sum(parts), abs=1e-3)
+    assert od["dynamodb_writes"] == pytest.approx(fm.WU_PER_TICK * fm.USD_M_WRU)
+    # 1 WCU-hour carries 3,600 writes: at 70 % utilization a provisioned write costs 0.00065 / 3,600 / 0.7.
+    assert pv["dynamodb_writes"] == pytest.approx(
+        fm.WU_SAMPLE * 1.002 / fm.WU_SAMPLE * fm.USD_WCU_H / 3600 / 0.7 * 1e6
+        + (fm.WU_PER_TICK - 1.002) * fm.USD_M_WRU, rel=1e-3)
+    assert pv["total"] <= 0.50 < od["total"]
+    assert pv["samples_wcu"] == round(30_000 / 0.7)
+    assert "| **total** |" in fm.cost_table(30_000, 5.0)
+
+
+def test_shards_keep_ingest_at_half_a_partition() -> None:
+    assert fm.shards_for(1_000) == 32  # never fewer than the default
+    assert fm.shards_for(30_000) == 64
+    for ticks in (30_000, 100_000, 1_000_000):
+        assert ticks * fm.WU_SAMPLE / fm.shards_for(ticks) <= fm.PARTITION_WCU * fm.PARTITION_TARGET
+
+
+def test_a_bucket_grows_by_shards_not_by_worker_time() -> None:
+    small, big = fm.bucket(10_000_000, M), fm.bucket(100_000_000, M)
+    assert big["shards"] > small["shards"]
+    # A shard never holds more than half a partition's writes for an hour, whatever the bucket.
+    assert big["samples_per_shard"] <= fm.PARTITION_WCU * fm.PARTITION_TARGET * fm.BUCKET_S
+    assert big["worker_run_s"] < fm.WORKER_TIMEOUT_S
+    assert big["workers_s"] >= big["bucket_ru"] / fm.TABLE_ONDEMAND_RRU  # the table's read quota bounds it
+    assert big["billed_after_close_min"] > small["billed_after_close_min"]
+
+
+def test_every_part_is_in_the_table_with_a_ceiling() -> None:
+    rows = fm.parts(30_000, M)
+    assert [r.part.split(":")[0] for r in rows] == [
+        "ingest", "ingest", "ingest", "sample shards", "rollup fan-out", "reducer", "parity", "send",
+        "stragglers", "credits"]
+    assert all(r.max_ticks_per_s > 0 for r in rows) and math.isinf(rows[6].max_ticks_per_s)
