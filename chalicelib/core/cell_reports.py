@@ -1,9 +1,9 @@
 """What cells report to the edge (CONTRACT section 8): parity reports and cell status.
 
-Plain data and the store port only; the HTTP shape is validated in
-`routes/cells.py` and the DynamoDB layout lives in `store/dynamodb_cells.py`.
-The cutover checks (`cutover.py`) read these records to decide whether the
-soak was clean and whether the cells have drained and stood down.
+Plain data only; the HTTP shape is validated in `entrypoints/api/cells_api.py`, the decisions on
+receipt are `services/cell_reports.py`'s and the DynamoDB layout lives in `adapters/dynamodb/cells.py`.
+The cutover checks (`core/cutover/`) read these records to decide whether the soak was clean and whether
+the cells have drained and stood down.
 """
 
 from __future__ import annotations

@@ -24,10 +24,6 @@ class Org:
     plan_changed_at: int = 0
     updated_at: int = 0
 
-    @property
-    def is_pro(self) -> bool:
-        return self.plan == "pro"
-
 
 def default_max_memory_gb(plan: Plan) -> int:
     return 64 if plan == "pro" else 4

@@ -91,7 +91,8 @@ def orgs_put(
     """Create or update an org (same rules as PUT /internal/orgs/{org_id})."""
     from pydantic import ValidationError
 
-    from chalicelib.entrypoints.api.internal_api import OrgBody, org_body, put_org
+    from chalicelib.entrypoints.org_schema import OrgBody, org_body
+    from chalicelib.services.orgs import put_org
 
     fields = {"billing_mode": billing_mode, "plan": plan, "stripe_customer_id": stripe_customer_id,
               "max_memory_gb": max_memory_gb}
@@ -101,7 +102,7 @@ def orgs_put(
         console.print(f"[red]error:[/red] invalid org: {exc}")
         raise typer.Exit(2) from None
     svc = services()
-    emit(org_body(put_org(org_id, body, svc.now())), as_json=False)
+    emit(org_body(put_org(svc.store, org_id, body.model_dump(exclude_none=True), svc.now())), as_json=False)
 
 
 @orgs_app.command("get")

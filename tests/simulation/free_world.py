@@ -231,7 +231,7 @@ class World(CellPusher):
             return False
         orgs = self.store.get_orgs({e["org_id"] for e in batch})
         for e in batch:
-            if not orgs[e["org_id"]].is_pro:
+            if orgs[e["org_id"]].plan != "pro":
                 cost = int(Decimal(str(e["payload"]["cost_cents"])) * MICRO)
                 self.stored_costs[e["org_id"]][e["id"]] = cost
         return True

@@ -17,8 +17,7 @@ from chalice import Blueprint, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from chalicelib.bootstrap import Services, services
-from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport, drift_exceeds
-from chalicelib.core.telemetry import parity_points
+from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.entrypoints.api.http import (
     answer,
     check_body_hmac,
@@ -29,7 +28,13 @@ from chalicelib.entrypoints.api.http import (
     raw_body,
     signed_query,
 )
-from chalicelib.observability import logger, publish
+from chalicelib.services.cell_reports import (
+    InconsistentReport,
+    cell_statuses,
+    parity_reports,
+    receive_cell_status,
+    receive_parity_report,
+)
 from chalicelib.services.parity import parse_window
 
 bp = Blueprint(__name__)
@@ -211,19 +216,10 @@ def post_parity_report() -> Response:
     except BadBody as exc:
         return error(exc.status, str(exc))
     report = to_report(body, signed_at(headers), svc.now())
-    over = drift_exceeds(report)
-    if report.clean and over:
-        # A report that calls itself clean while listing drift above its own tolerance is a cell bug.
-        return error(400, f"report says clean but org {over[0].org_id} drifts {over[0].drift} "
-                          f"above tolerance {report.tolerance}")
-    stored = svc.cells().put_parity_report(report)
-    publish(parity_points(report), svc.settings.WORKER_ENV)
-    logger.info(
-        "parity_report_received",
-        extra={"cell_id": report.cell_id, "window_from": report.window_from, "window_to": report.window_to,
-               "clean": report.clean, "max_drift": str(report.max_drift), "orgs": len(report.orgs),
-               "stored": stored},
-    )
+    try:
+        stored = receive_parity_report(svc.cells(), report, svc.settings.WORKER_ENV)
+    except InconsistentReport as exc:
+        return error(400, str(exc))
     return answer(200, {"stored": stored, "cell_id": report.cell_id,
                         "window": {"from": report.window_from, "to": report.window_to},
                         "clean": report.clean, "max_drift": float(report.max_drift)})
@@ -238,7 +234,7 @@ def list_parity_reports() -> Response:
     if not CELL_ID.match(cell_id):
         return error(400, "query parameter 'cell_id' is required (letters, digits, . _ : -, at most 128)")
     window = parse_window(query)
-    reports = svc.cells().parity_reports(cell_id, window.start, window.end)
+    reports = parity_reports(svc.cells(), cell_id, window.start, window.end)
     return answer(200, {"cell_id": cell_id, "window": {"from": window.start, "to": window.end},
                         "reports": [report_body(r) for r in reports], "as_of": svc.now()})
 
@@ -257,8 +253,7 @@ def put_cell_status(cell_id: str) -> Response:
     now = svc.now()
     status = CellStatus(cell_id, body.authority, body.billers_running, body.billed_through,
                         body.pending_billable, body.spool_depth, signed_at(headers), now, body.base_url)
-    stored = svc.cells().put_cell_status(status)
-    logger.info("cell_status_received", extra=status_body(status, now) | {"stored": stored})
+    stored = receive_cell_status(svc.cells(), status)
     return answer(200, status_body(status, now) | {"stored": stored})
 
 
@@ -269,6 +264,6 @@ def list_cells() -> Response:
     svc = services()
     check_get_hmac(request, CELLS_PATH, svc)
     now = svc.now()
-    cells = sorted(svc.cells().cell_statuses(), key=lambda s: s.cell_id)
+    cells = cell_statuses(svc.cells())
     return answer(200, {"cells": [status_body(s, now) for s in cells], "as_of": now})
 

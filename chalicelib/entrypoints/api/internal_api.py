@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
 
 from chalice import Blueprint, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from chalicelib.bootstrap import services
 from chalicelib.core.buckets import buckets_between
-from chalicelib.core.cap_tokens import mint
-from chalicelib.core.limits import MAX_STRIPE_ID_LENGTH, load_json, printable
-from chalicelib.core.orgs import Org, default_max_memory_gb
+from chalicelib.core.limits import load_json, printable
 from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors, raw_body, signed_query
-from chalicelib.services.credits import org_credits
+from chalicelib.entrypoints.org_schema import OrgBody, org_body
+from chalicelib.services.orgs import UnknownOrg, org_policy, put_org
 from chalicelib.services.parity import Window, WindowError, parse_window, usage_parity
 from chalicelib.settings import Settings
 
@@ -26,20 +24,6 @@ POLICY_PATH = "/internal/org-policy"
 # Unix seconds as ASCII digits: int() alone also takes "+5", " 5", "5_000" and non-ASCII digits,
 # and 12 digits keep every bucket computation far from Decimal's precision.
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-
-
-def _customer_id(value: str) -> str:
-    return printable(value, "stripe_customer_id", MAX_STRIPE_ID_LENGTH, ascii_only=True)
-
-
-class OrgBody(BaseModel):
-    # Strict: "4" or true is not a memory size, and a number is not a customer id.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    billing_mode: Literal["legacy", "unified"]
-    plan: Literal["pro", "free"] | None = None
-    stripe_customer_id: Annotated[str, AfterValidator(_customer_id)] | None = None
-    max_memory_gb: int | None = Field(default=None, ge=1, le=4096)
 
 
 def parity_window(params: dict[str, str], settings: Settings) -> Window:
@@ -58,23 +42,6 @@ def parity_window(params: dict[str, str], settings: Settings) -> Window:
             f"the maximum is {settings.MAX_PARITY_BUCKETS} (MAX_PARITY_BUCKETS); ask in smaller windows"
         )
     return window
-
-
-def org_body(org: Org) -> dict[str, object]:
-    return {
-        "org_id": org.org_id,
-        "plan": org.plan,
-        "billing_mode": org.billing_mode,
-        "stripe_customer_id": org.stripe_customer_id,
-        "max_memory_gb": org.max_memory_gb,
-        "subscription_id": org.subscription_id,
-        "updated_at": org.updated_at,
-    }
-
-
-def put_org(org_id: str, body: OrgBody, now: int) -> Org:
-    """Create or update an org; fields the body leaves out keep their stored value."""
-    return services().store.update_org(org_id, body.model_dump(exclude_none=True), now)
 
 
 @bp.route(PARITY_PATH, methods=["GET"])
@@ -98,20 +65,11 @@ def org_policy_route() -> Response:
         printable(query.get("cell_id") or "-", "cell_id")
     except ValueError as exc:
         return error(400, str(exc))
-    org = svc.store.get_org(org_id)
-    if org is None:
-        return error(404, f"org {org_id} is not known to the edge")
-    max_gb = org.max_memory_gb or default_max_memory_gb(org.plan)
-    body: dict[str, object] = {"org_id": org_id, "plan": org.plan, "maxMemoryMb": max_gb * 1024, "halted": False}
-    if not org.is_pro:
-        # The free tier (CONTRACT section 10): the balance less its open spend, and the halt.
-        credits = org_credits(svc.credits(), svc.settings, org_id)
-        body |= {"balance_cents": credits.balance_cents, "halted": credits.halted}
-    if query.get("cell_id") and not body["halted"]:  # a halted org gets no cap-token: no creates
-        # The plan just resolved, as a short-lived token the cell can hand to its sandbox creator.
-        body["capToken"] = mint(svc.settings.secret("SESSION_JWT_SECRET"), org_id, org.plan, query["cell_id"],
-                                svc.now())
-    return answer(200, body)
+    try:
+        policy = org_policy(svc.store, svc.credits(), svc.settings, org_id, query.get("cell_id") or None, svc.now())
+    except UnknownOrg as exc:
+        return error(404, str(exc))
+    return answer(200, policy.body())
 
 
 @bp.route("/internal/orgs/{org_id}", methods=["PUT"])
@@ -126,4 +84,4 @@ def put_org_route(org_id: str) -> Response:
         body = OrgBody.model_validate(load_json(raw_body(request) or b"null"))
     except (ValueError, ValidationError) as exc:
         return error(400, f"invalid org body: {exc}")
-    return answer(200, org_body(put_org(org_id, body, svc.now())))
+    return answer(200, org_body(put_org(svc.store, org_id, body.model_dump(exclude_none=True), svc.now())))
