@@ -25,13 +25,10 @@ class OrgBody(BaseModel):
     max_memory_gb: int | None = Field(default=None, ge=1, le=4096)
 
 
+# What an operator or a cell sees of an org: not its Stripe subscription items, credit or ordering stamps.
+SHOWN_FIELDS = ("org_id", "plan", "billing_mode", "stripe_customer_id", "max_memory_gb", "subscription_id",
+                "updated_at")
+
+
 def org_body(org: Org) -> dict[str, object]:
-    return {
-        "org_id": org.org_id,
-        "plan": org.plan,
-        "billing_mode": org.billing_mode,
-        "stripe_customer_id": org.stripe_customer_id,
-        "max_memory_gb": org.max_memory_gb,
-        "subscription_id": org.subscription_id,
-        "updated_at": org.updated_at,
-    }
+    return {name: getattr(org, name) for name in SHOWN_FIELDS}
