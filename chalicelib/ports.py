@@ -37,6 +37,15 @@ class StoreRejected(Exception):
     retrying can never succeed, so the caller answers 4xx (a signed webhook: 200, logged)."""
 
 
+class GatewayError(Exception):
+    """A payment provider's call failed, as its adapter translates it (no provider's own exception crosses a
+    port): `status` is the HTTP status it answered, None when no answer came (a timeout, a reset)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Clock(Protocol):
     def now(self) -> int:
         """Unix seconds."""
@@ -68,7 +77,6 @@ class OrgStore(Protocol):
         """Set only `fields` (creating the org if new), leaving every other attribute as stored."""
 
 
-
 class SampleStore(Protocol):
     """Billing samples, one item per (event, bucket)."""
 
@@ -79,7 +87,6 @@ class SampleStore(Protocol):
     @abstractmethod
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
         """Every sample of a bucket, strongly consistent (the rollup's and parity's read)."""
-
 
 
 class QuarantineStore(Protocol):
@@ -93,7 +100,6 @@ class QuarantineStore(Protocol):
 
     @abstractmethod
     def delete_quarantine(self, quarantine_ids: list[str]) -> None: ...
-
 
 
 class AggregateStore(Protocol):
@@ -114,7 +120,6 @@ class AggregateStore(Protocol):
         """aggregated -> rolled, once; False if it was rolled already."""
 
 
-
 class RunControl(Protocol):
     """The rollup's lease and cursor."""
 
@@ -130,7 +135,6 @@ class RunControl(Protocol):
     @abstractmethod
     def advance_cursor(self, name: str, value: int) -> None:
         """Move the cursor forward (never back)."""
-
 
 
 class OutboxStore(Protocol):
@@ -149,7 +153,6 @@ class OutboxStore(Protocol):
     @abstractmethod
     def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
         """Conditional state change; False if the row was not in `expected`."""
-
 
 
 class LateStore(Protocol):

@@ -11,6 +11,7 @@ from typing import Any
 
 import stripe
 
+from chalicelib.adapters.stripe_errors import translated
 from chalicelib.operator_ports import MeterErrorGateway
 
 TOLERANCE_SECONDS = 300
@@ -29,6 +30,7 @@ class StripeEventsGateway(MeterErrorGateway):
             raise ValueError(f"not a thin event: {exc!r}") from None
         return str(notification.id), str(notification.type)
 
+    @translated
     def fetch_event(self, event_id: str) -> dict[str, Any]:
         event = self.client.v2.core.events.retrieve(event_id)
         return dict(event.to_dict())

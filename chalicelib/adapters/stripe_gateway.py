@@ -13,6 +13,7 @@ from typing import Any
 
 import stripe
 
+from chalicelib.adapters.stripe_errors import translated
 from chalicelib.core.catalog import PriceSpec, StripeCatalog, StripePrice
 from chalicelib.core.cutover.preflight import WebhookEndpoint
 from chalicelib.core.meter_events import CancelResult, MeterEvent, Outcome, SendResult
@@ -23,15 +24,6 @@ from chalicelib.settings import Settings
 
 # Stripe's answer to an identifier it has seen: the event was delivered earlier (a lost answer, a crash).
 DUPLICATE_MESSAGE = "An event already exists with identifier"
-
-
-
-
-
-
-
-
-
 
 
 def make_client(settings: Settings) -> stripe.StripeClient:
@@ -138,6 +130,7 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
         self.client = client
 
     # --- catalog ---
+    @translated
     def stripe_catalog(self, lookup_keys: list[str], product_id: str) -> StripeCatalog:
         meters = {
             m.event_name: m.id
@@ -158,6 +151,7 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
         }
         return StripeCatalog(meters, product, prices)
 
+    @translated
     def create_meter(self, event_name: str) -> str:
         meter = self.client.v1.billing.meters.create(
             {
@@ -171,11 +165,13 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
         )
         return str(meter.id)
 
+    @translated
     def create_product(self, product_id: str, name: str) -> None:
         self.client.v1.products.create(
             {"id": product_id, "name": name}, options={"idempotency_key": f"product-create-{product_id}"}
         )
 
+    @translated
     def create_price(self, spec: PriceSpec, product_id: str, meter_id: str) -> StripePrice:
         if spec.unit_amount_decimal is None:
             raise ValueError(f"{spec.lookup_key} is priced in the Stripe dashboard, not created here")
@@ -194,6 +190,7 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
         return StripePrice(price.id, spec.lookup_key, meter_id)
 
     # --- provisioning ---
+    @translated
     def subscription(self, subscription_id: str) -> Subscription | None:
         try:
             return _subscription(self.client.v1.subscriptions.retrieve(subscription_id))
@@ -202,16 +199,19 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
                 return None
             raise
 
+    @translated
     def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
         # Our own notion of live: the default listing's idea of it is not ours to depend on.
         return [s for s in self.subscriptions(customer, org_id) if s.live]
 
+    @translated
     def subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
         # List, not Search: List is read-after-write, Search lags up to a minute.
         listed = self.client.v1.subscriptions.list({"customer": customer, "status": "all", "limit": 100})
         subs = (_subscription(s) for s in listed.auto_paging_iter())
         return [s for s in subs if s.org_id == org_id]
 
+    @translated
     def create_subscription(
         self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
     ) -> Subscription:
@@ -222,9 +222,11 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
         )
         return _subscription(sub)
 
+    @translated
     def cancel_subscription(self, subscription_id: str) -> None:
         self.client.v1.subscriptions.cancel(subscription_id)
 
+    @translated
     def find_credit(self, customer: str, org_id: str) -> str | None:
         txns = self.client.v1.customers.balance_transactions.list(customer, {"limit": 100})
         for txn in txns.auto_paging_iter():
@@ -232,6 +234,7 @@ class StripeAccountsGateway(CatalogGateway, AccountGateway):
                 return str(txn.id)
         return None
 
+    @translated
     def create_credit(
         self, customer: str, org_id: str, amount_cents: int, idempotency_key: str, fallback_key: str
     ) -> str:
@@ -261,14 +264,13 @@ def _replayed_server_error(exc: stripe.StripeError) -> bool:
     return (exc.http_status or 0) >= 500 and replayed == "true"
 
 
-
-
 class StripeCutoverGateway:
     """What the cutover CLI asks Stripe: the webhook endpoints, and meter event cancellations."""
 
     def __init__(self, client: stripe.StripeClient) -> None:
         self.client = client
 
+    @translated
     def webhook_endpoints(self) -> list[WebhookEndpoint]:
         return [
             WebhookEndpoint(e.id, e.url, tuple(e.to_dict().get("enabled_events") or ()), e.status)

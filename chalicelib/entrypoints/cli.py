@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
-from functools import wraps
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import stripe
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from chalicelib.bootstrap import services
 from chalicelib.core.orgs import Org
-from chalicelib.entrypoints.cli_output import Refused, answer, answering
-from chalicelib.ports import StoreRejected, StoreUnavailable
+from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors
 from chalicelib.services.ingest import ingest_batch, replay_quarantine
-from chalicelib.settings import SettingsError
 
-P = ParamSpec("P")
-T = TypeVar("T")
 console = Console()
 app = typer.Typer(help="Operator commands for edge usage billing.", no_args_is_help=True)
 tables_app = typer.Typer(help="DynamoDB tables.", no_args_is_help=True)
@@ -40,23 +33,6 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(archive_app, name="archive")
 cap_token_app = typer.Typer(help="Capability tokens for cells (PRO_BILLING_AUTHORITY=edge).", no_args_is_help=True)
 app.add_typer(cap_token_app, name="cap-token")
-
-
-def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
-    """A bad flag or an unreachable store is one clear line and exit code 2, not a traceback; with --json that
-    line is `{"error": ...}`, the only thing on stdout (cli_output.answering: logs go to stderr)."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with answering(bool(kwargs.get("json_out") or kwargs.get("as_json"))):
-            try:
-                return fn(*args, **kwargs)
-            except (SettingsError, StoreUnavailable, StoreRejected) as exc:
-                raise Refused(str(exc)) from None
-            except stripe.StripeError as exc:
-                raise Refused(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
-
-    return wrapper
 
 
 def emit(data: Any, as_json: bool) -> None:

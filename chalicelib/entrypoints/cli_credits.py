@@ -16,10 +16,8 @@ from rich.console import Console
 
 from chalicelib.bootstrap import services
 from chalicelib.core.limits import printable
-from chalicelib.entrypoints.cli_output import Refused, answer, answering
-from chalicelib.ports import StoreRejected, StoreUnavailable
+from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors
 from chalicelib.services.credits import CreditConflict, grant_credits, org_credits
-from chalicelib.settings import SettingsError
 
 console = Console(stderr=True)
 credits_app = typer.Typer(help="Free-tier credit balances.", no_args_is_help=True)
@@ -49,6 +47,7 @@ def _cents(text: str) -> Decimal:
 
 
 @credits_app.command("grant")
+@operator_errors
 def grant(
     org_id: str = typer.Argument(..., help="The org to top up"),
     cents: str = typer.Argument(..., help="Amount in cents (micro-cent precision), e.g. 250 or 2.5"),
@@ -56,43 +55,30 @@ def grant(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout"),
 ) -> None:
     """Top up a free org's credits, once per --key; resumes it if it was halted and now has credit."""
-    with answering(as_json):
-        _grant(org_id, cents, key, as_json)
-
-
-def _grant(org_id: str, cents: str, key: str, as_json: bool) -> None:
     amount = _cents(cents)
     try:
         printable(org_id, "org_id")
         printable(key, "key")
         svc = services()
         result = grant_credits(svc.credits(), svc.settings, org_id, amount, key, svc.now())
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    except (SettingsError, StoreUnavailable, StoreRejected, CreditConflict) as exc:
+    except (ValueError, CreditConflict) as exc:
         raise _fail(str(exc)) from None
     _emit({"org_id": result.org_id, "key": result.key, "granted": result.applied, "resumed": result.resumed,
            "balance_cents": result.balance_cents}, as_json)
 
 
 @credits_app.command("show")
+@operator_errors
 def show(
     org_id: str = typer.Argument(..., help="The org"),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout"),
 ) -> None:
     """A free org's balance (less what it spent in the last minutes), halt state, seed, grants, spend."""
-    with answering(as_json):
-        _show(org_id, as_json)
-
-
-def _show(org_id: str, as_json: bool) -> None:
     try:
         printable(org_id, "org_id")
         svc = services()
         shown = org_credits(svc.credits(), svc.settings, org_id)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-    except (SettingsError, StoreUnavailable, StoreRejected) as exc:
         raise _fail(str(exc)) from None
     _emit(shown.body(), as_json)
 

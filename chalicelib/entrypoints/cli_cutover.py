@@ -10,27 +10,19 @@ local stack's app; AWS stages: print the `chalice deploy` to run).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
-import stripe
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.adapters.stage_config import CONFIG, StageConfigError, read_stage, stages, with_flags
+from chalicelib.adapters.stage_config import CONFIG, read_stage, stages, with_flags
 from chalicelib.core.cutover.checks import EXIT_USAGE, Check, boundary_error
 from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
-from chalicelib.entrypoints.cli_output import Refused, answer, answering, stage_services
-from chalicelib.ports import StoreRejected, StoreUnavailable
+from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors, stage_services
 from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 console = Console(soft_wrap=True)  # an error line stays one line, whatever the terminal
 cutover_app = typer.Typer(help="Move Pro billing from the cells to the edge (docs/runbook.md).",
@@ -45,24 +37,6 @@ StaleOpt = typer.Option(1800, "--stale-after", help="A cell status older than th
 
 def fail(message: str, code: int = EXIT_USAGE) -> Refused:
     return Refused(message, code)
-
-
-def guarded(fn: Callable[P, T]) -> Callable[P, T]:
-    """A bad flag, an unreachable store or Stripe failing is one clear line and exit 2, not a traceback; with
-    --json, that line is `{"error": ...}` and stdout holds nothing else (logs go to stderr)."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        with answering(bool(kwargs.get("as_json"))):
-            try:
-                return fn(*args, **kwargs)
-            except (SettingsError, StoreUnavailable, StoreRejected, StageConfigError, OSError, BotoCoreError,
-                    ClientError) as exc:
-                raise fail(str(exc)) from None
-            except stripe.StripeError as exc:
-                raise fail(f"Stripe answered {exc.http_status}: {exc.user_message or exc}") from None
-
-    return wrapper
 
 
 def show(outcome: cutover_ops.CutoverOutcome, as_json: bool) -> None:
@@ -124,7 +98,7 @@ def apply(stage: str, config: Path, local: LocalStack | None) -> str:
 
 
 def write_flags(config: Path, stage: str, updates: dict[str, str], local: LocalStack | None) -> str:
-    from chalicelib.settings import SettingsError, load_settings
+    from chalicelib.settings import load_settings
 
     text = config.read_text()
     new = with_flags(text, stage, updates)
@@ -151,7 +125,7 @@ def plan_steps(stage: str, t: int) -> list[str]:
 
 
 @cutover_app.command("preflight")
-@guarded
+@operator_errors
 def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
               api_url: str = typer.Option(None, help="The deployed API, to compare its flags with the config"),
               soak_hours: int = typer.Option(24, help="Hours of clean parity required"),
@@ -166,7 +140,7 @@ def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt
 
 
 @cutover_app.command("plan")
-@guarded
+@operator_errors
 def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
          lead: int = typer.Option(None, help="Seconds from now T must at least be (default one bucket)")) -> None:
     """Propose T (the next quiet bucket boundary) with the steps and the flags per stage."""
@@ -184,7 +158,7 @@ def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOp
 
 
 @cutover_app.command("drain-check")
-@guarded
+@operator_errors
 def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), stage: str = StageOpt,
                 as_json: bool = JsonOpt, config: Path = ConfigOpt, stale_after: int = StaleOpt) -> None:
     """Every cell billed through exactly T, nothing pending (exit 3: still draining, run it again; past T is exit 1:
@@ -197,7 +171,7 @@ def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), sta
 
 
 @cutover_app.command("arm")
-@guarded
+@operator_errors
 def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"),
         stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """Write BILL_FROM=T and SHADOW=false for the stage, and apply it."""
@@ -212,7 +186,7 @@ def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix se
 
 
 @cutover_app.command("verify")
-@guarded
+@operator_errors
 def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
            at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)"),
            stale_after: int = StaleOpt,
@@ -224,7 +198,7 @@ def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
 
 
 @cutover_app.command("rollback")
-@guarded
+@operator_errors
 def rollback(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
              at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)")) -> None:
     """SHADOW=true again; cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""

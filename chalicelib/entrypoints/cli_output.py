@@ -12,22 +12,27 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
 from dataclasses import replace
+from functools import wraps
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from chalicelib.adapters.stage_config import StageConfigError, read_stage
 from chalicelib.bootstrap import Services, services
 from chalicelib.core.cutover.checks import StageFlags
 from chalicelib.observability import logger
-from chalicelib.settings import load_settings
+from chalicelib.ports import GatewayError, StoreRejected, StoreUnavailable
+from chalicelib.settings import SettingsError, load_settings
 
+P = ParamSpec("P")
+T = TypeVar("T")
 _ANSWER: ContextVar[TextIO | None] = ContextVar("answer_stream", default=None)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -82,6 +87,30 @@ def answering(as_json: bool) -> Iterator[None]:
         raise typer.Exit(exc.code) from None
     finally:
         _ANSWER.reset(token)
+
+
+# What an operator can cause or fix (a bad flag or config, a store down or refusing a write, Stripe failing,
+# a file it cannot read): one line and exit 2, never a traceback. Anything else is a bug and keeps its traceback.
+OPERATOR_FAILURES = (SettingsError, StoreUnavailable, StoreRejected, StageConfigError, OSError, BotoCoreError,
+                     ClientError)
+
+
+def operator_errors(fn: Callable[P, T]) -> Callable[P, T]:
+    """The one error decorator of every operator command (edge-billing's own, cutover, status, meter-errors,
+    credits): inside `answering` (its --json read from the `as_json` or `json_out` argument), an operator's
+    failure is one clear line on stderr, or `{"error", "exit_code"}` as the only document on stdout."""
+
+    @wraps(fn)
+    def command(*args: P.args, **kwargs: P.kwargs) -> T:
+        with answering(bool(kwargs.get("as_json") or kwargs.get("json_out"))):
+            try:
+                return fn(*args, **kwargs)
+            except GatewayError as exc:
+                raise Refused(f"Stripe answered {exc.status}: {exc}") from None
+            except OPERATOR_FAILURES as exc:
+                raise Refused(str(exc)) from None
+
+    return command
 
 
 @contextmanager

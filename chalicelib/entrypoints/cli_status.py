@@ -9,19 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import stripe
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.adapters.stage_config import CONFIG, StageConfigError
+from chalicelib.adapters.stage_config import CONFIG
 from chalicelib.bootstrap import services
-from chalicelib.entrypoints.cli_output import Refused, answer, answering, stage_services
-from chalicelib.ports import StoreRejected, StoreUnavailable
+from chalicelib.entrypoints.cli_output import answer, operator_errors, stage_services
 from chalicelib.services import meter_errors
 from chalicelib.services.status import status as gather
-from chalicelib.settings import SettingsError
 
 console = Console(soft_wrap=True)
 errors_app = typer.Typer(help="Stripe's meter error reports: list them, re-send once the cause is fixed.",
@@ -29,16 +25,6 @@ errors_app = typer.Typer(help="Stripe's meter error reports: list them, re-send 
 StageOpt = typer.Option("dev", "--stage", help="Chalice stage in .chalice/config.json")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document only")
 ConfigOpt = typer.Option(CONFIG, "--config", help="The Chalice config (source of truth for flags)", hidden=True)
-FAILURES = (SettingsError, StoreUnavailable, StoreRejected, StageConfigError, OSError, stripe.StripeError,
-            BotoCoreError, ClientError)
-
-
-def fail(exc: BaseException) -> Refused:
-    if isinstance(exc, stripe.StripeError):
-        return Refused(f"Stripe answered {exc.http_status}: {exc.user_message or exc}")
-    return Refused(str(exc))
-
-
 def print_status(body: dict[str, Any]) -> None:
     console.print(f"stage {body['stage']}: SHADOW={str(body['shadow']).lower()} BILL_FROM={body['bill_from']} "
                   f"buckets {body['bucket_seconds']} s, as of {body['as_of']}")
@@ -64,28 +50,22 @@ def print_status(body: dict[str, Any]) -> None:
     console.print(f"free {body['free']}")
 
 
+@operator_errors
 def status(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """What the stage holds: cells, parity, the seam, rollup lag, outbox, quarantine, meter errors, free tier."""
-    with answering(as_json):
-        try:
-            svc, _ = stage_services(config, stage)
-            body = gather(svc, svc.meter_errors(), svc.free())
-        except FAILURES as exc:
-            raise fail(exc) from None
-        if as_json:
-            answer(body)
-        else:
-            print_status(body)
+    svc, _ = stage_services(config, stage)
+    body = gather(svc, svc.meter_errors(), svc.free())
+    if as_json:
+        answer(body)
+    else:
+        print_status(body)
 
 
 @errors_app.command("list")
+@operator_errors
 def errors_list(as_json: bool = JsonOpt) -> None:
     """The meter error reports received, newest first, and the rows each marked not billed."""
-    with answering(as_json):
-        try:
-            reports = [r.body() for r in services().meter_errors().meter_error_reports(limit=1000)]
-        except FAILURES as exc:
-            raise fail(exc) from None
+    reports = [r.body() for r in services().meter_errors().meter_error_reports(limit=1000)]
     if as_json:
         answer({"reports": reports})
         return
@@ -96,16 +76,13 @@ def errors_list(as_json: bool = JsonOpt) -> None:
 
 
 @errors_app.command("resend")
+@operator_errors
 def errors_resend(report: str = typer.Option(None, "--report", help="Only this report's rows (its event id)"),
                   as_json: bool = JsonOpt) -> None:
     """Once the cause is fixed: re-send every row a report marked not billed (new identifier; run twice, sent once).
     The next rollup run sends them."""
-    with answering(as_json):
-        try:
-            svc = services()
-            done = meter_errors.resend(svc.store, svc.meter_errors(), svc.now(), report)
-        except FAILURES as exc:
-            raise fail(exc) from None
+    svc = services()
+    done = meter_errors.resend(svc.store, svc.meter_errors(), svc.now(), report)
     if as_json:
         answer(done)
         return

@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import stripe
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.accounts import MemoryAccounts
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
-from chalicelib.ports import StoreUnavailable
+from chalicelib.ports import GatewayError, StoreUnavailable
 from chalicelib.services.provisioning import LEASE_SECONDS
 from chalicelib.services.webhook import handle_event
 from tests.fakes.stripe_accounts import FakeAccountsGateway
@@ -93,11 +92,11 @@ def stripe_fails(exc: Exception, after: bool = False) -> Action:
 FAULTS: dict[str, Callable[[], Action]] = {
     "lambda_killed_before_a_call": lambda: crash_before,
     "lambda_killed_after_a_call": lambda: crash_after,
-    "stripe_accounts_5xx": lambda: stripe_fails(stripe.APIError("Injected server error.", http_status=500)),
-    "stripe_accounts_429": lambda: stripe_fails(stripe.RateLimitError("Too many requests.", http_status=429)),
-    "stripe_accounts_timeout": lambda: stripe_fails(stripe.APIConnectionError("Request timed out.")),
+    "stripe_accounts_5xx": lambda: stripe_fails(GatewayError("Injected server error.", 500)),
+    "stripe_accounts_429": lambda: stripe_fails(GatewayError("Too many requests.", 429)),
+    "stripe_accounts_timeout": lambda: stripe_fails(GatewayError("Request timed out.")),
     "stripe_accounts_accepted_answer_lost": lambda: stripe_fails(
-        stripe.APIConnectionError("Connection reset after the request was sent."), after=True),
+        GatewayError("Connection reset after the request was sent."), after=True),
 }
 
 

@@ -9,13 +9,13 @@ handle, acknowledged so Stripe stops retrying); 400 no or bad signature, or not 
 
 from __future__ import annotations
 
-import stripe
 from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import services
 from chalicelib.core.meter_error_report import REPORT_TYPES, MalformedReport
 from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
+from chalicelib.ports import GatewayError
 from chalicelib.services.meter_errors import receive
 
 bp = Blueprint(__name__)
@@ -44,6 +44,6 @@ def stripe_thin_event() -> Response:
     except MalformedReport as exc:
         logger.error("meter_error_report_unusable", extra={"event_id": event_id[:255], "error": str(exc)})
         return error(400, f"not a meter error report: {exc}")
-    except stripe.StripeError as exc:
+    except GatewayError as exc:
         logger.error("meter_error_report_fetch_failed", extra={"event_id": event_id[:255], "error": str(exc)})
-        return error(502, f"fetching the event from Stripe failed, retry later: {exc.user_message or exc}")
+        return error(502, f"fetching the event from Stripe failed, retry later: {exc}")

@@ -13,7 +13,7 @@ from chalicelib.core.catalog import EmptyCatalog
 from chalicelib.core.limits import JsonBodyError, load_json
 from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
-from chalicelib.ports import StoreRejected
+from chalicelib.ports import GatewayError, StoreRejected
 from chalicelib.services.credits import sync_plan
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
@@ -105,8 +105,8 @@ def handle_verified(event: Any, svc: Services) -> Response:
         return error(500, str(exc))
     except ProvisioningConflict as exc:
         return error(409, str(exc))
-    except stripe.StripeError as exc:
-        if exc.http_status in PERMANENT_STRIPE_STATUSES:
-            return unusable(event_id, f"Stripe refuses it for good ({exc.http_status}): {exc.user_message or exc}")
-        logger.error("webhook_stripe_failed", extra={"error": str(exc), "status": exc.http_status})
-        return error(502, f"Stripe call failed, retry later: {exc.user_message or exc}")
+    except GatewayError as exc:
+        if exc.status in PERMANENT_STRIPE_STATUSES:
+            return unusable(event_id, f"Stripe refuses it for good ({exc.status}): {exc}")
+        logger.error("webhook_stripe_failed", extra={"error": str(exc), "status": exc.status})
+        return error(502, f"Stripe call failed, retry later: {exc}")
