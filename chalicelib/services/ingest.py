@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.credits import FreeTick, free_late_cutoff, free_tick
 from chalicelib.core.envelopes import Rejected, Tick, TickEnvelope, UsageTick, validate_batch
@@ -20,7 +20,7 @@ from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, late_cutoff, samples_from_tick
 from chalicelib.credit_ports import CreditStore
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, StoreUnavailable
+from chalicelib.ports import OrgStore, QuarantineStore, SampleStore, StoreUnavailable
 from chalicelib.settings import Settings
 
 UNKNOWN_ORG = "unknown_org"
@@ -29,6 +29,10 @@ INVALID = "invalid"
 # 400 KB, a batch may carry a 1 MiB envelope) plus the whole envelope's SHA-256 and length;
 # the whole batch, byte for byte, is in the raw archive (chalicelib/adapters/s3_archive.py).
 MAX_QUARANTINE_RAW = 32 * 1024
+
+
+class IngestStore(OrgStore, SampleStore, QuarantineStore, Protocol):
+    """The roles of the billing store ingest uses (ports.py): org lookups, sample writes, the quarantine."""
 
 
 @dataclass
@@ -147,7 +151,7 @@ def _quarantine_items(
     return items
 
 
-def lookup_orgs(store: BillingStore, ticks: list[tuple[int, Tick]]) -> dict[str, Org] | None:
+def lookup_orgs(store: OrgStore, ticks: list[tuple[int, Tick]]) -> dict[str, Org] | None:
     org_ids = {t.envelope.org_id for _, t in ticks if t.envelope.org_id}
     if not org_ids:
         return {}
@@ -159,7 +163,7 @@ def lookup_orgs(store: BillingStore, ticks: list[tuple[int, Tick]]) -> dict[str,
 
 
 def ingest_batch(
-    items: list[Any], cell_id: str, store: BillingStore, settings: Settings, now: int,
+    items: list[Any], cell_id: str, store: IngestStore, settings: Settings, now: int,
     credits: CreditStore | None = None,
 ) -> IngestResult:
     """Validate, route and store one batch. Raises StoreUnavailable (-> 503) if a write fails.
@@ -196,7 +200,7 @@ def ingest_batch(
 
 
 def replay_quarantine(
-    store: BillingStore, settings: Settings, now: int, credits: CreditStore | None = None
+    store: IngestStore, settings: Settings, now: int, credits: CreditStore | None = None
 ) -> dict[str, int]:
     """Re-route ticks held for an unknown org; those whose org now exists are stored and released."""
     held = list(store.quarantine(UNKNOWN_ORG))

@@ -16,20 +16,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import Lock
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.money import wire
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, Clock, MeterEventGateway
+from chalicelib.ports import Clock, MeterEventGateway, OrgStore, OutboxStore
 from chalicelib.settings import STRIPE_BACKDATE_SECONDS, Settings
 
 # Keep clear of Stripe's 35-day edge: a row that would arrive just past it is rejected anyway.
 BACKDATE_MARGIN = 3600
 MAX_RATE_LIMIT_WAITS = 5
 MAX_RETRY_AFTER = 10.0
+
+
+class SendStore(OrgStore, OutboxStore, Protocol):
+    """The roles of the billing store the sender uses (ports.py): the orgs' customers, the outbox's rows."""
 
 
 @dataclass
@@ -71,7 +75,7 @@ class SendReport:
 class Sender:
     def __init__(
         self,
-        store: BillingStore,
+        store: SendStore,
         gateway: MeterEventGateway,
         clock: Clock,
         run_id: str,
@@ -124,7 +128,7 @@ class Sender:
 
 
 def send_pending(
-    store: BillingStore,
+    store: SendStore,
     gateway: MeterEventGateway,
     settings: Settings,
     clock: Clock,
