@@ -1,6 +1,6 @@
 """Simulated cells for the cutover run, built on the cell kit: each its own SQLite database.
 
-A `SimCell` is the kit's own wiring (`cellkit.bootstrap.build`: ticker,
+A `CutoverCell` is the kit's own wiring (`cellkit.bootstrap.build`: ticker,
 forwarder, billers, parity checker) plus its sandbox gate, stepped by the
 fleet loop instead of the kit's threads so that one loop decides the order of
 things (a tick exactly on a bucket boundary, then a drained spool, then a
@@ -23,7 +23,7 @@ from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.http import UrllibTransport
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.bootstrap import Cell, build
-from cellkit.core.parity import ParityReport, last_settled_window
+from cellkit.core.parity import ParityCheck, last_settled_window
 from cellkit.core.usage import OrgRow
 from cellkit.ports import HttpResponse, TransportError
 from cellkit.services.parity import ParityError
@@ -76,12 +76,12 @@ class CellConfig:
 
 
 @dataclass
-class SimCell:
+class CutoverCell:
     config: CellConfig
     log: logging.Logger
     clock: ManualClock = field(default_factory=lambda: ManualClock(time.time_ns() // 1000))
     transport: CuttableTransport = field(default_factory=CuttableTransport)
-    reports: list[ParityReport] = field(default_factory=list)
+    reports: list[ParityCheck] = field(default_factory=list)
     authority: str = "cell"
     parity_through: int = 0
     status_at: float = 0.0
@@ -170,7 +170,7 @@ class SimCell:
             if self.transport.cut:
                 self.cut_windows.append((window_end - width, window_end))
 
-    def recheck(self, windows: list[tuple[int, int]]) -> list[ParityReport]:
+    def recheck(self, windows: list[tuple[int, int]]) -> list[ParityCheck]:
         """After a late backlog: parity of the windows reported while cut off, posted again (replacing)."""
         checker = self.cell.parity
         done = [checker.check(w) for w in windows] if checker else []

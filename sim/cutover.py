@@ -38,7 +38,7 @@ from sim.cutover_orgs import ROOT, Run
 from sim.cutover_report import build_report
 from sim.cutover_scenario import make_cells, next_boundary, scenario, schedule_soak
 from sim.cutover_stripe import setup_stripe_and_orgs
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 from sim.seam_report import RunReport, chart, summary, write_json
 
 CONFIG = ROOT / ".chalice" / "config.json"
@@ -67,7 +67,7 @@ def execute(run: Run, out: Path) -> RunReport:
     edge = EdgeClient(run.info.api_url, run.info.event_secret, cell_id="operator")
     setup_stripe_and_orgs(run, edge)
     cells = make_cells(run, logging.getLogger("cellkit"))
-    fleet = Fleet(cells, EdgeClient(run.info.api_url, run.info.event_secret, cell_id="scheduler"), run.bucket,
+    fleet = SeamLoop(cells, EdgeClient(run.info.api_url, run.info.event_secret, cell_id="scheduler"), run.bucket,
                   run.grace, logging.getLogger("sim.fleet"))
     b0 = next_boundary(time.time() + 3, run.bucket)
     schedule_soak(run, fleet, b0)

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 
 console = Console(width=None if sys.stdout.isatty() else 130)
 COLUMNS = (TextColumn("{task.description}"), BarColumn(), TextColumn("bucket {task.completed:.0f}/{task.total}"),
@@ -24,7 +24,7 @@ class Ui:
     task: Any
     b0: int
     bucket: int
-    fleet: Fleet
+    fleet: SeamLoop
 
     def wait_until(self, at: float, phase: str) -> None:
         while time.time() < at:

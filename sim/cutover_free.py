@@ -19,10 +19,10 @@ from typing import Any
 from cellkit.core.usage import OrgRow
 from cellkit.ports import TransportError
 from cellkit.services.halts import HaltListUnavailable, pull_halted
-from sim.cells import SimCell
+from sim.cells import CutoverCell
 from sim.cutover_orgs import ORGS, US, Run
 from sim.cutover_stripe import checkout
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 
 ORG = "soylent"
 SANDBOXES = tuple((cell, f"{ORG}-{cell[-1]}{i}") for cell in ("cell-a", "cell-b") for i in range(1, 3))
@@ -33,7 +33,7 @@ PULL_EVERY_US = 2 * US
 @dataclass
 class FreeWatch:
     run: Run
-    fleet: Fleet
+    fleet: SeamLoop
     trail: list[dict[str, Any]] = field(default_factory=list)
     halted: dict[str, int] = field(default_factory=dict)  # cell -> when it stopped soylent (us)
     resumed: dict[str, int] = field(default_factory=dict)
@@ -53,7 +53,7 @@ class FreeWatch:
             self.polled_bucket = bucket
             self._poll(now_us)
 
-    def _reconcile(self, cell_id: str, cell: SimCell, now_us: int) -> None:
+    def _reconcile(self, cell_id: str, cell: CutoverCell, now_us: int) -> None:
         edge = cell.cell.edge
         if edge is None:
             return
@@ -103,7 +103,7 @@ class FreeWatch:
                 "stripe_events_before_pro": len(before), "stripe_events_after_pro": len(mine) - len(before)}
 
 
-def schedule_free(run: Run, fleet: Fleet, b0: int) -> FreeWatch:
+def schedule_free(run: Run, fleet: SeamLoop, b0: int) -> FreeWatch:
     """soylent's sandboxes start in the first bucket; the fleet runs the watch every step."""
     watch = FreeWatch(run, fleet)
     for cell in fleet.cells.values():  # its sandboxes run in both cells: each holds its org row
@@ -115,13 +115,13 @@ def schedule_free(run: Run, fleet: Fleet, b0: int) -> FreeWatch:
     return watch
 
 
-def _start(fleet: Fleet, cell_id: str, sandbox_id: str, now: int) -> None:
+def _start(fleet: SeamLoop, cell_id: str, sandbox_id: str, now: int) -> None:
     status = fleet.create(cell_id, sandbox_id, ORG, MEMORY_MB, now)
     if status != 201:
         raise RuntimeError(f"create {sandbox_id} answered {status}: {fleet.refused[-1]}")
 
 
-def schedule_upgrade(run: Run, fleet: Fleet, watch: FreeWatch, boundary: int) -> None:
+def schedule_upgrade(run: Run, fleet: SeamLoop, watch: FreeWatch, boundary: int) -> None:
     """soylent upgrades at `boundary` (after T), through the signed checkout, if it was halted by then."""
     from sim.cutover_scenario import plan_change
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from sim.api import EdgeClient, get_json
 from sim.cutover_orgs import ORGS, US, Run
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 from sim.seam_report import BucketRow, RunReport, cell_gb_per_window, drift_rows
 from sim.truth import (
     MeterEvent,
@@ -28,7 +28,7 @@ def edge_gb_per_bucket(edge: EdgeClient, buckets: list[int], width: int) -> dict
     return out
 
 
-def build_report(run: Run, fleet: Fleet, edge: EdgeClient, b0: int, end: int) -> RunReport:
+def build_report(run: Run, fleet: SeamLoop, edge: EdgeClient, b0: int, end: int) -> RunReport:
     info, w = run.info, run.bucket
     events = [MeterEvent(e["identifier"], e["event_name"], e["customer"], Decimal(e["value"]), e["cancelled"])
               for e in get_json(info.stripe_url + "/_emulator/meter_events")["events"]]

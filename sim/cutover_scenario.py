@@ -14,11 +14,11 @@ from functools import partial
 from typing import Any
 
 from cellkit.core.usage import OrgRow
-from sim.cells import CellConfig, SimCell
+from sim.cells import CellConfig, CutoverCell
 from sim.cutover_display import Ui
 from sim.cutover_orgs import CELL_SETTLE_SECONDS, ORGS, RESIZES, ROOT, STARTS, STOPS, US, OrgSpec, Run
 from sim.cutover_stripe import cancel, checkout
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 from sim.truth import PlanChange
 
 log = logging.getLogger("sim.cutover")
@@ -40,7 +40,7 @@ def cutover_cli(run: Run, *args: str) -> tuple[int, dict[str, Any]]:
     return done.returncode, body
 
 
-def make_cells(run: Run, log_: logging.Logger) -> dict[str, SimCell]:
+def make_cells(run: Run, log_: logging.Logger) -> dict[str, CutoverCell]:
     cells_dir = ROOT / ".local" / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     info = run.info
@@ -48,7 +48,7 @@ def make_cells(run: Run, log_: logging.Logger) -> dict[str, SimCell]:
     for cell_id in sorted({o.cell_id for o in ORGS}):
         cfg = CellConfig(cell_id, cells_dir / f"{cell_id}.db", info.api_url, info.event_secret, info.jwt_secret,
                          info.stripe_api_key, info.stripe_url, run.bucket, run.grace, CELL_SETTLE_SECONDS)
-        cells[cell_id] = SimCell(cfg, log_)
+        cells[cell_id] = CutoverCell(cfg, log_)
     for org in ORGS:
         # The cell's own org row (its pre-cutover billing authority), as the control plane keeps it.
         cells[org.cell_id].put_org(OrgRow(org.org_id, org.plan, org.mode,  # type: ignore[arg-type]
@@ -56,7 +56,7 @@ def make_cells(run: Run, log_: logging.Logger) -> dict[str, SimCell]:
     return cells
 
 
-def plan_change(run: Run, fleet: Fleet, org: OrgSpec, boundary: int, plan: str,
+def plan_change(run: Run, fleet: SeamLoop, org: OrgSpec, boundary: int, plan: str,
                 apply: Callable[[], object]) -> None:
     """A plan change that takes effect at a bucket boundary, on both sides of the wire.
 
@@ -88,7 +88,7 @@ def plan_change(run: Run, fleet: Fleet, org: OrgSpec, boundary: int, plan: str,
              cell_row)
 
 
-def schedule_soak(run: Run, fleet: Fleet, b0: int) -> None:
+def schedule_soak(run: Run, fleet: SeamLoop, b0: int) -> None:
     w = run.bucket
     for k, off, cell_id, sbx, org, mb in STARTS:
         fleet.at(int((b0 + k * w + off) * US), f"start {sbx}", partial(_created, fleet, cell_id, sbx, org, mb))
@@ -100,22 +100,22 @@ def schedule_soak(run: Run, fleet: Fleet, b0: int) -> None:
     plan_change(run, fleet, stark, b0 + 3 * w, "pro", lambda: checkout(run, "stark"))
 
 
-def _resized(fleet: Fleet, cell_id: str, sandbox_id: str, memory_mb: int, now: int) -> None:
+def _resized(fleet: SeamLoop, cell_id: str, sandbox_id: str, memory_mb: int, now: int) -> None:
     fleet.resize(cell_id, sandbox_id, memory_mb, now)
 
 
-def _created(fleet: Fleet, cell_id: str, sandbox_id: str, org_id: str, memory_mb: int, now: int) -> None:
+def _created(fleet: SeamLoop, cell_id: str, sandbox_id: str, org_id: str, memory_mb: int, now: int) -> None:
     status = fleet.create(cell_id, sandbox_id, org_id, memory_mb, now)
     if status != 201:
         raise RuntimeError(f"create {sandbox_id} answered {status}: {fleet.refused[-1]}")
 
 
-def _refused(fleet: Fleet, cell_id: str, sandbox_id: str, org_id: str, now: int) -> None:
+def _refused(fleet: SeamLoop, cell_id: str, sandbox_id: str, org_id: str, now: int) -> None:
     """In edge mode a create without a cap-token must be refused (401): recorded, and checked in the report."""
     fleet.create(cell_id, sandbox_id, org_id, 1024, now, with_token=False)
 
 
-def schedule_live(run: Run, fleet: Fleet, end: int) -> None:
+def schedule_live(run: Run, fleet: SeamLoop, end: int) -> None:
     """After T: creates with cap-tokens (and one without, refused), a downgrade, a cut-off forwarder."""
     t, w = run.t, run.bucket
     fleet.at((t + w + 3) * US, "create with a cap-token",
@@ -133,7 +133,7 @@ def schedule_live(run: Run, fleet: Fleet, end: int) -> None:
     fleet.at(end * US, "stop every sandbox", fleet.stop_all)  # at the time it runs, which may be after `end`
 
 
-def _restore(fleet: Fleet, cell_id: str) -> None:
+def _restore(fleet: SeamLoop, cell_id: str) -> None:
     cell = fleet.cells[cell_id]
     cell.transport.cut = False
     fleet.flush(cell_id)
@@ -162,7 +162,7 @@ def preflight_until_clean(run: Run, ui: Ui, b0: int) -> None:
     raise RuntimeError(f"preflight never passed: {body}")
 
 
-def drain_and_arm(run: Run, ui: Ui, fleet: Fleet) -> None:
+def drain_and_arm(run: Run, ui: Ui, fleet: SeamLoop) -> None:
     code, body = cutover_cli(run, "plan", "--lead", str(2 * run.bucket))
     if code != 0:
         raise RuntimeError(f"plan failed: {body}")
@@ -186,7 +186,7 @@ def drain_and_arm(run: Run, ui: Ui, fleet: Fleet) -> None:
         raise RuntimeError("the cells did not switch to PRO_BILLING_AUTHORITY=edge")
     ui.say(f"cells restarted with PRO_BILLING_AUTHORITY=edge at T+{time.time() - run.t:.1f} s "
            "(billers stopped, creates need cap-tokens)")
-    with fleet.deploying:  # never restart the app under a running rollup (see Fleet.deploying)
+    with fleet.deploying:  # never restart the app under a running rollup (see SeamLoop.deploying)
         code, body = cutover_cli(run, "arm", "--at", str(run.t))
     if code != 0:
         raise RuntimeError(f"arm failed: {body}")
@@ -215,7 +215,7 @@ def verify(run: Run, ui: Ui, label: str, patience_s: float = 90.0) -> None:
         run.problems.append(f"verify exit {code}: {why}")
 
 
-def scenario(run: Run, ui: Ui, fleet: Fleet, b0: int, after_arm: Callable[[], None] | None = None) -> int:
+def scenario(run: Run, ui: Ui, fleet: SeamLoop, b0: int, after_arm: Callable[[], None] | None = None) -> int:
     """Walk the seed's sequence; returns the end of the fleet's usage (a boundary)."""
     # The first preflight comes as the fleet starts: the cells have reported for less than the soak.
     ui.wait_until(b0 + 1, "shadow soak")

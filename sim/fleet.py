@@ -28,7 +28,7 @@ class OrgSpec:
 
 
 @dataclass
-class Fleet:
+class SandboxFleet:
     """Sandboxes that tick every `period` seconds (plus up to a second of jitter), from `start`."""
 
     orgs: list[OrgSpec]

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from sim import stack
 from sim.api import EdgeClient, get_json, post_webhook
-from sim.fleet import MICRO, Fleet, OrgSpec, compare, invalid_envelope
+from sim.fleet import MICRO, OrgSpec, SandboxFleet, compare, invalid_envelope
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 ORGS = [
@@ -124,7 +124,7 @@ def rollup(edge: EdgeClient, report: Report) -> None:
     report.runs.append(answer.body)
 
 
-def drive(edge: EdgeClient, fleet: Fleet, seconds: int, bucket: int, grace: int, report: Report) -> None:
+def drive(edge: EdgeClient, fleet: SandboxFleet, seconds: int, bucket: int, grace: int, report: Report) -> None:
     """Tick every second; re-send part of each batch; hold one batch back until its bucket was rolled."""
     started = time.time()
     held: list[dict[str, Any]] = []
@@ -173,7 +173,7 @@ def parity(edge: EdgeClient, start: int, end: int, step: int) -> dict[str, Decim
     return totals
 
 
-def reconcile(edge: EdgeClient, info: stack.StackInfo, fleet: Fleet, window: tuple[int, int],
+def reconcile(edge: EdgeClient, info: stack.StackInfo, fleet: SandboxFleet, window: tuple[int, int],
               report: Report) -> None:
     billed = stripe_totals(info)
     env = info.cli_env()
@@ -208,7 +208,7 @@ def simulate(info: stack.StackInfo, seconds: int) -> Report:
     orgs = [upgrade(info, o) if o.org_id in UPGRADING else o for o in orgs]
     report = Report()
     start = Decimal(time.time()).quantize(MICRO)
-    fleet = Fleet(orgs, start, period=1, sandboxes_per_org=2, cell_id=edge.cell_id, seed=int(start))
+    fleet = SandboxFleet(orgs, start, period=1, sandboxes_per_org=2, cell_id=edge.cell_id, seed=int(start))
     console.print(f"ticking {len(fleet.sandboxes)} sandboxes of {len(orgs)} orgs for {seconds} s "
                   f"({bucket} s buckets, {grace} s grace) ...")
     drive(edge, fleet, seconds, bucket, grace, report)

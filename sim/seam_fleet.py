@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.api import EdgeClient
-from sim.cells import SimCell
+from sim.cells import CutoverCell
 from sim.truth import PlanChange, Segment
 
 US = 1_000_000
@@ -51,8 +51,8 @@ class Ledger:
 
 
 @dataclass
-class Fleet:
-    cells: dict[str, SimCell]
+class SeamLoop:
+    cells: dict[str, CutoverCell]
     edge: EdgeClient
     bucket: int
     grace: int

@@ -1,4 +1,11 @@
-"""Parity math: the cell's GB-seconds against the edge's, per pro org, for one settled window."""
+"""Parity math: the cell's GB-seconds against the edge's, per pro org, for one settled window.
+
+`ParityCheck` is the cell's side of a wire contract (CONTRACT section 8): what the cell computes and posts.
+The edge's side, `chalicelib/core/cell_reports.py`'s `ParityReport`, is what the edge stores of a post (with
+when it was signed and received, and a drift that may be absent). The two products never import each other
+(tests/architecture/test_layers.py), so each keeps its own type; the conformance suite (`python -m cellkit
+conformance`) and the real-edge tests keep the body between them one.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ _DRIFT_PLACES = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
-class OrgParity:
+class OrgComparison:
     org_id: str
     cell_gb_seconds: Decimal
     edge_gb_seconds: Decimal
@@ -25,12 +32,12 @@ class OrgParity:
 
 
 @dataclass(frozen=True)
-class ParityReport:
+class ParityCheck:
     cell_id: str
     window_from: int
     window_to: int
     tolerance: Decimal
-    orgs: tuple[OrgParity, ...]
+    orgs: tuple[OrgComparison, ...]
     skipped_free: tuple[str, ...]
     # Orgs the edge reports but this cell has no row for: homed in another cell (the parity route sums
     # every cell), so comparing them here would be a constant +100 % drift.
@@ -75,13 +82,13 @@ def compare(
     orgs: Mapping[str, OrgRow],
     now_us: int,
     tolerance: Decimal = DEFAULT_TOLERANCE,
-) -> ParityReport:
+) -> ParityCheck:
     """Union of orgs on either side; an org the cell knows as free is skipped (its usage never becomes
     edge samples: comparing it is constant -100 % noise, SEED-NOTES defect 3), and so is one only the edge
     saw that the cell has no row for (another cell's org: with two cells every report was otherwise dirty)."""
     start, end = window
     cell_mb_us = mb_us_per_org(events, start * 1_000_000, end * 1_000_000, now_us)
-    rows: list[OrgParity] = []
+    rows: list[OrgComparison] = []
     skipped: list[str] = []
     elsewhere: list[str] = []
     for org_id in sorted(set(cell_mb_us) | set(edge_gb_seconds)):
@@ -94,5 +101,5 @@ def compare(
             continue
         cell = gb_seconds(cell_mb_us.get(org_id, 0))
         edge = edge_gb_seconds.get(org_id, Decimal(0))
-        rows.append(OrgParity(org_id, cell, edge, drift(cell, edge)))
-    return ParityReport(cell_id, start, end, tolerance, tuple(rows), tuple(skipped), tuple(elsewhere))
+        rows.append(OrgComparison(org_id, cell, edge, drift(cell, edge)))
+    return ParityCheck(cell_id, start, end, tolerance, tuple(rows), tuple(skipped), tuple(elsewhere))

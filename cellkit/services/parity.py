@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cellkit.core.parity import ParityReport, compare, last_settled_window
+from cellkit.core.parity import ParityCheck, compare, last_settled_window
 from cellkit.ports import CellStore, Clock, EdgeApi, TransportError
 
 PARITY_PATH = "/internal/usage-parity"
@@ -61,7 +61,7 @@ class ParityChecker:
             raise ParityError(f"usage-parity answered for {body.window}, asked [{start}, {end})")
         return {o.org_id: o.gb_seconds for o in body.orgs}
 
-    def check(self, window: tuple[int, int] | None = None, post: bool = True) -> ParityReport:
+    def check(self, window: tuple[int, int] | None = None, post: bool = True) -> ParityCheck:
         now_us = self.clock.now_us()
         start, end = window or last_settled_window(now_us // 1_000_000, self.grace, self.width)
         edge = self.edge_usage(start, end)
@@ -81,7 +81,7 @@ class ParityChecker:
             self.post(report)
         return report
 
-    def post(self, report: ParityReport) -> None:
+    def post(self, report: ParityCheck) -> None:
         try:
             resp = self.edge.post_json(REPORTS_PATH, report.body())
         except TransportError as exc:

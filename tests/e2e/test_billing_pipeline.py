@@ -20,7 +20,7 @@ from chalicelib.core.pricing import ALL_METERS
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import load_settings
-from sim.fleet import Fleet, OrgSpec, compare
+from sim.fleet import OrgSpec, SandboxFleet, compare
 from tests.conftest import BASE_ENV, T0
 
 H = 3600
@@ -53,7 +53,7 @@ def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock,
         clock,
         meter_gateway=StripeClientGateway(client),
     )
-    fleet = Fleet(ORGS, Decimal(T0), period=120)  # 2-minute ticks keep moto fast; intervals stay fractional
+    fleet = SandboxFleet(ORGS, Decimal(T0), period=120)  # 2-minute ticks keep moto fast; intervals stay fractional
     clock.set(T0)
     held_back: list[dict[str, Any]] = []
     for step in range(1, 2 * 12 + 1):  # 2 hours, in 5-minute steps

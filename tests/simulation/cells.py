@@ -1,6 +1,6 @@
 """Cells built with the cell kit, in-process: an injected clock, the edge's ingest as their network, one Stripe.
 
-A `SimCell` is the kit's own wiring (`cellkit.bootstrap.build`) on its SQLite store (a file in
+A `CrashableCell` is the kit's own wiring (`cellkit.bootstrap.build`) on its SQLite store (a file in
 a temporary directory) or its in-memory one, stepped by the scenario instead of the kit's threads.
 `kill` ends its process wherever it is (a `Crash` at a store call, armed by a `Steps`) and `restart`
 reopens the same SQLite file in a fresh process, as a control plane restarted after SIGKILL would.
@@ -72,7 +72,7 @@ class Segment:
 
 
 @dataclass
-class SimCell:
+class CrashableCell:
     cell_id: str
     orgs: list[tuple[OrgPlan, Plan]]
     clock: ManualClock

@@ -105,7 +105,7 @@ MUTANTS: dict[str, Callable[[MemoryCredits], MemoryCredits]] = {
 # --- the cells, as the edge sees them: they ack pushes and reconcile against the halted list -------
 
 @dataclass
-class SimCell:
+class HaltingCell:
     cell_id: str
     online: bool = True
     halted: dict[str, int] = field(default_factory=dict)  # org -> when this cell stopped it
@@ -131,7 +131,7 @@ class World(CellPusher):
     credits: MemoryCredits = field(default_factory=MemoryCredits)
     cells: MemoryCells = field(default_factory=MemoryCells)
     log: FaultLog = field(default_factory=FaultLog)
-    sim_cells: dict[str, SimCell] = field(default_factory=lambda: {c: SimCell(c) for c in CELLS})
+    sim_cells: dict[str, HaltingCell] = field(default_factory=lambda: {c: HaltingCell(c) for c in CELLS})
     running: dict[str, set[str]] = field(default_factory=dict)  # (cell:sandbox) ids running, per org
     hibernated: set[str] = field(default_factory=set)
     forwarder: list[dict[str, Any]] = field(default_factory=list)
@@ -164,7 +164,7 @@ class World(CellPusher):
         self._apply(cell, body["org_id"], path.endswith("halt-org"))
         return True
 
-    def _apply(self, cell: SimCell, org_id: str, halt: bool) -> None:
+    def _apply(self, cell: HaltingCell, org_id: str, halt: bool) -> None:
         mine = {s for s in self.running.get(org_id, set()) if s.startswith(cell.cell_id + ":")}
         if halt:
             cell.halt(org_id, self.clock.now(), sorted(mine - self.hibernated))

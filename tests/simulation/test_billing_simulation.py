@@ -35,7 +35,7 @@ from chalicelib.ports import StoreUnavailable
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import Settings, load_settings
-from sim.fleet import Fleet, OrgSpec
+from sim.fleet import OrgSpec, SandboxFleet
 from tests.simulation.engine import FaultLog, SimStripe, fail, record, seeds
 
 H = 3600
@@ -123,12 +123,12 @@ class Scenario:
         run_rollup(self.services(), "sim")
 
 
-def run(seed: int) -> tuple[Scenario, Fleet]:
+def run(seed: int) -> tuple[Scenario, SandboxFleet]:
     rng = random.Random(seed)
     sc = Scenario(seed, rng)
     for o in ORGS:
         sc.store.put_org(Org(o.org_id, plan=o.plan, billing_mode=o.billing_mode, stripe_customer_id=o.customer))
-    fleet = Fleet(ORGS, Decimal(T0), period=60, sandboxes_per_org=2, seed=seed)
+    fleet = SandboxFleet(ORGS, Decimal(T0), period=60, sandboxes_per_org=2, seed=seed)
     hours = rng.randint(2, 4)
     go_live_at = rng.randint(1, hours)  # shadow first; then live with BILL_FROM=0, in the past
     for step in range(1, hours * 4 + 1):

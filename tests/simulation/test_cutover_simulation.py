@@ -37,7 +37,7 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.core.orgs import Org, Plan
 from chalicelib.core.pricing import TIERS
-from tests.simulation.cells import EdgeLink, SimCell
+from tests.simulation.cells import CrashableCell, EdgeLink
 from tests.simulation.edge import BUCKET, Edge
 from tests.simulation.engine import (
     US,
@@ -68,7 +68,7 @@ class World:
     seed: int
     rng: random.Random
     edge: Edge
-    cells: list[SimCell]
+    cells: list[CrashableCell]
     t: int
     flip_at: int
     switch_at: int
@@ -79,11 +79,11 @@ class World:
     def now(self) -> int:
         return self.edge.clock.now()
 
-    def start_sandbox(self, cell: SimCell, org: OrgPlan) -> None:
+    def start_sandbox(self, cell: CrashableCell, org: OrgPlan) -> None:
         self.sandboxes += 1
         cell.start(f"{org.org_id}-sbx{self.sandboxes}", org, self.rng.choice(SIZES))
 
-    def churn(self, cell: SimCell) -> None:
+    def churn(self, cell: CrashableCell) -> None:
         """The control plane's doings: a resize, a stop, a start (each a scale event and a final tick)."""
         for sandbox_id in sorted(cell.open_):
             roll = self.rng.random()
@@ -108,7 +108,7 @@ class World:
         if at % 900 == 0:
             self.edge.rollup()
 
-    def cell_step(self, cell: SimCell, at: int) -> None:
+    def cell_step(self, cell: CrashableCell, at: int) -> None:
         if not (self.kills and self.rng.random() < 0.15):
             cell.step(at * US)
             return
@@ -137,7 +137,7 @@ def world(seed: int, when: str, kills: bool, tmp: Path | None) -> World:
     for i, orgs in enumerate(homes):
         clock = ManualClock(T0 * US)
         db = tmp / f"cell-{i}.db" if tmp is not None else None
-        cells.append(SimCell(f"cell-{i}", orgs, clock, EdgeLink(edge, rng, log), edge.stripe, db))
+        cells.append(CrashableCell(f"cell-{i}", orgs, clock, EdgeLink(edge, rng, log), edge.stripe, db))
     w = World(seed, rng, edge, cells, t, flip, switch, kills, log)
     for cell in cells:
         for org, _ in cell.orgs:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.api import Answer
-from sim.seam_fleet import Fleet
+from sim.seam_fleet import SeamLoop
 
 
 @dataclass
 class RecordingEdge:
-    fleet: Fleet | None = None
+    fleet: SeamLoop | None = None
     under_deploy_lock: list[bool] = field(default_factory=list)
 
     def post(self, path: str, body: Any) -> Answer:
@@ -26,7 +26,7 @@ def test_each_post_run_holds_the_lock_the_arm_takes() -> None:
     # A run killed by `arm`'s restart of chalice local would hold the rollup lease for 360 s: the schedule
     # and the arm share one lock, so the restart waits for a running rollup and the schedule for the restart.
     edge = RecordingEdge()
-    fleet = Fleet(cells={}, edge=edge, bucket=10, grace=2, log=logging.getLogger("test"))  # type: ignore[arg-type]
+    fleet = SeamLoop(cells={}, edge=edge, bucket=10, grace=2, log=logging.getLogger("test"))  # type: ignore[arg-type]
     edge.fleet = fleet
     fleet.rolled_through = 100
     fleet.rollup_due(200 * 1_000_000)
@@ -55,7 +55,7 @@ def test_the_ledger_records_when_a_change_took_effect_not_when_it_was_scheduled(
     us, t0 = 1_000_000, 1795564800 * 1_000_000
     store, clock = MemoryStore(), ManualClock(t0)
     ticker = Ticker(store, "cell-a", "w1", clock, logging.getLogger("test"))
-    fleet = Fleet(cells={"cell-a": KitCell(store, SimpleNamespace(ticker=ticker))}, edge=None,  # type: ignore[dict-item,arg-type]
+    fleet = SeamLoop(cells={"cell-a": KitCell(store, SimpleNamespace(ticker=ticker))}, edge=None,  # type: ignore[dict-item,arg-type]
                   bucket=10, grace=2, log=logging.getLogger("test"))
     ticker.start("s1", "o1", "pro", 1024, 1, t0)
     fleet.ledger.opened("s1", "o1", 1024, t0)
