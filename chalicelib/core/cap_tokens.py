@@ -46,6 +46,9 @@ def mint(secret: str, org_id: str, plan: Plan, cell_id: str, now: int, ttl: int 
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# The edge's verifier checks what the edge mints (the route's and `cap-token mint`'s tests read tokens back
+# with it); the cells' own is cellkit/core/captoken.py. The two products never import each other, so the rules
+# are written on each side of the wire; tests/security/test_cap_token_matrix.py holds both to one verdict.
 def verify(token: str, secret: str, now: int, cell_id: str | None = None) -> CapToken:
     """Check secret, algorithm, signature, claims, time (against `now`) and, if given, the cell it was minted for.
 

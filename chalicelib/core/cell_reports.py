@@ -25,7 +25,8 @@ class OrgParity:
 
 @dataclass(frozen=True)
 class ParityReport:
-    """One cell's comparison of one window, as it posted it (a re-post replaces it)."""
+    """One cell's comparison of one window, as the edge received it (a re-post replaces it). The cell's side
+    of the same wire body is cellkit/core/parity.py's ParityCheck (the products never import each other)."""
 
     cell_id: str
     window_from: int

@@ -17,7 +17,7 @@ from chalicelib.core.buckets import bucket_of
 from chalicelib.core.late import LateChunk
 from chalicelib.core.money import exact
 from chalicelib.core.orgs import Org
-from chalicelib.core.outbox import OutboxRow, State, delta_identifier, first_identifier
+from chalicelib.core.outbox import Kind, OutboxRow, State, delta_identifier, first_identifier
 from chalicelib.core.pricing import OVERAGE_METER, TIERS, gb_seconds
 from chalicelib.core.samples import StoredSample
 
@@ -76,6 +76,25 @@ class BucketPlan:
     consumed: bool
 
 
+def outbox_rows(
+    org_id: str, bucket_start: int, width: int, values: dict[str, Decimal], state: State, samples: int,
+    run_id: str, now: int, late_ids: list[str] | None = None,
+) -> list[OutboxRow]:
+    """One row per meter with a value, in meter order: a bucket's first rows, or with `late_ids` (the
+    stragglers it carries) a late chunk's deltas, each under its deterministic identifier."""
+    rows = []
+    kind: Kind
+    for meter, value in sorted(values.items()):
+        if late_ids is None:
+            row_id, kind = first_identifier(org_id, bucket_start, meter), "first"
+        else:
+            row_id, kind = delta_identifier(org_id, bucket_start, meter, late_ids), "delta"
+        rows.append(OutboxRow(id=row_id, org_id=org_id, bucket_start=bucket_start, bucket_end=bucket_start + width,
+                              meter=meter, value=value, kind=kind, state=state, samples=samples, run_id=run_id,
+                              created_at=now))
+    return rows
+
+
 def plan_bucket(
     bucket_start: int,
     aggregates: Iterable[OrgAggregate],
@@ -93,22 +112,8 @@ def plan_bucket(
         unknown += unbilled(agg.org_id, mv)
         if state is None:
             continue
-        rows += [
-            OutboxRow(
-                id=first_identifier(agg.org_id, bucket_start, meter),
-                org_id=agg.org_id,
-                bucket_start=bucket_start,
-                bucket_end=bucket_start + settings.BUCKET_SECONDS,
-                meter=meter,
-                value=value,
-                kind="first",
-                state=state,
-                samples=agg.samples,
-                run_id=run_id,
-                created_at=now,
-            )
-            for meter, value in sorted(mv.values.items())
-        ]
+        rows += outbox_rows(agg.org_id, bucket_start, settings.BUCKET_SECONDS, mv.values, state, agg.samples,
+                            run_id, now)
     return BucketPlan(rows=rows, unknown=unknown, consumed=state is None)
 
 
@@ -133,26 +138,8 @@ def plan_late(
             unknown += unbilled(org_id, mv, bucket_start=bucket, late=True)
             state = row_state(bucket, settings)
             ids = [s.event_id for s in part]
-            rows = (
-                [
-                    OutboxRow(
-                        id=delta_identifier(org_id, bucket, meter, ids),
-                        org_id=org_id,
-                        bucket_start=bucket,
-                        bucket_end=bucket + settings.BUCKET_SECONDS,
-                        meter=meter,
-                        value=value,
-                        kind="delta",
-                        state=state,
-                        samples=len(part),
-                        run_id=run_id,
-                        created_at=now,
-                    )
-                    for meter, value in sorted(mv.values.items())
-                ]
-                if state
-                else []
-            )
+            rows = outbox_rows(org_id, bucket, settings.BUCKET_SECONDS, mv.values, state, len(part), run_id, now,
+                               ids) if state else []
             chunks.append(LateChunk(org_id, bucket, rows, {mb: exact(v) for mb, v in by_mb.items()}, ids))
     return chunks, unknown
 
