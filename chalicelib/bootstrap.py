@@ -21,8 +21,9 @@ from chalicelib.adapters.dynamodb.credits import DynamoCredits
 from chalicelib.adapters.dynamodb.meter_errors import DynamoMeterErrors
 from chalicelib.adapters.dynamodb.seam import DynamoSeam
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.dynamodb.tables import create_tables as create_stage_tables
 from chalicelib.adapters.s3_archive import S3Archive
-from chalicelib.adapters.stripe_events import StripeEventsGateway
+from chalicelib.adapters.stripe_events import StripeEventsGateway, StripeWebhookVerifier
 from chalicelib.adapters.stripe_gateway import (
     StripeAccountsGateway,
     StripeClientGateway,
@@ -30,7 +31,7 @@ from chalicelib.adapters.stripe_gateway import (
     make_client,
 )
 from chalicelib.credit_ports import CellPusher, CreditStore
-from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore
+from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore, WebhookVerifier
 from chalicelib.ports import (
     AccountStore,
     Archive,
@@ -68,6 +69,7 @@ class Services:
     free_status: FreeStatus | None = None
     credit_store: CreditStore | None = None
     cell_pusher: CellPusher | None = None
+    webhook_verifier: WebhookVerifier | None = None
 
     def now(self) -> int:
         return self.clock.now()
@@ -98,6 +100,12 @@ class Services:
         if self.meter_error_gateway is None:
             self.meter_error_gateway = StripeEventsGateway(make_client(self.settings))
         return self.meter_error_gateway
+
+    def webhook_signatures(self) -> WebhookVerifier:
+        """Stripe's snapshot-event signatures (POST /webhooks/stripe), checked by stripe-python."""
+        if self.webhook_verifier is None:
+            self.webhook_verifier = StripeWebhookVerifier()
+        return self.webhook_verifier
 
     def meter_errors(self) -> MeterErrorStore:
         """Stripe's meter error reports, in the control table."""
@@ -154,6 +162,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
         archive=S3Archive(s3, settings.ARCHIVE_BUCKET),
         clock=clock or SystemClock(),
     )
+
+
+def create_tables(prefix: str) -> list[str]:
+    """The stage's tables at the configured endpoint, each created unless it exists (`edge-billing tables create`)."""
+    return create_stage_tables(boto3.client("dynamodb"), prefix)
 
 
 def services() -> Services:

@@ -36,6 +36,14 @@ class MeterErrorGateway(Protocol):
         """The full event (`/v2/core/events/{id}`) as a plain dict."""
 
 
+class WebhookVerifier(Protocol):
+    """Stripe's snapshot-event signature, checked as stripe-python checks it (the timestamp is the route's)."""
+
+    @abstractmethod
+    def verify(self, payload: bytes, header: str, secret: str) -> None:
+        """Raises ValueError naming what is wrong when `header` is not Stripe's signature of `payload`."""
+
+
 class FreeStatus(Protocol):
     """What the operator's page shows of the free tier: halted orgs and the lowest balances."""
 

@@ -46,12 +46,10 @@ def emit(data: Any, as_json: bool) -> None:
 @operator_errors
 def tables_create(prefix: str = typer.Option(None, help="Table prefix (default: TABLE_PREFIX)")) -> None:
     """Create the tables from infra/template.json at the configured endpoint (idempotent)."""
-    import boto3
-
-    from chalicelib.adapters.dynamodb.tables import create_tables
+    from chalicelib.bootstrap import create_tables
 
     svc = services()
-    created = create_tables(boto3.client("dynamodb"), prefix or svc.settings.TABLE_PREFIX)
+    created = create_tables(prefix or svc.settings.TABLE_PREFIX)
     console.print(f"created {len(created)} table(s): {', '.join(created) or 'none (all exist)'}")
 
 

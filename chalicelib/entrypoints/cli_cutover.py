@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.adapters.stage_config import CONFIG, read_stage, stages, with_flags
 from chalicelib.core.cutover.checks import EXIT_USAGE, Check, boundary_error
 from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
+from chalicelib.core.stage_config import CONFIG, read_stage, stages, with_flags
 from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors, stage_services
 from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError

@@ -24,9 +24,9 @@ import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from chalicelib.adapters.stage_config import StageConfigError, read_stage
 from chalicelib.bootstrap import Services, services
 from chalicelib.core.cutover.checks import StageFlags
+from chalicelib.core.stage_config import StageConfigError, read_stage
 from chalicelib.observability import logger
 from chalicelib.ports import GatewayError, StoreRejected, StoreUnavailable
 from chalicelib.settings import SettingsError, load_settings

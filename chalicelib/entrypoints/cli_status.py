@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.adapters.stage_config import CONFIG
 from chalicelib.bootstrap import services
+from chalicelib.core.stage_config import CONFIG
 from chalicelib.entrypoints.cli_output import answer, operator_errors, stage_services
 from chalicelib.services import meter_errors
 from chalicelib.services.status import status as gather

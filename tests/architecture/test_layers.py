@@ -26,6 +26,9 @@ LAYERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("chalicelib", "services"): ("boto3", "botocore", "stripe", "chalice", "chalicelib.adapters",
                                  "chalicelib.entrypoints", "chalicelib.bootstrap"),
     ("chalicelib", "adapters"): ("chalicelib.services", "chalicelib.entrypoints", "chalicelib.bootstrap"),
+    # Entry points only translate: every adapter (and the SDKs behind them) reaches them through bootstrap.py.
+    # botocore stays allowed: a command names its exceptions to print one line instead of a traceback.
+    ("chalicelib", "entrypoints"): ("boto3", "stripe", "chalicelib.adapters"),
     ("cellkit", "core"): ("logging", "sqlite3", "psycopg", "stripe", "urllib", "http", "socket",
                           "cellkit.settings", "cellkit.ports", "cellkit.adapters", "cellkit.services",
                           "cellkit.bootstrap", "cellkit.cli"),
@@ -36,6 +39,10 @@ LAYERS: dict[tuple[str, str], tuple[str, ...]] = {
 # The ports (the services' vocabulary: ports.py, credit_ports.py) lean on the core only (and, at the edge,
 # the settings' types).
 PORTS_MAY_IMPORT = {"chalicelib": ("chalicelib.core", "chalicelib.settings"), "cellkit": ("cellkit.core",)}
+# The CLIs and the HTTP routes are two entry points side by side: what both need (an org's body) lives in a
+# module of its own, never one importing the other.
+CLI_MODULES = "chalicelib/entrypoints/cli*.py"
+NOT_FROM_CLI = ("chalicelib.entrypoints.api",)
 # The two products stand apart: a cell runs without the edge's code, the edge without the kit.
 OTHER_PRODUCT = {"chalicelib": "cellkit", "cellkit": "chalicelib"}
 
@@ -83,6 +90,8 @@ def violations(root: Path) -> list[str]:
         for ports in sorted((root / package).glob("*ports.py")):  # ports.py, and the ports of one concept
             bad += wrong_imports(root, ports, lambda n, p=package: n.startswith(p + ".") and not n.startswith(
                 PORTS_MAY_IMPORT[p]), "ports")
+    for path in sorted(root.glob(CLI_MODULES)):
+        bad += wrong_imports(root, path, lambda n: hits(n, NOT_FROM_CLI), "cli apart from http")
     if (root / "app.py").exists():
         bad += wrong_imports(root, root / "app.py", lambda n: hits(n, NOT_PRODUCT), "product")
     return bad
@@ -108,6 +117,10 @@ MUTANTS = [
     ("cellkit/services/mutant.py", "from cellkit.adapters.http import EdgeClient\n", "cellkit/services"),
     ("cellkit/services/mutant.py", "from cellkit.bootstrap import build\n", "cellkit/services"),
     ("chalicelib/adapters/mutant.py", "from chalicelib.services import ingest\n", "chalicelib/adapters"),
+    ("chalicelib/entrypoints/api/mutant.py", "from chalicelib.adapters.dynamodb.store import DynamoStore\n",
+     "chalicelib/entrypoints"),
+    ("chalicelib/entrypoints/cli_mutant.py", "def lazy() -> None:\n    from chalicelib.entrypoints.api.internal_api "
+     "import bp\n", "cli apart from http"),
     *[(f"{package}/entrypoints/mutant.py" if package == "chalicelib" else f"{package}/cli.py",
        f"def lazy() -> None:\n    from {other}.x import y\n", "product")
       for package in PRODUCTS for other in NOT_PRODUCT],

@@ -30,8 +30,8 @@ from cellkit.adapters.http import EdgeClient
 from cellkit.adapters.memory import MemoryStore
 from cellkit.ports import HttpResponse, SpoolItem, TransportError
 from cellkit.services.forwarder import MAX_RETRY_AFTER_S, Forwarder
-from chalicelib.adapters.stage_config import with_flags
 from chalicelib.bootstrap import Services
+from chalicelib.core.stage_config import with_flags
 from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import PREFIX
 from tests.fuzz.conftest import answered, fuzz, nasty_text, ran

@@ -17,11 +17,11 @@ import stripe
 import typer
 from typer.testing import CliRunner
 
-from chalicelib.adapters.stage_config import with_flags
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway, StripeCutoverGateway
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.stage_config import with_flags
 from chalicelib.entrypoints.cli import app as cli
 from chalicelib.ports import StoreUnavailable
 from tests.conftest import PREFIX, T0

@@ -14,7 +14,6 @@ import stripe
 from typer.testing import CliRunner
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.adapters.stage_config import read_stage, with_flags
 from chalicelib.adapters.stripe_gateway import StripeClientGateway, StripeCutoverGateway
 from chalicelib.bootstrap import Services
 from chalicelib.core.catalog import CatalogEntry, price_specs
@@ -22,6 +21,7 @@ from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.core.cutover.preflight import REQUIRED_WEBHOOK_EVENTS
 from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.stage_config import read_stage, with_flags
 from chalicelib.entrypoints.cli import app as cli
 from chalicelib.ports import StoreRejected, StoreUnavailable
 from tests.conftest import PREFIX, T0

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from chalicelib.adapters.stage_config import CONFIG
+from chalicelib.core.stage_config import CONFIG
 from chalicelib.entrypoints.cli import app
 from chalicelib.entrypoints.cli_cutover import LOCAL_STAGE, LocalStack, apply, local_stack, running_shadow
 from sim.operator import SimLocalStack

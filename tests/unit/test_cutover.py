@@ -9,7 +9,6 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.adapters.stage_config import read_stage, with_flags
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.core.cutover.checks import (
     EXIT_FAILED,
@@ -35,6 +34,7 @@ from chalicelib.core.cutover.preflight import (
 from chalicelib.core.cutover.rollback import ADJUST_WINDOW_SECONDS, plan_rollback
 from chalicelib.core.cutover.verify import check_flowing, seam
 from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.stage_config import read_stage, with_flags
 from chalicelib.entrypoints.cli_cutover import plan_steps
 from chalicelib.services.cutover_ops import flag_values
 from chalicelib.services.webhook import HANDLED_TYPES
