@@ -77,6 +77,7 @@ class OrgStore(Protocol):
         """Set only `fields` (creating the org if new), leaving every other attribute as stored."""
 
 
+
 class SampleStore(Protocol):
     """Billing samples, one item per (event, bucket)."""
 
@@ -87,6 +88,7 @@ class SampleStore(Protocol):
     @abstractmethod
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
         """Every sample of a bucket, strongly consistent (the rollup's and parity's read)."""
+
 
 
 class QuarantineStore(Protocol):
@@ -100,6 +102,7 @@ class QuarantineStore(Protocol):
 
     @abstractmethod
     def delete_quarantine(self, quarantine_ids: list[str]) -> None: ...
+
 
 
 class AggregateStore(Protocol):
@@ -120,6 +123,7 @@ class AggregateStore(Protocol):
         """aggregated -> rolled, once; False if it was rolled already."""
 
 
+
 class RunControl(Protocol):
     """The rollup's lease and cursor."""
 
@@ -135,6 +139,7 @@ class RunControl(Protocol):
     @abstractmethod
     def advance_cursor(self, name: str, value: int) -> None:
         """Move the cursor forward (never back)."""
+
 
 
 class OutboxStore(Protocol):
@@ -153,6 +158,7 @@ class OutboxStore(Protocol):
     @abstractmethod
     def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
         """Conditional state change; False if the row was not in `expected`."""
+
 
 
 class LateStore(Protocol):
