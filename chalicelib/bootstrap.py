@@ -66,10 +66,10 @@ class Services:
     cutover_gateway: CutoverStripe | None = None
     meter_error_store: MeterErrorStore | None = None
     meter_error_gateway: MeterErrorGateway | None = None
+    webhook_verifier: WebhookVerifier | None = None
     free_status: FreeStatus | None = None
     credit_store: CreditStore | None = None
     cell_pusher: CellPusher | None = None
-    webhook_verifier: WebhookVerifier | None = None
 
     def now(self) -> int:
         return self.clock.now()
