@@ -27,8 +27,9 @@ from chalicelib.settings import Settings, current_settings, load_settings
 from infra.merge import merge_template
 from tests import moto_patches
 
-# The rollup's scenarios: their fixtures reach tests/services and tests/integration alike.
-pytest_plugins = ["tests.rollup_scenarios"]
+# The rollup's scenarios: their fixtures reach tests/services and tests/integration alike; which tests
+# run traced by coverage (tests/coverage_scope.py).
+pytest_plugins = ["tests.rollup_scenarios", "tests.coverage_scope"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-event-secret"
