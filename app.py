@@ -3,9 +3,9 @@
 from typing import Any
 
 from chalice import Chalice, Rate
-from chalice.app import CloudWatchEvent
+from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib.entrypoints import schedule
+from chalicelib.entrypoints import rollup_worker, schedule
 from chalicelib.entrypoints.api import (
     cells_api,
     credits_api,
@@ -39,3 +39,10 @@ def scheduled_rollup(event: CloudWatchEvent) -> dict[str, Any]:
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="credits")
 def scheduled_credits(event: CloudWatchEvent) -> dict[str, Any]:
     return schedule.scheduled_credits()
+
+
+# One message per (bucket, shard) from the schedule's coordinator; the queue, its dead-letter queue and
+# the alarms are in infra/rollup.json. Concurrency bounded so the workers' reads stay within the table's.
+@app.on_sqs_message(queue="edge-billing-rollup-tasks", batch_size=10, name="rollup_worker", maximum_concurrency=50)
+def rollup_worker_handler(event: SQSEvent) -> dict[str, Any]:
+    return rollup_worker.on_sqs_records([r.to_dict() for r in event])

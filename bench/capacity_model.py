@@ -27,10 +27,11 @@ from bench.harness import T0, report, settings
 from chalicelib.adapters.dynamodb.items import sample_to_item, stored_sample
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.core.aggregation import aggregate
+from chalicelib.core.fanout import tasks_for
 from chalicelib.core.metering import plan_bucket
 from chalicelib.core.orgs import Org
 from chalicelib.core.samples import SAMPLE_SHARDS, Sample
-from chalicelib.services.rollup import roll_bucket
+from chalicelib.services.rollup_fanout import handle_task
 
 # --- measured per-tick costs (README, bench/ingest and bench/rollup) ------------------------------
 WU_PER_TICK = 1.02  # ingest + rollup + send, on-time ticks (1.017 measured; 1.0476 with 1 % stragglers)
@@ -76,7 +77,7 @@ def wire_pool(orgs: int, size: int = 4096) -> list[dict[str, Any]]:
         sample = Sample(str(uuid.UUID(int=i)), f"org-{i % orgs:06d}-{'x' * 20}", f"sbx-{i:08d}-{'y' * 24}",
                         "cell-eu-west-1a", f"worker-{i % 50:03d}", tiers[i % 4], 2, T0, start,
                         start + Decimal("20.000001"), Decimal("20.000001"), T0 + 45 * 86400)
-        pool.append(sample_to_item(sample))
+        pool.append(sample_to_item(sample, SAMPLE_SHARDS))
     return pool
 
 
@@ -96,7 +97,8 @@ def rollup_cpu(pool: list[dict[str, Any]], n: int, orgs: dict[str, Org]) -> dict
 
 
 def service_check(n: int, orgs: int) -> dict[str, Any]:
-    """The whole `roll_bucket` (settle, plan, outbox rows, mark) on the in-memory store, for a bucket of
+    """The whole fanned-out rollup (every shard's worker, the reduce, plan, outbox rows, mark) on the in-memory
+    store, for a bucket of
     `n` samples: what the service adds to the pure aggregation above. The memory store holds every
     sample, so this stays small (the streamed curve goes to 10 million)."""
     store = MemoryStore()
@@ -111,7 +113,9 @@ def service_check(n: int, orgs: int) -> dict[str, Any]:
                            for i in range(chunk, min(n, chunk + 10_000))])
     cfg = settings(SHADOW="false")
     began = time.process_time()
-    report = roll_bucket(store, cfg, T0, "capacity", T0 + BUCKET_S + cfg.GRACE_SECONDS + 1)
+    now = T0 + BUCKET_S + cfg.GRACE_SECONDS + 1
+    reports = [handle_task(store, cfg, t, "capacity", now) for t in tasks_for(T0, store.bucket_shard_count(T0))]
+    report = reports[-1]
     cpu = time.process_time() - began
     assert report is not None
     return {"samples": n, "cpu_s": round(cpu, 3), "us_per_sample": round(cpu / n * 1e6, 3), "rows": report["rows"]}
@@ -215,7 +219,7 @@ def main() -> None:
              f"parallel shards {p['run_s_parallel_shards']:,} s") for p in curve]
     svc = service
     rows += [
-        (f"roll_bucket on the memory store, {svc['samples']:,}", f"{svc['us_per_sample']} us/sample",
+        (f"the fanned-out rollup on the memory store, {svc['samples']:,}", f"{svc['us_per_sample']} us/sample",
          f"{svc['rows']:,} outbox rows", f"pure path {curve[-1]['us_per_sample']} us/sample (with wire parsing)"),
         ("rollup limit (300 s timeout)", f"{limit['timeout_300s']['ticks_per_s']:,} ticks/s",
          f"{limit['timeout_300s']['samples_per_bucket']:,} samples/bucket", "900 s: "

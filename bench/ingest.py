@@ -69,7 +69,8 @@ def naive_ingest(items: list[Any], store: DynamoStore, now: int) -> None:
     for sample in routed.samples:
         # A replayed tick fails the condition; that is the naive design's dedupe.
         with contextlib.suppress(ClientError):
-            store.client.put_item(TableName=store.samples_table, Item=sample_to_item(sample),
+            item = sample_to_item(sample, store.bucket_shard_count(sample.bucket_start))
+            store.client.put_item(TableName=store.samples_table, Item=item,
                                   ConditionExpression="attribute_not_exists(pk)")
 
 

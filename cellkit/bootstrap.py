@@ -133,7 +133,8 @@ def run(cell: Cell, stop: threading.Event) -> None:
         fwd = cell.forwarder
         loops.append(("forwarder", s.FORWARD_IDLE_SECONDS, lambda: fwd.drain(max_posts=fwd.stats.posts + 1000)))
     if cell.parity is not None:
-        loops.append(("parity", s.PARITY_SECONDS, cell.parity.check))
+        cell.parity.sleep = _sleeper(stop)
+        loops.append(("parity", s.PARITY_SECONDS, cell.parity.scheduled_check))
     threads = [threading.Thread(target=_loop, args=(stop, every, step, cell.log, name), name=name, daemon=True)
                for name, every, step in loops]
     for t in threads:

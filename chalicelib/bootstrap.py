@@ -42,6 +42,7 @@ from chalicelib.ports import (
     MeterEventGateway,
     SeamReader,
     StripeAccounts,
+    TaskQueue,
 )
 from chalicelib.services.credits import CreditFreeStatus
 from chalicelib.settings import Settings, current_settings
@@ -70,6 +71,7 @@ class Services:
     free_status: FreeStatus | None = None
     credit_store: CreditStore | None = None
     cell_pusher: CellPusher | None = None
+    task_queue: TaskQueue | None = None
 
     def now(self) -> int:
         return self.clock.now()
@@ -83,6 +85,14 @@ class Services:
         if self.meter_gateway is None:
             self.meter_gateway = StripeClientGateway(make_client(self.settings))
         return self.meter_gateway
+
+    def rollup_queue(self) -> TaskQueue | None:
+        """SQS when ROLLUP_QUEUE_URL is set (built on first use); None: the run drains its own tasks."""
+        if self.task_queue is None and self.settings.ROLLUP_QUEUE_URL:
+            from chalicelib.adapters.sqs_queue import SqsQueue
+
+            self.task_queue = SqsQueue(boto3.client("sqs", config=_BOTO), self.settings.ROLLUP_QUEUE_URL)
+        return self.task_queue
 
     def accounts_gateway(self) -> StripeAccounts:
         """Catalog and provisioning calls to Stripe."""
@@ -158,7 +168,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Services:
     s3 = boto3.client("s3", config=_BOTO)
     return Services(
         settings=settings,
-        store=DynamoStore(dynamodb, settings.TABLE_PREFIX, settings.sample_retention_seconds),
+        store=DynamoStore(dynamodb, settings.TABLE_PREFIX, settings.sample_retention_seconds,
+                          settings.SAMPLE_SHARDS),
         archive=S3Archive(s3, settings.ARCHIVE_BUCKET),
         clock=clock or SystemClock(),
     )

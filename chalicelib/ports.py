@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
-from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.aggregation import BucketState, OrgAggregate
 from chalicelib.core.catalog import CatalogEntry, PriceSpec, StripeCatalog, StripePrice
 from chalicelib.core.cell_reports import CellStatus, ParityReport
 from chalicelib.core.cutover.preflight import WebhookEndpoint
@@ -87,7 +87,15 @@ class SampleStore(Protocol):
 
     @abstractmethod
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
-        """Every sample of a bucket, strongly consistent (the rollup's and parity's read)."""
+        """Every sample of a bucket, strongly consistent, shard after shard."""
+
+    @abstractmethod
+    def bucket_shard_count(self, bucket_start: int) -> int:
+        """How many shards the bucket's samples were written over (recorded with its first sample)."""
+
+    @abstractmethod
+    def shard_samples(self, bucket_start: int, shard: int) -> Iterator[StoredSample]:
+        """Every sample of one shard of a bucket, strongly consistent (a rollup worker's read)."""
 
 
 
@@ -109,7 +117,24 @@ class AggregateStore(Protocol):
     """A closed bucket's settled aggregates and its state."""
 
     @abstractmethod
-    def bucket_state(self, bucket_start: int) -> dict[str, Any] | None: ...
+    def bucket_state(self, bucket_start: int) -> BucketState | None: ...
+
+    @abstractmethod
+    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate]) -> None:
+        """Store one shard's partial (deterministic content: a second write of it changes nothing);
+        it counts as present only once all of it is written."""
+
+    @abstractmethod
+    def partial_shards(self, bucket_start: int) -> frozenset[int]:
+        """The shards whose partial is wholly written."""
+
+    @abstractmethod
+    def partials(self, bucket_start: int) -> list[OrgAggregate]:
+        """Every written partial's rows, shard after shard (read once every shard's is present)."""
+
+    @abstractmethod
+    def claim_fanout(self, bucket_start: int, now: int, every: int) -> bool:
+        """True for the first caller, and again once `every` seconds have passed: who enqueues the tasks."""
 
     @abstractmethod
     def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
@@ -168,6 +193,10 @@ class LateStore(Protocol):
     def late_samples(self, limit: int = 10_000) -> list[StoredSample]: ...
 
     @abstractmethod
+    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
+        """Late samples not yet swept of the buckets in [first_bucket, last_bucket] (the late index by bucket)."""
+
+    @abstractmethod
     def late_signal(self) -> LateSignal: ...
 
     @abstractmethod
@@ -182,6 +211,24 @@ class LateStore(Protocol):
 class BillingStore(OrgStore, SampleStore, QuarantineStore, AggregateStore, RunControl, OutboxStore, LateStore,
                    Protocol):
     """Everything ingest, the rollup and parity read and write: one table set, one adapter."""
+
+
+class TaskQueue(Protocol):
+    """Where the rollup's coordinator puts one task per (bucket, shard) for the workers."""
+
+    @abstractmethod
+    def send(self, bodies: list[str]) -> None: ...
+
+
+class QueueConsumer(TaskQueue, Protocol):
+    """What an event source mapping does with a queue (the local poller, the simulation)."""
+
+    @abstractmethod
+    def receive(self, limit: int, wait_seconds: int = 0) -> list[tuple[str, str]]:
+        """Up to `limit` (receipt, body) pairs, each hidden from other receivers until deleted or timed out."""
+
+    @abstractmethod
+    def delete(self, receipts: list[str]) -> None: ...
 
 
 class MeterEventGateway(Protocol):
@@ -352,3 +399,7 @@ class Deps(Protocol):
     def seam(self) -> SeamReader: ...
 
     def stripe_gateway(self) -> MeterEventGateway: ...
+
+    def rollup_queue(self) -> TaskQueue | None:
+        """The rollup's task queue (SQS), or None: the run is its own worker pool."""
+        ...

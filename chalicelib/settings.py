@@ -57,6 +57,17 @@ class Settings(BaseModel):
     # often regardless (a backstop that costs 32 small queries).
     LATE_SWEEP_SECONDS: int = Field(default=3600, ge=0)
 
+    # Partition keys per bucket for the samples (~1,000 ticks/s each); recorded with each bucket, so a
+    # change applies to buckets first written after it (docs/capacity.md says how many for a fleet).
+    SAMPLE_SHARDS: int = Field(default=32, ge=1, le=1000)
+    # The rollup's task queue (SQS, one message per bucket and shard, docs/design.md "Roll"); empty: the
+    # run drains a queue of its own in process (the CLI, tests).
+    ROLLUP_QUEUE_URL: str = ""
+    # A bucket whose tasks were enqueued this long ago and is still not rolled gets them again.
+    FANOUT_RETRY_SECONDS: int = Field(default=600, ge=1)
+    # What the parity route's 503 asks a cell to wait once a bucket is closed but not settled yet.
+    PARITY_RETRY_SECONDS: int = Field(default=60, ge=1)
+
     SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)
     # False in every region but the home region of a global-tables deployment: there the

@@ -99,6 +99,8 @@ class CutoverCell:
         cell = build(self.config.settings(self.authority), self.log, store=self.store, clock=self.clock,
                      transport=self.transport, sleep=lambda _: None)
         cell.billers.start()  # logs biller_started, or (authority=edge) biller_stopped twice and biller_draining
+        if cell.parity is not None:
+            cell.parity.wait_budget_s = 0  # a window the edge has not settled is asked again next step
         return cell
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +19,25 @@ REPORTS_PATH = "/internal/parity-reports"
 
 class ParityError(RuntimeError):
     pass
+
+
+class ParityNotSettled(ParityError):
+    """The edge has not settled the window yet (503 with Retry-After, CONTRACT section 2): a wait, not a fault."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# How long one check waits in all for the edge to settle a window before leaving it to the next check.
+WAIT_BUDGET_S = 900
+
+
+def _retry_after(headers: object) -> int | None:
+    for key, value in dict(headers or {}).items():  # type: ignore[call-overload]
+        if str(key).lower() == "retry-after" and str(value).strip().isdigit():
+            return int(str(value).strip())
+    return None
 
 
 class _Window(BaseModel):
@@ -45,12 +66,32 @@ class ParityChecker:
                  tolerance: Decimal = Decimal("0.02"), grace_s: int = 600, width_s: int = 3600) -> None:
         self.store, self.edge, self.clock, self.log = store, edge, clock, log
         self.tolerance, self.grace, self.width = tolerance, grace_s, width_s
+        self.sleep: Callable[[float], None] = time.sleep
+        self.wait_budget_s = WAIT_BUDGET_S
 
     def edge_usage(self, start: int, end: int) -> dict[str, Decimal]:
+        """The edge's answer; while it says "not settled yet", wait as it asks (within the budget) and ask again."""
+        waited = 0
+        while True:
+            try:
+                return self._edge_usage(start, end)
+            except ParityNotSettled as exc:
+                if waited + exc.retry_after > self.wait_budget_s:
+                    raise
+                self.log.info("parity_waiting_for_edge", extra={"cell_id": self.edge.cell_id, "from": start,
+                                                                 "to": end, "retry_after": exc.retry_after})
+                self.sleep(exc.retry_after)
+                waited += exc.retry_after
+
+    def _edge_usage(self, start: int, end: int) -> dict[str, Decimal]:
         try:
             resp = self.edge.get(PARITY_PATH, [("from", str(start)), ("to", str(end))])
         except TransportError as exc:
             raise ParityError(f"usage-parity unreachable: {exc}") from None
+        retry_after = _retry_after(resp.headers)
+        if resp.status == 503 and retry_after is not None:
+            raise ParityNotSettled(f"usage-parity: [{start}, {end}) not settled yet, retry in {retry_after}s",
+                                   retry_after)
         if resp.status != 200:
             raise ParityError(f"usage-parity answered {resp.status}: {resp.body[:200]!r}")
         try:
@@ -80,6 +121,14 @@ class ParityChecker:
         if post:
             self.post(report)
         return report
+
+    def scheduled_check(self) -> ParityCheck | None:
+        """The run loop's check: a window the edge still has not settled is left to the next one, quietly."""
+        try:
+            return self.check()
+        except ParityNotSettled as exc:
+            self.log.info("parity_not_settled", extra={"cell_id": self.edge.cell_id, "error": str(exc)})
+            return None
 
     def post(self, report: ParityCheck) -> None:
         try:

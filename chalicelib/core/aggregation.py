@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 from chalicelib.core.money import exact
 from chalicelib.core.samples import StoredSample
@@ -48,3 +49,34 @@ def aggregate(bucket_start: int, samples: Iterable[StoredSample], include_late: 
         )
         for org, by_mb in sorted(seconds.items())
     ]
+
+
+def combine(bucket_start: int, partials: Iterable[OrgAggregate]) -> list[OrgAggregate]:
+    """The bucket's aggregates from its shards' partials: equal to `aggregate` over every shard's samples.
+
+    Each partial is already quantized to microseconds, and so is every sample, so the sums are exact and
+    the order the partials arrive in changes nothing.
+    """
+    seconds: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    counts: dict[str, int] = defaultdict(int)
+    for p in partials:
+        for mb, s in p.seconds_by_memory.items():
+            seconds[p.org_id][mb] += s
+        counts[p.org_id] += p.samples
+    return [
+        OrgAggregate(org, bucket_start, {mb: exact(v) for mb, v in sorted(by_mb.items())}, counts[org])
+        for org, by_mb in sorted(seconds.items())
+    ]
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """A bucket the rollup has settled: `aggregated` (aggregates stored), then `rolled` (its rows written)."""
+
+    bucket_start: int
+    state: Literal["aggregated", "rolled"]
+    orgs: int
+
+    @property
+    def rolled(self) -> bool:
+        return self.state == "rolled"

@@ -14,10 +14,12 @@ from decimal import Decimal
 from chalicelib.core.buckets import split
 from chalicelib.core.envelopes import Tick
 
-# Writes of one bucket spread over this many partition keys: one DynamoDB
-# partition takes ~1,000 WCU/s, so 32 shards carry ~32,000 ticks/s per bucket.
-# Changing it strands already-written buckets: it is a constant, not a flag.
+# Writes of one bucket spread over this many partition keys: one DynamoDB partition takes ~1,000 WCU/s,
+# so 32 shards carry ~32,000 ticks/s per bucket. The count is a setting (SAMPLE_SHARDS) recorded with
+# each bucket when its first sample is written; a bucket with no record was written before that, with 32.
 SAMPLE_SHARDS = 32
+# The late index's partitions: stragglers are few, so a fixed count (and every sweep reads all of them).
+LATE_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,10 @@ class Sample:
     expires_at: int
     late: bool = False
 
-    @property
-    def shard(self) -> int:
-        return shard_of(self.event_id)
 
-
-def shard_of(event_id: str) -> int:
+def shard_of(event_id: str, shards: int = SAMPLE_SHARDS) -> int:
     # crc32, not hash(): Python's str hash is salted per process.
-    return zlib.crc32(event_id.encode()) % SAMPLE_SHARDS
+    return zlib.crc32(event_id.encode()) % shards
 
 
 def samples_from_tick(tick: Tick, org_id: str, width: int, retention: int, late_after: int) -> list[Sample]:

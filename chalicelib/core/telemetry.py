@@ -122,7 +122,8 @@ def http_points(path: str, status: int, body: object = None) -> list[Point]:
             points.append(Point(PROVISIONING_CONFLICTS, 1))
         elif status >= 400:
             points.append(Point(WEBHOOK_REJECTED, 1))
-    if status == 503:
+    # A parity window not settled yet is a 503 too (Retry-After: the cell waits), but no outage.
+    if status == 503 and not (isinstance(body, dict) and "settling" in body):
         points.append(Point(STORE_UNAVAILABLE, 1))
     return points
 

@@ -140,16 +140,19 @@ def rollup(json_out: bool = typer.Option(False, "--json", help="Print the run's 
 @app.command("parity")
 @operator_errors
 def parity(start: int = typer.Option(..., "--from"), end: int = typer.Option(..., "--to")) -> None:
-    """GB-seconds of raw pro samples per org in [from, to) (what /internal/usage-parity answers)."""
-    from chalicelib.services.parity import WindowError, parse_window, usage_parity
+    """GB-seconds of pro samples per org in [from, to), whole buckets (what /internal/usage-parity answers)."""
+    from chalicelib.services.parity import NotSettled, WindowError, aligned, parse_window, usage_parity
 
     svc = services()
     try:
-        window = parse_window({"from": str(start), "to": str(end)})
+        window = aligned(parse_window({"from": str(start), "to": str(end)}), svc.settings.BUCKET_SECONDS)
+        body = usage_parity(svc.store, svc.settings, window, svc.now(), svc.rollup_queue())
     except WindowError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    body = usage_parity(svc.store, svc.settings, window, svc.now())
+    except NotSettled as exc:
+        console.print(f"not yet: {exc}")
+        raise typer.Exit(3) from None
     table = Table("org", "GB-seconds", "samples")
     for row in body["orgs"]:
         table.add_row(row["org_id"], f"{row['gb_seconds']:.6f}", str(row["samples"]))

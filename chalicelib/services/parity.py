@@ -1,10 +1,11 @@
-"""The edge half of the parity check: GB-seconds of raw pro samples per org in [from, to).
+"""The edge half of the parity check: GB-seconds of pro samples per org in [from, to), from aggregates only.
 
-Every stored pro sample counts, on time or late, swept or not. Whole closed
-buckets are answered from their settled aggregates (one small Query, however
-many cells ask about the same hour) only while the late signal says every
-straggler has been folded into them; otherwise, and for partial or open
-buckets, from the raw samples, clipped with the same attribution the rollup uses.
+Every stored pro sample counts, on time or late, swept or not: a window is whole buckets, answered from
+each bucket's settled aggregates plus the stragglers not folded into them yet (the late index, read by
+bucket range, and only while the late signal says some may be waiting). No raw sample of a bucket is
+ever read here, so the answer costs the same for a bucket of ten samples or of a hundred million. A
+bucket not settled yet is answered 503 with Retry-After (CONTRACT section 2), and a closed one is
+handed to the pipeline at once (`request_settle`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core.buckets import buckets_between, overlap
 from chalicelib.core.money import exact
 from chalicelib.core.pricing import gb_seconds
-from chalicelib.ports import BillingStore
-from chalicelib.services.settlement import settle
+from chalicelib.ports import BillingStore, TaskQueue
+from chalicelib.services.settlement import request_settle, settled
 from chalicelib.settings import Settings
 
 MAX_WINDOW_SECONDS = 7 * 86400
@@ -26,6 +26,20 @@ MAX_WINDOW_SECONDS = 7 * 86400
 
 class WindowError(ValueError):
     """The requested window is malformed (answered 400)."""
+
+
+class NotSettled(Exception):
+    """A bucket of the window is not settled yet (answered 503 with Retry-After: not an error, a wait)."""
+
+    def __init__(self, buckets: list[int], retry_after: int) -> None:
+        super().__init__(f"buckets {buckets} are not settled yet: ask again in {retry_after}s")
+        self.buckets, self.retry_after = buckets, retry_after
+
+
+def retry_after(buckets: list[int], settings: Settings, now: int) -> int:
+    """Seconds until every bucket can be settled: an open one first closes (end + grace)."""
+    closes = max(b + settings.BUCKET_SECONDS + settings.GRACE_SECONDS for b in buckets)
+    return max(closes - now, 0) + settings.PARITY_RETRY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -56,24 +70,35 @@ class OrgUsage:
     samples: int = 0
 
 
-def usage_parity(store: BillingStore, settings: Settings, window: Window, now: int) -> dict[str, Any]:
+def aligned(window: Window, width: int) -> Window:
+    if window.start % width or window.end % width:
+        raise WindowError(
+            f"window [{window.start}, {window.end}) must start and end on bucket boundaries "
+            f"(multiples of BUCKET_SECONDS={width}): the edge answers whole buckets from their aggregates"
+        )
+    return window
+
+
+def usage_parity(store: BillingStore, settings: Settings, window: Window, now: int,
+                 queue: TaskQueue | None = None) -> dict[str, Any]:
     width = settings.BUCKET_SECONDS
+    buckets = list(range(aligned(window, width).start, window.end, width))
+    waiting = [b for b in buckets if store.bucket_state(b) is None]
+    if waiting:
+        for b in waiting:
+            request_settle(store, settings, queue, b, now)
+        raise NotSettled(waiting, retry_after(waiting, settings, now))
     usage: dict[str, OrgUsage] = defaultdict(OrgUsage)
+    for b in buckets:
+        for agg in settled(store, b) or []:
+            usage[agg.org_id].gb_seconds += agg.gb_seconds
+            usage[agg.org_id].samples += agg.samples
     # Aggregates leave out stragglers until a sweep folds them in; a swept signal means none is waiting.
     signal = store.late_signal()
-    folded = signal.version == 0 or signal.swept_version == signal.version
-    for b in buckets_between(window.start, window.end, width):
-        whole = window.start <= b and b + width <= window.end
-        settled = settle(store, settings, b, now) if whole and folded else None
-        if settled is not None:
-            for agg in settled:
-                usage[agg.org_id].gb_seconds += agg.gb_seconds
-                usage[agg.org_id].samples += agg.samples
-            continue
-        for s in store.bucket_samples(b):
-            part = overlap(s.start, s.end, window.start, window.end)
-            if part > 0:
-                usage[s.org_id].gb_seconds += gb_seconds(s.memory_mb, part)
+    if not (signal.version == 0 or signal.swept_version == signal.version):
+        for s in store.late_samples_between(buckets[0], buckets[-1]):
+            if s.late:
+                usage[s.org_id].gb_seconds += gb_seconds(s.memory_mb, s.seconds)
                 usage[s.org_id].samples += 1
     return {
         "window": {"from": window.start, "to": window.end},

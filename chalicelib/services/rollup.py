@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.core.late import GSI_LAG_SECONDS, after_sweep, late_sweep_due
-from chalicelib.core.metering import buckets_to_roll, plan_bucket, plan_late
+from chalicelib.core.metering import buckets_to_roll, plan_late
 from chalicelib.core.samples import StoredSample
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, Deps
-from chalicelib.services.settlement import settle
+from chalicelib.ports import BillingStore, Deps, TaskQueue
+from chalicelib.services.rollup_fanout import InProcessTasks, enqueue_bucket, on_messages, reduce_bucket
 from chalicelib.settings import Settings
 
 LEASE = "rollup"
@@ -81,58 +81,67 @@ class RunResult:
         return body
 
 
-def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, now: int) -> dict[str, Any] | None:
-    """Settle, write the bucket's rows, mark it rolled; None if another run rolled it first."""
-    aggs = settle(store, settings, b, now) or []
-    # Checked after the aggregates were read: once a bucket is rolled, stragglers are added to its stored
-    # aggregates (late rows); emitting those again as first-emission rows would bill them twice.
-    if _rolled(store.bucket_state(b)):
-        return None
-    orgs = store.get_orgs(a.org_id for a in aggs)
-    plan = plan_bucket(b, aggs, orgs, settings, run_id, now)
-    # Rows first, then the mark: a crash in between re-plans the same rows, and existing rows keep their state.
-    created = store.create_outbox_rows(plan.rows)
-    report = {
-        "run_id": run_id,
-        "orgs": len(aggs),
-        "rows": len(plan.rows),
-        "consumed": plan.consumed,
-        "unknown": plan.unknown,
-    }
-    if not store.mark_bucket_rolled(b, report):
-        return None
-    if aggs:
-        logger.info("bucket_rolled", extra={"run_id": run_id, "bucket_start": b, **report})
-    return report | {"created": created}
+def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int,
+                 queue: TaskQueue | None = None) -> dict[str, Any]:
+    """The coordinator: every closed bucket from the cursor is rolled, or its shards' tasks enqueued.
+
+    With no queue (no ROLLUP_QUEUE_URL) the run is its own worker pool: it enqueues on a queue of its
+    own, drains it in process, and walks again; the same tasks, the same reducer.
+    """
+    if queue is not None:
+        return _walk(store, settings, run_id, now, queue, claim=True).body()
+    own = InProcessTasks()
+    first = _walk(store, settings, run_id, now, own, claim=False)
+    first.reports |= on_messages(store, settings, list(enumerate(own.bodies)), run_id, lambda: now).rolled
+    return first.merge(_walk(store, settings, run_id, now, own, claim=False)).body()
 
 
-def _rolled(state: dict[str, Any] | None) -> bool:
-    return bool(state and state.get("state") == "rolled")
+@dataclass
+class _Walk:
+    reports: dict[int, dict[str, Any]] = field(default_factory=dict)
+    waiting: list[int] = field(default_factory=list)
+    enqueued: int = 0
+
+    def merge(self, later: _Walk) -> _Walk:
+        return _Walk(self.reports | later.reports, later.waiting, self.enqueued + later.enqueued)
+
+    def body(self) -> dict[str, Any]:
+        rolled = sorted(b for b, r in self.reports.items() if r["orgs"])
+        unknown = [u | {"bucket_start": b} for b, r in sorted(self.reports.items()) for u in r["unknown"]]
+        return {
+            "buckets": rolled,
+            "emptyBuckets": sum(1 for r in self.reports.values() if not r["orgs"]),
+            "rows": sum(r["created"] for r in self.reports.values()),
+            "consumed": sum(r["consumed"] for r in self.reports.values() if r["orgs"]),
+            "unbilled": unknown,
+            "waiting": self.waiting,
+            "tasks": self.enqueued,
+        }
 
 
-def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
-    rolled: list[int] = []
-    empty = rows_written = consumed = 0
-    unknown: list[dict[str, Any]] = []
+def _walk(store: BillingStore, settings: Settings, run_id: str, now: int, queue: TaskQueue, claim: bool) -> _Walk:
+    walk = _Walk()
     for b in buckets_to_roll(store.cursor(CURSOR), now, settings):
-        report = None if _rolled(store.bucket_state(b)) else roll_bucket(store, settings, b, run_id, now)
-        if report and report["orgs"]:
-            rolled.append(b)
-            rows_written += report["created"]
-            consumed += report["consumed"]
-            unknown += [u | {"bucket_start": b} for u in report["unknown"]]
-        elif report:
-            empty += 1
-        store.advance_cursor(CURSOR, b + settings.BUCKET_SECONDS)
-    for u in unknown:
-        logger.error("usage_not_billed", extra={"run_id": run_id, **u})
-    return {
-        "buckets": rolled,
-        "emptyBuckets": empty,
-        "rows": rows_written,
-        "consumed": consumed,
-        "unbilled": unknown,
-    }
+        state = store.bucket_state(b)
+        if state is None or not state.rolled:
+            report = reduce_bucket(store, settings, b, run_id, now, state)
+            if report is not None:
+                walk.reports[b] = report
+                for u in report["unknown"]:
+                    logger.error("usage_not_billed", extra={"run_id": run_id, "bucket_start": b, **u})
+            elif not _rolled_now(store, b):
+                walk.enqueued += enqueue_bucket(store, queue, settings, b, now, claim)
+                walk.waiting.append(b)
+        # The cursor passes a bucket only once it and every bucket before it are rolled.
+        if not walk.waiting:
+            store.advance_cursor(CURSOR, b + settings.BUCKET_SECONDS)
+    return walk
+
+
+def _rolled_now(store: BillingStore, b: int) -> bool:
+    # None from the reducer also when another reducer marked the bucket a moment ago.
+    state = store.bucket_state(b)
+    return state is not None and state.rolled
 
 
 def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
@@ -145,7 +154,7 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
     for s in late:
         if s.bucket_start not in rolled_buckets:
             state = store.bucket_state(s.bucket_start)
-            rolled_buckets[s.bucket_start] = bool(state and state.get("state") == "rolled")
+            rolled_buckets[s.bucket_start] = state is not None and state.rolled
         # Stragglers of a bucket not rolled yet wait: its first emission must come first.
         if rolled_buckets[s.bucket_start]:
             ready.append(s)
@@ -208,7 +217,7 @@ def run_rollup(svc: Deps, trigger: str) -> RunResult:
         logger.warning("rollup_skipped_lease_held", extra={"run_id": run_id})
         return result
     try:
-        result.roll = roll_buckets(store, settings, run_id, now)
+        result.roll = roll_buckets(store, settings, run_id, now, svc.rollup_queue())
         result.roll["late"] = roll_late(store, settings, run_id, now)
         if not settings.SHADOW:
             result.roll["promoted"] = promote_shadow(store, settings, now)

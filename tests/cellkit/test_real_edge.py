@@ -33,6 +33,7 @@ from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore as EdgeMemoryStore
 from chalicelib.bootstrap import Services, use
 from chalicelib.core.orgs import Org
+from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import Settings
 from tests.conftest import SECRET, T0
 
@@ -99,7 +100,13 @@ def test_ticks_through_the_real_ingest_and_parity_routes(client: Any, svc: Servi
 
     svc.clock.set(T0 + 2 * H)  # type: ignore[attr-defined]
     cell_clock.set((T0 + 2 * H) * US)
-    report = ParityChecker(store, edge, cell_clock, log).check((T0, T0 + H), post=False)
+    checker = ParityChecker(store, edge, cell_clock, log)
+    waits: list[float] = []
+    # The edge answers 503 + Retry-After until its pipeline settles the hour: the kit waits (here, the
+    # schedule runs meanwhile) and asks again.
+    checker.sleep = lambda s: (waits.append(s), run_rollup(svc, "schedule"))  # type: ignore[func-returns-value]
+    report = checker.check((T0, T0 + H), post=False)
+    assert waits == [svc.settings.PARITY_RETRY_SECONDS]
     assert [o.org_id for o in report.orgs] == ["org-p"] and report.skipped_free == ("org-f",)
     (org,) = report.orgs
     expected = Decimal(4 * H + 2 * 800 + 8 * 1800)  # s1 all hour at 4 GB; s3 800 s at 2 GB then 1800 s at 8 GB

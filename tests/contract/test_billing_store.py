@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.aggregation import BucketState, OrgAggregate
 from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
@@ -159,15 +159,13 @@ def test_aggregates_are_saved_once(store: BillingStore) -> None:
     assert got == sorted(AGGS, key=lambda a: a.org_id), "sorted by org"
     assert list(got[0].seconds_by_memory) == [1024, 512], "sizes in DynamoDB's attribute-name order"
     assert store.aggregates(B + H) == []
-    state = store.bucket_state(B)
-    assert state == {"pk": "bucket", "sk": f"{B:012d}", "bucket_start": B, "state": "aggregated", "orgs": 2,
-                     "report": json.dumps({"settled_at": 9}), "expires_at": B + RETENTION}
+    assert store.bucket_state(B) == BucketState(B, "aggregated", 2)
 
 
 def test_an_empty_bucket_is_settled_too(store: BillingStore) -> None:
     assert store.save_aggregates(B, [], {})
     state = store.bucket_state(B)
-    assert state is not None and state["orgs"] == 0 and store.aggregates(B) == []
+    assert state == BucketState(B, "aggregated", 0) and not state.rolled and store.aggregates(B) == []
 
 
 def test_mark_bucket_rolled_only_from_aggregated_and_once(store: BillingStore) -> None:
@@ -175,9 +173,7 @@ def test_mark_bucket_rolled_only_from_aggregated_and_once(store: BillingStore) -
     store.save_aggregates(B, AGGS, {})
     assert store.mark_bucket_rolled(B, {"run_id": "r1", "rows": 2})
     assert not store.mark_bucket_rolled(B, {"run_id": "r2"})
-    state = store.bucket_state(B)
-    assert state is not None and state["state"] == "rolled"
-    assert json.loads(state["report"]) == {"run_id": "r1", "rows": 2}
+    assert store.bucket_state(B) == BucketState(B, "rolled", 2)
 
 
 # --- lease and cursor -------------------------------------------------------

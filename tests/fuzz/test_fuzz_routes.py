@@ -71,7 +71,8 @@ def post_signed(client: Any, path: str, body: bytes, method: str = "post", cell:
 
 def is_stored(store: DynamoStore, event_id: str) -> bool:
     """One GetItem: the tick's sample in its (on-time) bucket; scanning the bucket costs 32 moto Queries."""
-    key = {"pk": {"S": sample_pk(ON_TIME_BUCKET, shard_of(event_id))}, "sk": {"S": event_id}}
+    key = {"pk": {"S": sample_pk(ON_TIME_BUCKET, shard_of(event_id, store.bucket_shard_count(ON_TIME_BUCKET)))},
+           "sk": {"S": event_id}}
     return "Item" in store.client.get_item(TableName=store.samples_table, Key=key, ConsistentRead=True)
 
 
@@ -300,7 +301,10 @@ def test_usage_parity_signed(client: Any, in_memory: MemoryStore, pairs: list[tu
         return
     raw = encode_query(pairs, style)
     headers = {"X-Timestamp": str(NOW), "X-Signature": sign_get(SECRET, NOW, PARITY, raw)}
-    check_answer(client.http.get(f"{PARITY}?{raw}" if raw else PARITY, headers=headers), {200, 400})
+    res = client.http.get(f"{PARITY}?{raw}" if raw else PARITY, headers=headers)
+    check_answer(res, {200, 400, 503})
+    # 503 only for a window not settled yet (Retry-After), or a store failure the flaky store injected.
+    assert res.status_code != 503 or "settling" in res.json_body or "store" in res.json_body["error"]
 
 
 @given(path=st.sampled_from([POLICY, PARITY]), pairs=grouped_pairs(policy_values | window_values),

@@ -81,8 +81,31 @@ def test_api_gateways_own_errors_are_json_with_error(packaged: dict[str, Any]) -
 
 def test_the_merge_keeps_every_infra_resource_and_only_adds_to_chalices_api() -> None:
     infra = infra_stack("dev")  # infra/template.json in dev's capacity mode (tests/integration/test_table_capacity.py)
+    rollup = json.loads((ROOT / "infra" / "rollup.json").read_text())["Resources"]
     merged = merge_template()
-    assert {k: v for k, v in merged["Resources"].items() if k != "RestAPI"} == infra["Resources"]
-    assert set(merged["Resources"]["RestAPI"]) == {"Properties"}  # no Type: it deep-merges into Chalice's
+    chalices = {"RestAPI", "Rollup", "RollupWorker", "APIHandler"}  # no Type: each deep-merges into Chalice's
+    assert {k: v for k, v in merged["Resources"].items() if k not in chalices} == infra["Resources"] | {
+        k: v for k, v in rollup.items() if k not in chalices}
+    assert all("Type" not in merged["Resources"][k] for k in chalices)
     assert {k: v for k, v in merged.items() if k != "Resources"} == {k: v for k, v in infra.items() if k != "Resources"}
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
+
+
+def test_the_rollup_workers_queue_redrives_to_a_dead_letter_queue_with_alarms(packaged: dict[str, Any]) -> None:
+    resources = packaged["template"]["Resources"]
+    queue = resources["RollupTasksQueue"]["Properties"]
+    worker = resources["RollupWorker"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RollupTasksDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"], "AWS's advice for a Lambda event source"
+    event = worker["Events"]["RollupWorkerSqsEventSource"]["Properties"]
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["ScalingConfig"]["MaximumConcurrency"] >= 2
+    assert event["Queue"]["Fn::Sub"].endswith(":" + queue["QueueName"])
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS"}
+    assert alarms["ApproximateNumberOfMessagesVisible"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["RollupTasksDeadLetterQueue", "QueueName"]}
+    assert "ApproximateAgeOfOldestMessage" in alarms
+    for fn in ("Rollup", "APIHandler"):
+        env = resources[fn]["Properties"]["Environment"]["Variables"]
+        assert env["ROLLUP_QUEUE_URL"] == {"Ref": "RollupTasksQueue"}

@@ -125,7 +125,7 @@ def granted(statements: list[dict[str, Any]], service: str) -> tuple[set[str], s
 @pytest.fixture(scope="module")
 def functions(packaged: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fns = roles(packaged["template"])
-    assert set(fns) == {"APIHandler", "Rollup", "Credits"}, fns
+    assert set(fns) == {"APIHandler", "Rollup", "Credits", "RollupWorker"}, fns
     return fns
 
 
@@ -160,9 +160,10 @@ def test_dynamodb_actions_are_exactly_what_the_code_calls(functions: dict[str, l
         actions, resources = granted(statements, "dynamodb")
         assert actions == needed_ddb, (name, actions ^ needed_ddb)
         granted_indexes = {r.rsplit("/", 1)[1] for r in resources if "/index/" in r}
-        # The API handler answers the webhook (orgs by customer); the rollup reads the late and queue indexes.
+        # The API handler answers the webhook (orgs by customer); the rollup reads the late and queue indexes;
+        # the rollup's workers read shards and partials by their keys, no index.
         assert granted_indexes <= indexes, (name, granted_indexes - indexes)
-        assert {"late", "queue"} <= granted_indexes, name
+        assert {"late", "queue"} <= granted_indexes or (name == "RollupWorker" and not granted_indexes), name
         assert {r for r in resources if "/index/" not in r} == {
             f"arn:aws:dynamodb:*:*:table/{STAGE_PREFIX}-{t}" for t in TABLES}
 
@@ -179,9 +180,22 @@ def test_only_the_api_writes_the_archive_and_each_reads_only_its_secrets(
         actions, params = granted(functions[name], "ssm")
         assert actions == {"ssm:GetParameter"}
         assert params == {f"arn:aws:ssm:*:*:parameter/opensandbox-billing/prod/{s}" for s in expected}, name
+    worker_ssm, _ = granted(functions["RollupWorker"], "ssm")
+    worker_s3, _ = granted(functions["RollupWorker"], "s3")
+    assert worker_ssm == set() and worker_s3 == set(), "the workers read and write the tables only"
     for name, statements in functions.items():
         services = {a.split(":")[0] for s in statements for a in listed(s["Action"])}
-        assert services <= {"logs", "dynamodb", "s3", "ssm"}, (name, services)
+        assert services <= {"logs", "dynamodb", "s3", "ssm", "sqs"}, (name, services)
+
+
+def test_the_rollup_tasks_queue_is_sent_to_by_the_coordinator_and_parity_and_read_by_the_workers(
+    functions: dict[str, list[dict[str, Any]]],
+) -> None:
+    queue = {"arn:aws:sqs:*:*:edge-billing-rollup-tasks"}
+    assert granted(functions["APIHandler"], "sqs") == ({"sqs:SendMessage"}, queue)
+    assert granted(functions["Rollup"], "sqs") == ({"sqs:SendMessage"}, queue)
+    assert granted(functions["RollupWorker"], "sqs") == (
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}, queue)
 
 
 def test_config_json_holds_no_secret() -> None:

@@ -144,6 +144,7 @@ def test_every_internal_route_refuses_requests_without_a_good_hmac(client: Any, 
 def test_the_valid_requests_above_are_accepted_when_signed(client: Any, orgs: Services) -> None:
     # Without this the test above could pass on requests that fail for another reason.
     now = orgs.now()
+    orgs.store.save_aggregates(T0, [], {})  # the parity window is settled: answered 200
     for path, method in hmac_routes():
         body = json.dumps(VALID_BODIES.get(path, {})).encode() if method != "GET" else b""
         query = VALID_QUERIES.get(path, "") if method == "GET" else ""

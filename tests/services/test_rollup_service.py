@@ -389,7 +389,7 @@ def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_afte
     parity_counts_a_backlog_delivered_after_its_hour_closed(svc, clock)
 
 
-def test_parity_of_a_mixed_partial_window_counts_late_and_on_time_samples(
+def test_parity_of_a_window_counts_late_and_on_time_samples_swept_or_not(
     svc: Services, clock: FixedClock, orgs: None
 ) -> None:
     clock.set(T0 + H + 10)
@@ -398,7 +398,7 @@ def test_parity_of_a_mixed_partial_window_counts_late_and_on_time_samples(
     run_rollup(svc, "test")
     send_ticks(svc, [tick(f"b{i}", "leg", iso(T0 + 1800 + 20 * (i + 1))) for i in range(90)])  # late
     send_ticks(svc, hour_of_ticks("c", "leg", T0 + H, 1024, n=45))  # next hour, late too
-    # [T0 + 900, T0 + H + 450): 45 + 90 on-time/late ticks of the first hour, 22.5 ticks of the second.
-    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}
+    # [T0, T0 + 2H): 90 on-time and 90 late ticks of the first hour, 45 late of the second (not swept yet).
+    assert parity_of(svc, T0, T0 + 2 * H) == {"leg": (90 + 90 + 45) * 20.0}
     run_rollup(svc, "test")
-    assert parity_of(svc, T0 + 900, T0 + H + 450) == {"leg": (45 + 90) * 20.0 + 450.0}
+    assert parity_of(svc, T0, T0 + 2 * H) == {"leg": (90 + 90 + 45) * 20.0}

@@ -14,12 +14,14 @@ from typing import Any
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.faults import Crash
+from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Services
 from chalicelib.core.envelopes import parse_batch
 from chalicelib.ports import BillingStore, StoreUnavailable
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import RunResult, run_rollup
+from chalicelib.services.rollup_fanout import drain
 from chalicelib.settings import Settings, load_settings
 from tests.simulation.engine import SimStripe, Steps, fail
 
@@ -42,6 +44,7 @@ class Edge:
     store: MemoryStore = field(default_factory=MemoryStore)
     shadow: bool = True
     bill_from: int = 0
+    queue: MemoryQueue | None = None  # the rollup's SQS queue; None: each run drains its own tasks
     stripe: SimStripe = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,15 +73,22 @@ class Edge:
             store, gateway = steps.wrap(store), steps.wrap(gateway)
         try:
             return run_rollup(Services(self.settings(), store, MemoryArchive(), self.clock,
-                                       meter_gateway=gateway), "sim")
+                                       meter_gateway=gateway, task_queue=self.queue), "sim")
         except (Crash, StoreUnavailable):
             return None
+
+    def workers(self) -> None:
+        """The event source mapping with every fault cleared: workers until the queue is empty."""
+        if self.queue is not None:
+            self.clock.advance(self.queue.visibility)  # what a killed worker left hidden shows again
+            drain(self.store.handle(), self.settings(), self.queue, "sim-worker", self.clock.now)
 
     def settle(self, rounds: int = 12) -> None:
         self.shadow = False
         for _ in range(rounds):
             self.clock.advance(900)
             self.rollup()
+            self.workers()
         self.clock.advance(86400 + 3600)
         self.rollup()
 

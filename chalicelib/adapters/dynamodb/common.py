@@ -117,8 +117,11 @@ def _backoff(attempt: int) -> None:
 class Tables:
     """The four tables of one deployment, and the batch and page helpers over them."""
 
-    def __init__(self, client: Any, table_prefix: str, retention_seconds: int) -> None:
+    def __init__(self, client: Any, table_prefix: str, retention_seconds: int, sample_shards: int = 32) -> None:
         self.client = client
+        # The shard count new buckets are written with (SAMPLE_SHARDS); each bucket's own is recorded.
+        self.sample_shards = sample_shards
+        self._bucket_shards: dict[int, int] = {}
         self.samples_table = f"{table_prefix}-samples"
         self.orgs_table = f"{table_prefix}-orgs"
         self.outbox_table = f"{table_prefix}-outbox"

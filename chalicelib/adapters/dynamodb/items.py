@@ -9,7 +9,7 @@ from chalicelib.adapters.dynamodb.common import from_item, to_item
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
-from chalicelib.core.samples import Sample, StoredSample
+from chalicelib.core.samples import LATE_SHARDS, Sample, StoredSample, shard_of
 
 LATE_SIGNAL_KEY = {"pk": {"S": "late"}, "sk": {"S": "signal"}}
 
@@ -54,9 +54,21 @@ def org_from_item(item: dict[str, Any]) -> Org:
     )
 
 
-def sample_to_item(s: Sample) -> dict[str, Any]:
+def bucket_shards_key(bucket_start: int) -> dict[str, Any]:
+    return {"pk": {"S": "shards"}, "sk": {"S": f"{bucket_start:012d}"}}
+
+
+def late_pk(event_id: str) -> str:
+    return f"late#{shard_of(event_id, LATE_SHARDS):02d}"
+
+
+def late_sk(bucket_start: int, event_id: str) -> str:
+    return f"{bucket_start:012d}#{event_id}"
+
+
+def sample_to_item(s: Sample, shards: int) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "pk": sample_pk(s.bucket_start, s.shard),
+        "pk": sample_pk(s.bucket_start, shard_of(s.event_id, shards)),
         "sk": s.event_id,
         "org_id": s.org_id,
         "sandbox_id": s.sandbox_id,
@@ -72,8 +84,8 @@ def sample_to_item(s: Sample) -> dict[str, Any]:
     }
     if s.late:
         # Sparse index: only late samples are projected, so only they pay the index write.
-        data["late_pk"] = f"late#{s.shard:02d}"
-        data["late_sk"] = f"{s.bucket_start:012d}#{s.event_id}"
+        data["late_pk"] = late_pk(s.event_id)
+        data["late_sk"] = late_sk(s.bucket_start, s.event_id)
     return to_item(data)
 
 
@@ -93,6 +105,29 @@ def stored_sample(item: dict[str, Any]) -> StoredSample:
 
 def aggregate_key(bucket_start: int, org_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"agg#{bucket_start}"}, "sk": {"S": org_id}}
+
+
+def partial_to_items(bucket_start: int, shard: int, aggs: list[OrgAggregate], expires_at: int,
+                     per_item: int) -> list[dict[str, Any]]:
+    """A shard's partial as items of at most `per_item` orgs each (an item holds 400 KB), always the same
+    items for the same partial: a second write of it puts identical items."""
+    import json
+
+    rows = [[a.org_id, {str(mb): str(s) for mb, s in a.seconds_by_memory.items()}, a.samples] for a in aggs]
+    return [
+        to_item({"pk": f"part#{bucket_start}#{shard:04d}", "sk": f"{i // per_item:05d}",
+                 "rows": json.dumps(rows[i : i + per_item], separators=(",", ":")), "expires_at": expires_at})
+        for i in range(0, len(rows), per_item)
+    ]
+
+
+def partial_rows(bucket_start: int, item: dict[str, Any]) -> list[OrgAggregate]:
+    import json
+
+    return [
+        OrgAggregate(org, bucket_start, {int(mb): Decimal(s) for mb, s in by_mb.items()}, int(n))
+        for org, by_mb, n in json.loads(item["rows"]["S"])
+    ]
 
 
 def aggregate_to_item(agg: OrgAggregate, expires_at: int) -> dict[str, Any]:

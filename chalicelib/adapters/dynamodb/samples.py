@@ -16,6 +16,8 @@ from chalicelib.adapters.dynamodb.common import (
 from chalicelib.adapters.dynamodb.items import (
     LATE_SIGNAL_KEY,
     aggregate_key,
+    bucket_shards_key,
+    late_sk,
     outbox_to_item,
     sample_pk,
     sample_to_item,
@@ -23,7 +25,10 @@ from chalicelib.adapters.dynamodb.items import (
     transaction_token,
 )
 from chalicelib.core.late import LateChunk, LateSignal
-from chalicelib.core.samples import SAMPLE_SHARDS, Sample, StoredSample
+from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of
+
+# Buckets whose shard count a process remembers (a count never changes once recorded).
+_REMEMBERED_BUCKETS = 256
 
 
 class SampleRecords(Tables):
@@ -31,7 +36,8 @@ class SampleRecords(Tables):
     def put_samples(self, samples: list[Sample]) -> int:
         # BatchWriteItem refuses a request naming one key twice; a batch may carry one envelope twice.
         unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
-        on_time = [{"PutRequest": {"Item": sample_to_item(s)}} for s in unique if not s.late]
+        shards = {b: self._shards_for_write(b) for b in sorted({s.bucket_start for s in unique})}
+        on_time = [{"PutRequest": {"Item": sample_to_item(s, shards[s.bucket_start])}} for s in unique if not s.late]
         self._batch_write(self.samples_table, on_time)
         if any(s.late for s in unique):
             # Before the late writes, never after: a crash between the two then costs one needless
@@ -44,26 +50,73 @@ class SampleRecords(Tables):
             new_late += conditional_write(
                 self.client.put_item,
                 TableName=self.samples_table,
-                Item=sample_to_item(s),
+                Item=sample_to_item(s, shards[s.bucket_start]),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         return new_late
 
+    def _shards_for_write(self, bucket_start: int) -> int:
+        """The bucket's shard count: this process's setting if it writes the bucket's first record, else
+        the recorded one (two deployments' settings during a change agree on every bucket)."""
+        if bucket_start in self._bucket_shards:
+            return self._bucket_shards[bucket_start]
+        if not conditional_write(
+            self.client.put_item,
+            TableName=self.control_table,
+            Item={**bucket_shards_key(bucket_start), "count": {"N": str(self.sample_shards)},
+                  "expires_at": {"N": str(bucket_start + self.retention_seconds)}},
+            ConditionExpression="attribute_not_exists(pk)",
+        ):
+            return self.bucket_shard_count(bucket_start)
+        return self._remember(bucket_start, self.sample_shards)
+
+    def _remember(self, bucket_start: int, count: int) -> int:
+        if len(self._bucket_shards) >= _REMEMBERED_BUCKETS:
+            self._bucket_shards.clear()
+        self._bucket_shards[bucket_start] = count
+        return count
+
+    @guarded
+    def bucket_shard_count(self, bucket_start: int) -> int:
+        if bucket_start in self._bucket_shards:
+            return self._bucket_shards[bucket_start]
+        out = self.client.get_item(TableName=self.control_table, Key=bucket_shards_key(bucket_start),
+                                   ConsistentRead=True)
+        if "Item" not in out:
+            return SAMPLE_SHARDS  # no record: nothing written yet, or written before counts were recorded
+        return self._remember(bucket_start, int(out["Item"]["count"]["N"]))
+
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
-        # Streams page by page: the rollup's memory stays bounded by one page, not the bucket.
-        for shard in range(SAMPLE_SHARDS):
-            items = self._query(
+        for shard in range(self.bucket_shard_count(bucket_start)):
+            yield from self.shard_samples(bucket_start, shard)
+
+    def shard_samples(self, bucket_start: int, shard: int) -> Iterator[StoredSample]:
+        # Streams page by page: a worker's memory stays bounded by one page, not the shard.
+        items = self._query(
+            TableName=self.samples_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
+            ConsistentRead=True,
+        )
+        yield from map(stored_sample, items)
+
+    @guarded
+    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
+        found: list[StoredSample] = []
+        for shard in range(LATE_SHARDS):
+            found += map(stored_sample, self._query(
                 TableName=self.samples_table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": sample_pk(bucket_start, shard)}},
-                ConsistentRead=True,
-            )
-            yield from map(stored_sample, items)
+                IndexName="late",
+                KeyConditionExpression="late_pk = :p AND late_sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":p": {"S": f"late#{shard:02d}"}, ":lo": {"S": late_sk(first_bucket, "")},
+                                           ":hi": {"S": late_sk(last_bucket + 1, "")}},
+            ))
+        return found
 
     @guarded
     def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
         found: list[StoredSample] = []
-        for shard in range(SAMPLE_SHARDS):
+        for shard in range(LATE_SHARDS):
             items = self._query(
                 TableName=self.samples_table,
                 IndexName="late",
@@ -116,8 +169,7 @@ class SampleRecords(Tables):
 
     @guarded
     def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
-        from chalicelib.core.samples import shard_of
-
+        shards = self.bucket_shard_count(chunk.bucket_start)
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -151,7 +203,8 @@ class SampleRecords(Tables):
                 {
                     "Update": {
                         "TableName": self.samples_table,
-                        "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id))}, "sk": {"S": event_id}},
+                        "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id, shards))},
+                                "sk": {"S": event_id}},
                         "UpdateExpression": "REMOVE late_pk, late_sk",
                         "ConditionExpression": "attribute_exists(late_pk)",
                     }

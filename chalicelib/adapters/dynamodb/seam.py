@@ -15,7 +15,6 @@ from chalicelib.adapters.dynamodb.common import guarded
 from chalicelib.adapters.dynamodb.items import outbox_from_item, sample_pk
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.core.outbox import OutboxRow
-from chalicelib.core.samples import SAMPLE_SHARDS
 
 
 class DynamoSeam:
@@ -54,7 +53,7 @@ class DynamoSeam:
     def org_cells(self, bucket_start: int, org_ids: set[str]) -> dict[tuple[str, int], frozenset[str]]:
         """For each org, the cells its samples in this bucket came from."""
         found: dict[str, set[str]] = {}
-        for shard in range(SAMPLE_SHARDS):
+        for shard in range(self.store.bucket_shard_count(bucket_start)):
             for item in self._pages(
                 TableName=self.store.samples_table,
                 KeyConditionExpression="pk = :pk",

@@ -14,20 +14,19 @@ TTL is not modelled (nothing deletes on expiry).
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from chalicelib.adapters.memory.aggregates import MemoryAggregates
 from chalicelib.adapters.memory.faults import Faults, hooked
-from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.adapters.memory.tables import Aggregate, Lease, MemoryTables
 from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
-from chalicelib.core.samples import Sample, StoredSample, shard_of
+from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of
 from chalicelib.ports import BillingStore, StoreRejected
 
 T = TypeVar("T")
@@ -39,41 +38,8 @@ DEFAULT_RETENTION_SECONDS = 45 * 86400
 _ORG_FIELDS = frozenset(f.name for f in fields(Org)) - {"org_id"}
 
 
-@dataclass
-class _Aggregate:
-    seconds_by_memory: dict[int, Decimal]
-    samples: int
-
-
-@dataclass(frozen=True)
-class _Lease:
-    owner: str
-    until: int
-
-
-@dataclass
-class MemoryTables:
-    """Everything DynamoStore keeps in its four tables, keyed as there."""
-
-    orgs: dict[str, Org] = field(default_factory=dict)
-    samples: dict[int, dict[str, Sample]] = field(default_factory=dict)  # bucket -> event id -> sample
-    quarantine: dict[str, QuarantineItem] = field(default_factory=dict)
-    buckets: dict[int, dict[str, Any]] = field(default_factory=dict)
-    aggregates: dict[tuple[int, str], _Aggregate] = field(default_factory=dict)
-    leases: dict[str, _Lease] = field(default_factory=dict)
-    cursors: dict[str, int] = field(default_factory=dict)
-    outbox: dict[str, OutboxRow] = field(default_factory=dict)
-    late_signal: LateSignal = field(default_factory=LateSignal)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-
-
 def _stored(s: Sample) -> StoredSample:
     return StoredSample(s.event_id, s.org_id, s.memory_mb, s.bucket_start, s.start, s.end, s.seconds, s.late)
-
-
-def _mb_order(seconds_by_memory: dict[int, Decimal]) -> dict[int, Decimal]:
-    # DynamoStore reads sizes back from "mb_<size>" attribute names in string order.
-    return {mb: seconds_by_memory[mb] for mb in sorted(seconds_by_memory, key=lambda mb: f"mb_{mb}")}
 
 
 def _at_least_one(items: list[T], limit: int) -> list[T]:
@@ -81,20 +47,22 @@ def _at_least_one(items: list[T], limit: int) -> list[T]:
     return items[: max(limit, 1)]
 
 
-class MemoryStore(BillingStore):
+class MemoryStore(MemoryAggregates, BillingStore):
     def __init__(
         self,
         tables: MemoryTables | None = None,
         retention_seconds: int = DEFAULT_RETENTION_SECONDS,
         faults: Faults | None = None,
+        sample_shards: int = SAMPLE_SHARDS,
     ) -> None:
         self.tables = tables or MemoryTables()
         self.retention_seconds = retention_seconds
         self.faults = faults or Faults(BillingStore.__abstractmethods__)
+        self.sample_shards = sample_shards
 
     def handle(self, faults: Faults | None = None) -> MemoryStore:
         """Another handle on the same tables (a second process): shares every item, not the faults."""
-        return MemoryStore(self.tables, self.retention_seconds, faults)
+        return MemoryStore(self.tables, self.retention_seconds, faults, self.sample_shards)
 
     def _run(self, method: str, body: Callable[[], T]) -> T:
         return hooked(self.faults, self.tables.lock, method, body)
@@ -133,6 +101,9 @@ class MemoryStore(BillingStore):
 
     def _put_samples(self, samples: list[Sample]) -> int:
         unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
+        for b in {s.bucket_start for s in unique}:
+            # The first write records this process's count; later ones (another setting) keep it.
+            self.tables.shard_counts.setdefault(b, self.sample_shards)
         for s in unique:
             if not s.late:
                 # An unconditional put: it replaces whatever was stored under the key.
@@ -150,9 +121,24 @@ class MemoryStore(BillingStore):
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
         def read() -> list[StoredSample]:
             bucket = self.tables.samples.get(bucket_start, {})
-            return [_stored(bucket[e]) for e in sorted(bucket, key=lambda e: (shard_of(e), e))]
+            n = self._shard_count(bucket_start)
+            return [_stored(bucket[e]) for e in sorted(bucket, key=lambda e: (shard_of(e, n), e))]
 
         return iter(self._run("bucket_samples", read))
+
+    def _shard_count(self, bucket_start: int) -> int:
+        return self.tables.shard_counts.get(bucket_start, SAMPLE_SHARDS)
+
+    def bucket_shard_count(self, bucket_start: int) -> int:
+        return self._run("bucket_shard_count", lambda: self._shard_count(bucket_start))
+
+    def shard_samples(self, bucket_start: int, shard: int) -> Iterator[StoredSample]:
+        def read() -> list[StoredSample]:
+            bucket = self.tables.samples.get(bucket_start, {})
+            n = self._shard_count(bucket_start)
+            return [_stored(bucket[e]) for e in sorted(bucket) if shard_of(e, n) == shard]
+
+        return iter(self._run("shard_samples", read))
 
     # --- quarantine ----------------------------------------------------
     def put_quarantine(self, items: list[QuarantineItem]) -> None:
@@ -176,51 +162,6 @@ class MemoryStore(BillingStore):
 
         self._run("delete_quarantine", delete)
 
-    # --- aggregates ----------------------------------------------------
-    def bucket_state(self, bucket_start: int) -> dict[str, Any] | None:
-        return self._run("bucket_state", lambda: self._bucket_state(bucket_start))
-
-    def _bucket_state(self, bucket_start: int) -> dict[str, Any] | None:
-        item = self.tables.buckets.get(bucket_start)
-        return dict(item) if item is not None else None
-
-    def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
-        return self._run("save_aggregates", lambda: self._save_aggregates(bucket_start, aggregates, report))
-
-    def _save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
-        if bucket_start in self.tables.buckets:
-            return False
-        for a in aggregates:
-            self.tables.aggregates[(bucket_start, a.org_id)] = _Aggregate(dict(a.seconds_by_memory), a.samples)
-        # The same attributes as DynamoStore's bucket item, so bucket_state answers alike.
-        self.tables.buckets[bucket_start] = {
-            "pk": "bucket",
-            "sk": f"{bucket_start:012d}",
-            "bucket_start": bucket_start,
-            "state": "aggregated",
-            "orgs": len(aggregates),
-            "report": json.dumps(report, sort_keys=True, default=str),
-            "expires_at": bucket_start + self.retention_seconds,
-        }
-        return True
-
-    def aggregates(self, bucket_start: int) -> list[OrgAggregate]:
-        def read() -> list[OrgAggregate]:
-            found = sorted((org, agg) for (b, org), agg in self.tables.aggregates.items() if b == bucket_start)
-            return [OrgAggregate(org, bucket_start, _mb_order(a.seconds_by_memory), a.samples) for org, a in found]
-
-        return self._run("aggregates", read)
-
-    def mark_bucket_rolled(self, bucket_start: int, report: dict[str, Any]) -> bool:
-        def mark() -> bool:
-            item = self.tables.buckets.get(bucket_start)
-            if item is None or item.get("state") != "aggregated":
-                return False
-            item.update(state="rolled", report=json.dumps(report, sort_keys=True, default=str))
-            return True
-
-        return self._run("mark_bucket_rolled", mark)
-
     # --- lease and cursor ----------------------------------------------
     def acquire_lease(self, name: str, owner: str, now: int, seconds: int) -> bool:
         def acquire() -> bool:
@@ -228,7 +169,7 @@ class MemoryStore(BillingStore):
             # Like the DynamoDB condition, the holder itself cannot renew before expiry.
             if lease is not None and lease.until > now:
                 return False
-            self.tables.leases[name] = _Lease(owner, now + seconds)
+            self.tables.leases[name] = Lease(owner, now + seconds)
             return True
 
         return self._run("acquire_lease", acquire)
@@ -295,10 +236,19 @@ class MemoryStore(BillingStore):
         def read() -> list[StoredSample]:
             late = [s for bucket in self.tables.samples.values() for s in bucket.values() if s.late]
             # The late index: one partition per shard, sorted by "<bucket:012d>#<event id>".
-            late.sort(key=lambda s: (s.shard, f"{s.bucket_start:012d}#{s.event_id}"))
+            late.sort(key=lambda s: (shard_of(s.event_id, LATE_SHARDS), f"{s.bucket_start:012d}#{s.event_id}"))
             return _at_least_one([_stored(s) for s in late], limit)
 
         return self._run("late_samples", read)
+
+    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
+        def read() -> list[StoredSample]:
+            late = [s for b, bucket in self.tables.samples.items() if first_bucket <= b <= last_bucket
+                    for s in bucket.values() if s.late]
+            late.sort(key=lambda s: (shard_of(s.event_id, LATE_SHARDS), f"{s.bucket_start:012d}#{s.event_id}"))
+            return [_stored(s) for s in late]
+
+        return self._run("late_samples_between", read)
 
     def late_signal(self) -> LateSignal:
         return self._run("late_signal", lambda: self.tables.late_signal)
@@ -334,7 +284,7 @@ class MemoryStore(BillingStore):
             return False  # a condition failed: the whole transaction is cancelled
         for row in chunk.rows:
             self.tables.outbox[row.id] = row
-        agg = self.tables.aggregates.setdefault((chunk.bucket_start, chunk.org_id), _Aggregate({}, 0))
+        agg = self.tables.aggregates.setdefault((chunk.bucket_start, chunk.org_id), Aggregate({}, 0))
         for mb, seconds in chunk.seconds_by_memory.items():
             agg.seconds_by_memory[mb] = agg.seconds_by_memory.get(mb, Decimal(0)) + seconds
         agg.samples += len(chunk.event_ids)

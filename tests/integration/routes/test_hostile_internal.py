@@ -68,9 +68,14 @@ def test_a_repeated_parameter_the_route_reads_is_400(client: Any, svc: Services,
     assert res.status_code == 400 and "more than once" in res.json_body["error"]
 
 
+def accepted(res: Any) -> bool:
+    """Verified and answered: 200, or 503 for a window the edge has not settled yet (the cell waits)."""
+    return res.status_code == 200 or (res.status_code == 503 and "settling" in res.json_body)
+
+
 def test_the_cells_plain_parity_query_verifies(client: Any, svc: Services) -> None:
     query = f"from={T0}&to={T0 + 3600}"
-    assert get(client, PARITY, query, query, svc.now()).status_code == 200
+    assert accepted(get(client, PARITY, query, query, svc.now()))
 
 
 # --- finding 2 (GET side) ---
@@ -119,7 +124,7 @@ def test_parity_windows_out_of_bounds_are_400(client: Any, svc: Services, query:
 
 def test_parity_largest_allowed_window_in_buckets(client: Any, svc: Services) -> None:
     ok = f"from={T0}&to={T0 + 24 * 3600}"
-    assert get(client, PARITY, ok, ok, svc.now()).status_code == 200
+    assert accepted(get(client, PARITY, ok, ok, svc.now()))
 
 
 def test_parity_bound_follows_the_bucket_width(client: Any, svc: Services, env: dict[str, str]) -> None:
@@ -132,7 +137,7 @@ def test_parity_bound_follows_the_bucket_width(client: Any, svc: Services, env: 
     res = get(client, PARITY, query, query, svc.now())
     assert res.status_code == 400 and "100 buckets" in res.json_body["error"]
     query = f"from={T0}&to={T0 + 60}"
-    assert get(client, PARITY, query, query, svc.now()).status_code == 200
+    assert accepted(get(client, PARITY, query, query, svc.now()))
 
 
 # --- findings 5 and 8 on PUT /internal/orgs ---

@@ -13,6 +13,7 @@ from chalicelib.bootstrap import Services
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.orgs import Org
+from chalicelib.services.rollup import run_rollup
 from tests.conftest import PREFIX, SECRET, T0, iso, signed_get, signed_post, tick
 
 PARITY = "/internal/usage-parity"
@@ -34,6 +35,8 @@ def usage(client: Any, svc: Services, clock: FixedClock) -> None:
     clock.set(T0 + 3700)  # the cells send in near real time: nothing is late
     res = client.http.post("/ingest", **signed_post(ticks, svc.now()))
     assert res.status_code == 202 and res.json_body["late"] == 0
+    clock.set(T0 + 3 * 3600 + 600)
+    run_rollup(svc, "test")  # settles the hours: parity answers from their aggregates
     clock.set(T0 + 7200)
 
 
@@ -53,22 +56,20 @@ def test_parity_next_hour_gets_the_other_half_of_a_split_tick(client: Any, svc: 
     assert res.json_body["orgs"] == [{"org_id": "org-b", "gb_seconds": 10.0, "samples": 1}]
 
 
-def test_parity_partial_window_clips_samples(client: Any, svc: Services, usage: None) -> None:
-    res = parity(client, svc, T0 + 1800, T0 + 1810)
-    assert res.json_body["orgs"] == [{"org_id": "org-a", "gb_seconds": 40.0, "samples": 1}]
+def test_parity_window_must_be_whole_buckets(client: Any, svc: Services, usage: None) -> None:
+    res = parity(client, svc, T0 + 1800, T0 + 3600)
+    assert res.status_code == 400 and "bucket boundaries" in res.json_body["error"]
 
 
-def test_settled_hour_is_read_from_aggregates_once(client: Any, svc: Services, usage: None, dynamodb: Any) -> None:
-    assert svc.store.bucket_state(T0) is None
+def test_parity_never_reads_a_raw_sample(client: Any, svc: Services, usage: None, dynamodb: Any) -> None:
     first = parity(client, svc, T0, T0 + 3600).json_body
-    assert svc.store.bucket_state(T0) is not None  # settled by the first asker
-    # Later askers read the aggregates: deleting a raw sample no longer changes the answer.
+    # Deleting a raw sample changes nothing: the answer comes from the aggregates.
     from chalicelib.adapters.dynamodb.items import sample_pk
     from chalicelib.core.samples import shard_of
 
     dynamodb.delete_item(
         TableName=f"{PREFIX}-samples",
-        Key={"pk": {"S": sample_pk(T0, shard_of("a0"))}, "sk": {"S": "a0"}},
+        Key={"pk": {"S": sample_pk(T0, shard_of("a0", svc.store.bucket_shard_count(T0)))}, "sk": {"S": "a0"}},
     )
     assert parity(client, svc, T0, T0 + 3600).json_body["orgs"] == first["orgs"]
 
@@ -89,6 +90,7 @@ def test_parity_bad_windows_are_400(client: Any, svc: Services, query: str, frag
 
 def test_parity_auth(client: Any, svc: Services) -> None:
     query = f"from={T0}&to={T0 + 3600}"
+    svc.store.save_aggregates(T0, [], {})
     assert client.http.get(f"{PARITY}?{query}").status_code == 400
     wrong = {"X-Timestamp": str(svc.now()), "X-Signature": sign_get(SECRET, svc.now(), PARITY, "from=1&to=2")}
     assert client.http.get(f"{PARITY}?{query}", headers=wrong).status_code == 401
@@ -147,5 +149,48 @@ def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
     env = Envelope.model_validate(json.loads(json.dumps(tick("d1", "org-x", iso(T0 + 50)))))
     t = Tick(env, UsageTick(memory_mb=1536, interval_s=Decimal("0.1")), env.ts)
     svc.store.put_samples(samples_from_tick(t, "org-x", 3600, 86400 * 40, 0))
-    body = usage_parity(svc.store, svc.settings, Window(T0, T0 + 60), svc.now())
+    svc.clock.set(T0 + 3600 + 600)  # type: ignore[attr-defined]
+    run_rollup(svc, "test")
+    body = usage_parity(svc.store, svc.settings, Window(T0, T0 + 3600), svc.now())
     assert body["orgs"][0]["gb_seconds"] == 0.15
+
+
+def test_a_bucket_not_settled_is_503_with_retry_after_and_no_outage(
+    client: Any, svc: Services, clock: FixedClock
+) -> None:
+    from chalicelib.core.telemetry import http_points
+
+    clock.set(T0 + 3600 + 600)
+    closed = parity(client, svc, T0, T0 + 3600)
+    assert closed.status_code == 503 and closed.headers["Retry-After"] == "60"
+    assert closed.json_body["settling"] == [T0] and closed.json_body["retry_after"] == 60
+    assert http_points(PARITY, 503, closed.json_body) == [], "a wait, not a store outage: no alarm"
+    still_open = parity(client, svc, T0 + 3600, T0 + 7200)
+    assert still_open.status_code == 503 and still_open.headers["Retry-After"] == str(3600 + 60)
+    run_rollup(svc, "test")
+    assert parity(client, svc, T0, T0 + 3600).status_code == 200
+
+
+def test_a_closed_unsettled_bucket_is_handed_to_the_pipeline_once(
+    client: Any, svc: Services, clock: FixedClock
+) -> None:
+    from chalicelib.adapters.memory.queue import MemoryQueue
+    from chalicelib.services.rollup_fanout import drain
+
+    queue = MemoryQueue()
+    svc.task_queue = queue
+    clock.set(T0 + 3600 + 600)
+    assert parity(client, svc, T0, T0 + 3600).status_code == 503
+    assert parity(client, svc, T0, T0 + 3600).status_code == 503
+    assert len(queue) == svc.store.bucket_shard_count(T0), "one task per shard, not one per asker"
+    assert parity(client, svc, T0 + 3600, T0 + 7200).status_code == 503 and len(queue) == 32, "open: not yet"
+    drain(svc.store, svc.settings, queue, "w", svc.now)
+    assert parity(client, svc, T0, T0 + 3600).status_code == 200
+
+
+def test_stragglers_not_swept_yet_count_from_the_late_index(client: Any, svc: Services, usage: None) -> None:
+    late = [tick("late-1", "org-b", iso(T0 + 1000), interval_s=20, memory_mb=2048)]
+    res = client.http.post("/ingest", **signed_post(late, svc.now()))
+    assert res.json_body["late"] == 1
+    body = parity(client, svc, T0, T0 + 3600).json_body
+    assert {"org_id": "org-b", "gb_seconds": 10.0 + 40.0, "samples": 2} in body["orgs"]

@@ -57,4 +57,5 @@ def test_schedule_runs_a_rollup(svc: Services, clock: FixedClock) -> None:
             c.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]),
         )
     assert out.payload["roll"]["buckets"] == [T0]
-    assert svc.store.bucket_state(T0)["state"] == "rolled"  # type: ignore[index]
+    state = svc.store.bucket_state(T0)
+    assert state is not None and state.rolled
