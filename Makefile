@@ -116,6 +116,7 @@ bench: $(STAMP)
 	bench/cellspool > bench/results/cellspool.json
 	bench/cellfleet > bench/results/cellfleet.json
 	bench/capacity_model > bench/results/capacity_model.json
+	bench/parity > bench/results/parity.json
 
 clean:
 	rm -rf $(VENV) .local
