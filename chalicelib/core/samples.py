@@ -39,6 +39,13 @@ class Sample:
     late: bool = False
 
 
+def unrecorded_shards(bucket_start: int, first_recorded: int | None) -> int:
+    """The shards of a bucket with no recorded count. From the first recorded bucket on, every bucket a
+    sample was written to has its record (written before the sample), so none: nothing to read. Before
+    it, the bucket may have been written before counts were recorded: the 32 shards of that time."""
+    return 0 if first_recorded is not None and bucket_start >= first_recorded else SAMPLE_SHARDS
+
+
 def shard_of(event_id: str, shards: int = SAMPLE_SHARDS) -> int:
     # crc32, not hash(): Python's str hash is salted per process.
     return zlib.crc32(event_id.encode()) % shards

@@ -31,6 +31,10 @@ def test_a_bucket_keeps_the_shard_count_its_first_sample_was_written_with(store:
     eight.put_samples([sample(f"f{i}") for i in range(20)] + [sample("g", bucket=B + H)])
     assert [s.bucket_shard_count(B) for s in (store, four, eight)] == [4, 4, 4]
     assert eight.bucket_shard_count(B + H) == 8
+    assert store.bucket_shard_count(B + 2 * H) == 0, "after the first recorded bucket, no record: no sample"
+    assert store.bucket_shard_count(B - H) == SAMPLE_SHARDS, "before it: perhaps written before counts were"
+    four.put_samples([sample("early", bucket=B - 5 * H)])
+    assert store.bucket_shard_count(B - 2 * H) == 0 and store.bucket_shard_count(B - 6 * H) == SAMPLE_SHARDS
     by_shard = [sorted(x.event_id for x in eight.shard_samples(B, k)) for k in range(4)]
     ids = [f"e{i}" for i in range(20)] + [f"f{i}" for i in range(20)]
     assert by_shard == [sorted(e for e in ids if shard_of(e, 4) == k) for k in range(4)]

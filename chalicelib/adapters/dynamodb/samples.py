@@ -25,10 +25,12 @@ from chalicelib.adapters.dynamodb.items import (
     transaction_token,
 )
 from chalicelib.core.late import LateChunk, LateSignal
-from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of
+from chalicelib.core.samples import LATE_SHARDS, Sample, StoredSample, shard_of, unrecorded_shards
 
 # Buckets whose shard count a process remembers (a count never changes once recorded).
 _REMEMBERED_BUCKETS = 256
+# The earliest bucket any process recorded a shard count for (ingest lowers it before its first record).
+FIRST_RECORDED_KEY = {"pk": {"S": "shards"}, "sk": {"S": "first"}}
 
 
 class SampleRecords(Tables):
@@ -60,6 +62,15 @@ class SampleRecords(Tables):
         the recorded one (two deployments' settings during a change agree on every bucket)."""
         if bucket_start in self._bucket_shards:
             return self._bucket_shards[bucket_start]
+        if self._lower_first(bucket_start):
+            # Before the bucket's own record: a reader then never takes a bucket with samples for an empty one.
+            conditional_write(
+                self.client.update_item, TableName=self.control_table, Key=FIRST_RECORDED_KEY,
+                UpdateExpression="SET #b = :b", ConditionExpression="attribute_not_exists(#b) OR #b > :b",
+                ExpressionAttributeNames={"#b": "bucket"}, ExpressionAttributeValues={":b": {"N": str(bucket_start)}},
+            )
+            # The stored value is now at most this bucket (ours, or a lower one another process wrote).
+            self._first_recorded = bucket_start
         if not conditional_write(
             self.client.put_item,
             TableName=self.control_table,
@@ -69,6 +80,17 @@ class SampleRecords(Tables):
         ):
             return self.bucket_shard_count(bucket_start)
         return self._remember(bucket_start, self.sample_shards)
+
+    def _lower_first(self, bucket_start: int) -> bool:
+        """Whether the deployment's first recorded bucket may still be later than this one."""
+        first = self._first_recorded if self._first_recorded is not None else self._read_first()
+        return first is None or bucket_start < first
+
+    def _read_first(self) -> int | None:
+        out = self.client.get_item(TableName=self.control_table, Key=FIRST_RECORDED_KEY, ConsistentRead=True)
+        if "Item" in out and "bucket" in out["Item"]:
+            self._first_recorded = int(out["Item"]["bucket"]["N"])
+        return self._first_recorded
 
     def _remember(self, bucket_start: int, count: int) -> int:
         if len(self._bucket_shards) >= _REMEMBERED_BUCKETS:
@@ -82,9 +104,9 @@ class SampleRecords(Tables):
             return self._bucket_shards[bucket_start]
         out = self.client.get_item(TableName=self.control_table, Key=bucket_shards_key(bucket_start),
                                    ConsistentRead=True)
-        if "Item" not in out:
-            return SAMPLE_SHARDS  # no record: nothing written yet, or written before counts were recorded
-        return self._remember(bucket_start, int(out["Item"]["count"]["N"]))
+        if "Item" in out:
+            return self._remember(bucket_start, int(out["Item"]["count"]["N"]))
+        return unrecorded_shards(bucket_start, self._read_first())
 
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
         for shard in range(self.bucket_shard_count(bucket_start)):

@@ -26,7 +26,7 @@ from chalicelib.core.late import LateChunk, LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
-from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of
+from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of, unrecorded_shards
 from chalicelib.ports import BillingStore, StoreRejected
 
 T = TypeVar("T")
@@ -127,7 +127,9 @@ class MemoryStore(MemoryAggregates, BillingStore):
         return iter(self._run("bucket_samples", read))
 
     def _shard_count(self, bucket_start: int) -> int:
-        return self.tables.shard_counts.get(bucket_start, SAMPLE_SHARDS)
+        if bucket_start in self.tables.shard_counts:
+            return self.tables.shard_counts[bucket_start]
+        return unrecorded_shards(bucket_start, min(self.tables.shard_counts, default=None))
 
     def bucket_shard_count(self, bucket_start: int) -> int:
         return self._run("bucket_shard_count", lambda: self._shard_count(bucket_start))

@@ -1,0 +1,59 @@
+"""The local stack's stand-in for the SQS event source mapping of the rollup's worker Lambda.
+
+`chalice local` runs no SQS handlers, so this process does what Lambda's poller does on AWS: long-poll
+the rollup's task queue (moto's SQS), hand each batch of up to 10 records to the same handler the
+worker Lambda runs (`chalicelib.entrypoints.rollup_worker.on_sqs_records`), and delete every message
+the answer does not name in `batchItemFailures` (those come back after the visibility timeout).
+
+The stage's flags are read from .chalice/config.json before each batch, as a redeployed worker would
+see them: `cutover arm` rewrites SHADOW and BILL_FROM and restarts `chalice local`, and the workers'
+rows must follow. Usage: python -m sim.rollup_poller (environment: the stack's, sim/stack.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import boto3
+
+from chalicelib.adapters.sqs_queue import SqsQueue
+from chalicelib.bootstrap import build, use
+from chalicelib.entrypoints.rollup_worker import on_sqs_records
+from chalicelib.ports import StoreUnavailable
+from chalicelib.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("sim.rollup_poller")
+
+
+def stage_env() -> dict[str, str]:
+    stage = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["local"]["environment_variables"]
+    return dict(os.environ) | stage
+
+
+def main() -> None:
+    queue = SqsQueue(boto3.client("sqs"), os.environ["ROLLUP_QUEUE_URL"])
+    flags: dict[str, str] = {}
+    while True:
+        env = stage_env()
+        if env != flags:
+            use(build(load_settings(env)))  # the flags changed (arm, rollback): a new deployment of the worker
+            flags = env
+        try:
+            batch = queue.receive(10, wait_seconds=1)
+            if not batch:
+                continue
+            answer = on_sqs_records([{"messageId": receipt, "body": body} for receipt, body in batch])
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            queue.delete([receipt for receipt, _ in batch if receipt not in failed])
+        except StoreUnavailable as exc:  # moto restarting with the stack: try again
+            log.warning("rollup_poller_retry: %s", exc)
+            time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
