@@ -117,11 +117,18 @@ def send(edge: EdgeClient, batch: list[dict[str, Any]], report: Report) -> None:
     report.ingest["quarantined"] += len(answer.body.get("quarantined", []))
 
 
-def rollup(edge: EdgeClient, report: Report) -> None:
-    answer = edge.post("/run", {})
-    if answer.status != 200:
-        raise SystemExit(f"/run answered {answer.status}: {answer.body}")
-    report.runs.append(answer.body)
+def rollup(edge: EdgeClient, report: Report, until_rolled: bool = False) -> None:
+    """POST /run; `until_rolled`: again while its buckets wait for the workers (the poller drains the
+    tasks a run enqueues; the run after it finds them rolled and sends their rows)."""
+    for _ in range(120):
+        answer = edge.post("/run", {})
+        if answer.status != 200:
+            raise SystemExit(f"/run answered {answer.status}: {answer.body}")
+        report.runs.append(answer.body)
+        if not until_rolled or not answer.body["roll"].get("waiting"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"buckets never rolled: {answer.body['roll'].get('waiting')}")
 
 
 def drive(edge: EdgeClient, fleet: SandboxFleet, seconds: int, bucket: int, grace: int, report: Report) -> None:
@@ -217,7 +224,7 @@ def simulate(info: stack.StackInfo, seconds: int) -> Report:
     if wait > 0:
         console.print(f"waiting {wait:.0f} s for the last bucket to close ...")
         time.sleep(wait)
-    rollup(edge, report)
+    rollup(edge, report, until_rolled=True)
     console.print({"ingest": report.ingest, "final_run": report.runs[-1]})
     console.print(f"stragglers: {report.ingest['late']} sample(s) arrived after their bucket was rolled")
     reconcile(edge, info, fleet, (int(start) // bucket * bucket, last_end), report)
