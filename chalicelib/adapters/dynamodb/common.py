@@ -122,7 +122,6 @@ class Tables:
         # The shard count new buckets are written with (SAMPLE_SHARDS); each bucket's own is recorded.
         self.sample_shards = sample_shards
         self._bucket_shards: dict[int, int] = {}
-        self._first_recorded: int | None = None
         self.samples_table = f"{table_prefix}-samples"
         self.orgs_table = f"{table_prefix}-orgs"
         self.outbox_table = f"{table_prefix}-outbox"

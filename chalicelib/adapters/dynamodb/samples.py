@@ -29,8 +29,6 @@ from chalicelib.core.samples import LATE_SHARDS, Sample, StoredSample, shard_of,
 
 # Buckets whose shard count a process remembers (a count never changes once recorded).
 _REMEMBERED_BUCKETS = 256
-# The earliest bucket any process recorded a shard count for (ingest lowers it before its first record).
-FIRST_RECORDED_KEY = {"pk": {"S": "shards"}, "sk": {"S": "first"}}
 
 
 class SampleRecords(Tables):
@@ -62,15 +60,6 @@ class SampleRecords(Tables):
         the recorded one (two deployments' settings during a change agree on every bucket)."""
         if bucket_start in self._bucket_shards:
             return self._bucket_shards[bucket_start]
-        if self._lower_first(bucket_start):
-            # Before the bucket's own record: a reader then never takes a bucket with samples for an empty one.
-            conditional_write(
-                self.client.update_item, TableName=self.control_table, Key=FIRST_RECORDED_KEY,
-                UpdateExpression="SET #b = :b", ConditionExpression="attribute_not_exists(#b) OR #b > :b",
-                ExpressionAttributeNames={"#b": "bucket"}, ExpressionAttributeValues={":b": {"N": str(bucket_start)}},
-            )
-            # The stored value is now at most this bucket (ours, or a lower one another process wrote).
-            self._first_recorded = bucket_start
         if not conditional_write(
             self.client.put_item,
             TableName=self.control_table,
@@ -81,16 +70,13 @@ class SampleRecords(Tables):
             return self.bucket_shard_count(bucket_start)
         return self._remember(bucket_start, self.sample_shards)
 
-    def _lower_first(self, bucket_start: int) -> bool:
-        """Whether the deployment's first recorded bucket may still be later than this one."""
-        first = self._first_recorded if self._first_recorded is not None else self._read_first()
-        return first is None or bucket_start < first
-
     def _read_first(self) -> int | None:
-        out = self.client.get_item(TableName=self.control_table, Key=FIRST_RECORDED_KEY, ConsistentRead=True)
-        if "Item" in out and "bucket" in out["Item"]:
-            self._first_recorded = int(out["Item"]["bucket"]["N"])
-        return self._first_recorded
+        """The earliest bucket with a recorded count: the first of the "shards" partition's sort keys (a
+        record is written before its bucket's first sample, so every later bucket with samples has one)."""
+        out = self.client.query(TableName=self.control_table, KeyConditionExpression="pk = :pk", Limit=1,
+                                ExpressionAttributeValues={":pk": {"S": "shards"}}, ConsistentRead=True)
+        items = out.get("Items", [])
+        return int(items[0]["sk"]["S"]) if items else None
 
     def _remember(self, bucket_start: int, count: int) -> int:
         if len(self._bucket_shards) >= _REMEMBERED_BUCKETS:
