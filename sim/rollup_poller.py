@@ -44,8 +44,11 @@ def main() -> None:
             use(build(load_settings(env)))  # the flags changed (arm, rollback): a new deployment of the worker
             flags = env
         try:
-            batch = queue.receive(10, wait_seconds=1)
+            # No long poll: the local moto answers one request at a time (sim/moto_server.py), and a
+            # ReceiveMessage waiting for messages would hold every other request of the stack behind it.
+            batch = queue.receive(10)
             if not batch:
+                time.sleep(0.2)
                 continue
             answer = on_sqs_records([{"messageId": receipt, "body": body} for receipt, body in batch])
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
