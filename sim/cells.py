@@ -26,7 +26,7 @@ from cellkit.bootstrap import Cell, build
 from cellkit.core.parity import ParityCheck, last_settled_window
 from cellkit.core.usage import OrgRow
 from cellkit.ports import HttpResponse, TransportError
-from cellkit.services.parity import ParityError
+from cellkit.services.parity import ParityError, ParityNotSettled
 from cellkit.services.plans import Answer, CreateRequest, EdgePolicy, SandboxGate
 from cellkit.services.status import StatusError, push_status, status_body
 from cellkit.settings import CellSettings
@@ -84,6 +84,7 @@ class CutoverCell:
     reports: list[ParityCheck] = field(default_factory=list)
     authority: str = "cell"
     parity_through: int = 0
+    parity_wait_us: int = 0  # the edge's Retry-After: no parity question before then
     status_at: float = 0.0
     cut_windows: list[tuple[int, int]] = field(default_factory=list)
     tick_every_us: int = US  # the kit's TICK_SECONDS (20 s against 1 h buckets), scaled to 10 s buckets
@@ -157,7 +158,7 @@ class CutoverCell:
         """Every settled window since the last one reported, in order (the kit's checker looks only at the last
         one: a window missed while the edge restarted would otherwise never be reported)."""
         checker = self.cell.parity
-        if checker is None:
+        if checker is None or self.clock.now_us() < self.parity_wait_us:
             return
         width = self.config.bucket_seconds
         _, latest = last_settled_window(self.clock.now_us() // US, self.config.grace_seconds, width)
@@ -165,6 +166,9 @@ class CutoverCell:
         for window_end in range(start + width, latest + 1, width):
             try:
                 self.reports.append(checker.check((window_end - width, window_end)))
+            except ParityNotSettled as exc:  # the edge asks us to wait: as the kit does, come back then
+                self.parity_wait_us = self.clock.now_us() + exc.retry_after * US
+                return
             except ParityError as exc:
                 self.log.warning("parity_check_failed", extra={"cell_id": self.cell_id, "error": str(exc)})
                 return

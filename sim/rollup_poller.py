@@ -48,7 +48,7 @@ def main() -> None:
             # ReceiveMessage waiting for messages would hold every other request of the stack behind it.
             batch = queue.receive(10)
             if not batch:
-                time.sleep(0.2)
+                time.sleep(1.0)
                 continue
             answer = on_sqs_records([{"messageId": receipt, "body": body} for receipt, body in batch])
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
