@@ -85,6 +85,7 @@ class CutoverCell:
     authority: str = "cell"
     parity_through: int = 0
     parity_wait_us: int = 0  # the edge's Retry-After: no parity question before then
+    parity_answers: dict[str, int] = field(default_factory=lambda: {"answered": 0, "not_settled": 0})
     status_at: float = 0.0
     cut_windows: list[tuple[int, int]] = field(default_factory=list)
     tick_every_us: int = US  # the kit's TICK_SECONDS (20 s against 1 h buckets), scaled to 10 s buckets
@@ -166,7 +167,9 @@ class CutoverCell:
         for window_end in range(start + width, latest + 1, width):
             try:
                 self.reports.append(checker.check((window_end - width, window_end)))
+                self.parity_answers["answered"] += 1
             except ParityNotSettled as exc:  # the edge asks us to wait: as the kit does, come back then
+                self.parity_answers["not_settled"] += 1
                 self.parity_wait_us = self.clock.now_us() + exc.retry_after * US
                 return
             except ParityError as exc:
@@ -175,6 +178,15 @@ class CutoverCell:
             self.parity_through = window_end
             if self.transport.cut:
                 self.cut_windows.append((window_end - width, window_end))
+
+    def parity_until(self, window_end: int, timeout_s: float = 30.0) -> None:
+        """Parity-check every window through `window_end` now, asking again while the edge answers 503."""
+        deadline = time.monotonic() + timeout_s
+        while self.cell.parity is not None and self.parity_through < window_end and time.monotonic() < deadline:
+            self.parity_wait_us = 0
+            self.parity_due()
+            if self.parity_through < window_end:
+                time.sleep(0.5)
 
     def recheck(self, windows: list[tuple[int, int]]) -> list[ParityCheck]:
         """After a late backlog: parity of the windows reported while cut off, posted again (replacing)."""

@@ -89,6 +89,9 @@ def execute(run: Run, out: Path) -> RunReport:
     report = build_report(run, fleet, edge, b0, end)
     report.events["free_tier"] = free.body(get_json(run.info.stripe_url + "/_emulator/meter_events")["events"])
     say_free(report.events["free_tier"])
+    answers = report.costs["parity_answers"]
+    console.print("cells' parity questions (answered / 503 + Retry-After while the fan-out settled): " + ", ".join(
+        f"{c} {a['answered']}/{a['not_settled']}" for c, a in sorted(answers.items())))
     for cell in fleet.cells.values():
         cell.close()
     write_json(report, out / "cutover-report.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from sim.api import EdgeClient, get_json
@@ -24,6 +25,11 @@ def edge_gb_per_bucket(edge: EdgeClient, buckets: list[int], width: int) -> dict
     out = {}
     for b in buckets:
         answer = edge.get("/internal/usage-parity", {"from": b, "to": b + width})
+        for _ in range(30):  # a bucket the workers are still settling: 503, ask again shortly
+            if answer.status != 503:
+                break
+            time.sleep(1.0)
+            answer = edge.get("/internal/usage-parity", {"from": b, "to": b + width})
         out[b] = sum((Decimal(str(r["gb_seconds"])) for r in answer.body["orgs"]), Decimal(0))
     return out
 
@@ -55,6 +61,8 @@ def build_report(run: Run, fleet: SeamLoop, edge: EdgeClient, b0: int, end: int)
                               "edge": sum(a.side == "edge" and not a.late for a in attributed),
                               "edge_late_deltas": sum(a.late for a in attributed)},
              "rollup_runs": len(fleet.runs),
+             # The cells' parity questions: answered, or 503 + Retry-After while the fan-out settled the bucket.
+             "parity_answers": {c.cell_id: c.parity_answers for c in fleet.cells.values()},
              "forwarder": {c.cell_id: vars(c.cell.forwarder.stats) for c in fleet.cells.values() if c.cell.forwarder},
              "dynamodb_units": "not measured here (bench/rollup counts them per tick with the capacity accountant)"}
     report = RunReport(run.t, w, seam_lines(truth, attributed, stripe_sums, run.t), rows, drift_rows(reports),

@@ -79,8 +79,10 @@ def plan_change(run: Run, fleet: SeamLoop, org: OrgSpec, boundary: int, plan: st
 
     def cell_row(now: int) -> None:
         # Run late, this would come before the cell's own step at `now`: let the cell settle and parity-check
-        # what is due by `now` under its old row first, as it would have on time.
+        # what is due by `now` under its old row first, as it would have on time (waiting out the edge's
+        # 503s while its workers settle the bucket before the boundary).
         cell.step(now)
+        cell.parity_until(boundary)
         cell.put_org(OrgRow(org.org_id, plan, org.mode, run.customers.get(org.org_id)))  # type: ignore[arg-type]
 
     fleet.at(boundary * US, f"{org.org_id} -> {plan} (webhook)", at_boundary)
@@ -229,5 +231,7 @@ def scenario(run: Run, ui: Ui, fleet: SeamLoop, b0: int, after_arm: Callable[[],
     verify(run, ui, "edge live")
     # The last bucket rolled and sent, and one more scheduled run: any late delta rolled since is sent too.
     ui.wait_until(end + run.bucket + run.grace + 2, "final rollup")
+    if not fleet.rollup_idle(end + run.bucket):
+        run.problems.append("the rollup's workers did not roll every bucket through the end within 60 s")
     verify(run, ui, "final verify")
     return end

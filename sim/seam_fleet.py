@@ -61,6 +61,8 @@ class SeamLoop:
     actions: list[Action] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     rolled_through: int = 0  # buckets ending at or before it have had their POST /run
+    last_run_us: int = 0
+    workers_busy: bool = False  # the last run left buckets with the rollup's workers
     runs: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
@@ -128,9 +130,14 @@ class SeamLoop:
             hook(now_us)
 
     def rollup_due(self, now_us: int) -> None:
-        """POST /run once per closed bucket (the schedule); a failure (the app restarting) retries next step."""
+        """POST /run once per closed bucket (the schedule); a failure (the app restarting) retries next step.
+
+        A run hands a closed bucket to the rollup's workers (the fan-out) and sends what is rolled: while a
+        run's answer names buckets still with the workers, the next run comes a second later, not a bucket
+        later, so a bucket's rows are sent as soon as the workers rolled it (on AWS the 15-minute schedule)."""
         end = self.rolled_through + self.bucket
-        if now_us < (end + self.grace) * US + US // 2:
+        again = self.workers_busy and now_us >= self.last_run_us + US
+        if now_us < (end + self.grace) * US + US // 2 and not again:
             return
         try:
             with self.deploying:
@@ -142,7 +149,19 @@ class SeamLoop:
             self.log.warning("rollup_refused", extra={"status": answer.status, "body": str(answer.body)[:300]})
             return
         self.runs.append(answer.body)
-        self.rolled_through = (now_us // US - self.grace) // self.bucket * self.bucket
+        self.last_run_us = now_us
+        roll = answer.body.get("roll") or {}
+        self.workers_busy = bool(roll.get("waiting") or (roll.get("late") or {}).get("waiting"))
+        self.rolled_through = max(self.rolled_through, (now_us // US - self.grace) // self.bucket * self.bucket)
+
+    def rollup_idle(self, through: int, timeout_s: float = 60.0) -> bool:
+        """Wait until a run past `through` (a bucket end + grace) found nothing left with the workers."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.workers_busy and self.last_run_us >= (through + self.grace) * US:
+                return True
+            time.sleep(0.25)
+        return False
 
     # --- sandbox operations (run on the fleet thread, as actions) -----------------------------------------
     def create(self, cell_id: str, sandbox_id: str, org_id: str, memory_mb: int, now_us: int,

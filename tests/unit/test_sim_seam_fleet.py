@@ -35,6 +35,32 @@ def test_each_post_run_holds_the_lock_the_arm_takes() -> None:
     assert fleet.rolled_through == 190
 
 
+def test_a_run_that_left_buckets_with_the_workers_is_followed_a_second_later_until_none_waits() -> None:
+    # The fan-out: a run hands the closed bucket to the workers and sends only what is rolled; the next run
+    # sends the bucket's rows, so it comes a second later, not a bucket later, while any bucket waits.
+    answers = [{"roll": {"waiting": [180]}}, {"roll": {"waiting": [], "late": {"waiting": 1}}},
+               {"roll": {"waiting": []}}]
+    posted: list[int] = []
+
+    @dataclass
+    class Edge:
+        def post(self, path: str, body: Any) -> Answer:
+            posted.append(len(posted))
+            return Answer(200, answers[len(posted) - 1])
+
+    us = 1_000_000
+    fleet = SeamLoop(cells={}, edge=Edge(), bucket=10, grace=2, log=logging.getLogger("test"))  # type: ignore[arg-type]
+    fleet.rolled_through = 180
+    fleet.rollup_due(192 * us + us // 2)  # bucket 180 closed: handed to the workers
+    fleet.rollup_due(193 * us)  # less than a second later: nothing
+    assert len(posted) == 1 and fleet.workers_busy and not fleet.rollup_idle(180, timeout_s=0.01)
+    fleet.rollup_due(193 * us + us // 2)  # the workers' bucket: a run again, a stale straggler slot still waits
+    fleet.rollup_due(194 * us + us // 2)
+    assert len(posted) == 3 and not fleet.workers_busy and fleet.rollup_idle(180, timeout_s=0.01)
+    fleet.rollup_due(196 * us)  # nothing waits and the next bucket is not closed: no run
+    assert len(posted) == 3 and fleet.rolled_through == 190
+
+
 @dataclass
 class KitCell:
     """A cell as the fleet's sandbox operations see it: the kit's store and ticker (in memory)."""
