@@ -191,9 +191,22 @@ class CutoverCell:
     def recheck(self, windows: list[tuple[int, int]]) -> list[ParityCheck]:
         """After a late backlog: parity of the windows reported while cut off, posted again (replacing)."""
         checker = self.cell.parity
-        done = [checker.check(w) for w in windows] if checker else []
+        done = [self._check_patiently(w) for w in windows] if checker else []
         self.reports.extend(done)
         return done
+
+    def _check_patiently(self, window: tuple[int, int], tries: int = 10) -> ParityReport:
+        # The edge may answer 503 (a window's late slot settling) or time out on a loaded machine: ask again.
+        attempt = 1
+        while True:
+            try:
+                return self.cell.parity.check(window)  # type: ignore[union-attr]
+            except ParityError as exc:
+                if attempt >= tries:
+                    raise
+                attempt += 1
+                self.log.warning("parity_recheck_retry", extra={"cell_id": self.cell_id, "error": str(exc)})
+                time.sleep(1.0)
 
     def status(self) -> dict[str, object]:
         return status_body(self.store, self.authority, self.cell.billers.running, self.clock.now_us() // US,
