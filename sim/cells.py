@@ -195,7 +195,7 @@ class CutoverCell:
         self.reports.extend(done)
         return done
 
-    def _check_patiently(self, window: tuple[int, int], tries: int = 10) -> ParityReport:
+    def _check_patiently(self, window: tuple[int, int], tries: int = 10) -> ParityCheck:
         # The edge may answer 503 (a window's late slot settling) or time out on a loaded machine: ask again.
         attempt = 1
         while True:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from chalicelib.bootstrap import services
 from chalicelib.core.buckets import buckets_between
 from chalicelib.core.limits import load_json, printable
-from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors, raw_body, signed_query
+from chalicelib.entrypoints.api.http import JSON, answer, check_body_hmac, error, json_errors, raw_body, signed_query
 from chalicelib.entrypoints.org_schema import OrgBody, org_body
 from chalicelib.services.orgs import UnknownOrg, org_policy, put_org
 from chalicelib.services.parity import NotSettled, Window, WindowError, aligned, parse_window, usage_parity
