@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.catalog import price_specs
 from chalicelib.core.cell_reports import CellStatus
@@ -21,8 +21,28 @@ from chalicelib.core.cutover import verify as verify_phase
 from chalicelib.core.cutover.checks import EXIT_OK, Check, StageFlags, exit_code
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import CutoverStripe, Deps, SeamReader
-from chalicelib.settings import SettingsError, load_settings
+from chalicelib.ports import AggregateStore, CatalogStore, CellStore, CutoverStripe, OutboxStore, SeamReader
+from chalicelib.settings import Settings, SettingsError, load_settings
+
+
+class CutoverRecords(AggregateStore, OutboxStore, Protocol):
+    """The billing store's roles the cutover reads and writes: settled aggregates (plan), the outbox (verify,
+    rollback's cancellations and demotions)."""
+
+
+class CutoverDeps(Protocol):
+    """What the cutover's operations ask of the container (bootstrap.py's, or a test's on memory)."""
+
+    settings: Settings
+
+    @property
+    def store(self) -> CutoverRecords: ...
+
+    def now(self) -> int: ...
+
+    def accounts(self) -> CatalogStore: ...
+
+    def cells(self) -> CellStore: ...
 
 
 @dataclass
@@ -51,7 +71,7 @@ def flag_values(flags: StageFlags) -> preflight_phase.FlagValues | str:
     return preflight_phase.FlagValues(settings.SHADOW, settings.BILL_FROM)
 
 
-def preflight(svc: Deps, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
+def preflight(svc: CutoverDeps, stripe: CutoverStripe, flags: StageFlags, running_shadow: bool | None,
               soak_seconds: int = preflight_phase.SOAK_SECONDS) -> CutoverOutcome:
     settings = svc.settings
     now = svc.now()
@@ -66,7 +86,7 @@ def preflight(svc: Deps, stripe: CutoverStripe, flags: StageFlags, running_shado
     return CutoverOutcome("preflight", checks, {"stage": flags.stage, "soak": {"from": start, "to": end}})
 
 
-def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> CutoverOutcome:
+def plan(svc: CutoverDeps, flags: StageFlags, others: Sequence[StageFlags], lead: int | None) -> CutoverOutcome:
     bucket = svc.settings.BUCKET_SECONDS
     now = svc.now()
     lead = bucket if lead is None else lead
@@ -82,7 +102,7 @@ def plan(svc: Deps, flags: StageFlags, others: Sequence[StageFlags], lead: int |
     return CutoverOutcome("plan", [Check("plan", True, f"T={t}")], body)
 
 
-def drain(svc: Deps, t: int, stale_after: int) -> CutoverOutcome:
+def drain(svc: CutoverDeps, t: int, stale_after: int) -> CutoverOutcome:
     cells = svc.cells().cell_statuses()
     checks = drain_phase.drain_checks(cells, t, svc.now(), stale_after)
     return CutoverOutcome("drain-check", checks, {"T": t, "cells": [cell_body(c) for c in cells]})
@@ -100,7 +120,7 @@ def seam_buckets(cells: Sequence[CellStatus], t: int, bucket: int, around: int =
     return list(range(lo - lo % bucket, hi, bucket))
 
 
-def verify(svc: Deps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
+def verify(svc: CutoverDeps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_after: int,
            run_every: int = verify_phase.RUN_EVERY_SECONDS) -> CutoverOutcome:
     settings = svc.settings
     now = svc.now()
@@ -122,7 +142,7 @@ def verify(svc: Deps, seam_reader: SeamReader, flags: StageFlags, t: int, stale_
                                       "cells": [cell_body(c) for c in cells]})
 
 
-def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> CutoverOutcome:
+def rollback(svc: CutoverDeps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) -> CutoverOutcome:
     """Cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
     now = svc.now()
     bucket = svc.settings.BUCKET_SECONDS
@@ -160,7 +180,7 @@ def rollback(svc: Deps, seam_reader: SeamReader, stripe: CutoverStripe, t: int) 
     return CutoverOutcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
 
 
-def carry_out(svc: Deps, stripe: CutoverStripe, decided: rollback_phase.RollbackPlan,
+def carry_out(svc: CutoverDeps, stripe: CutoverStripe, decided: rollback_phase.RollbackPlan,
               now: int) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
     cancelled: list[OutboxRow] = []
     manual = list(decided.manual)

@@ -6,7 +6,7 @@ stands (billing must never wait on its telemetry).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.telemetry import (
     Point,
@@ -16,10 +16,23 @@ from chalicelib.core.telemetry import (
     rollup_points,
 )
 from chalicelib.observability import logger, publish
-from chalicelib.ports import Deps, StoreUnavailable
+from chalicelib.ports import CellStore, SeamReader, StoreUnavailable
+from chalicelib.settings import Settings
 
 
-def after_rollup(svc: Deps, run: dict[str, Any]) -> list[Point]:
+class MetricsDeps(Protocol):
+    """What the operator's metrics read: cells and their reports, the outbox's oldest pending bucket."""
+
+    settings: Settings
+
+    def now(self) -> int: ...
+
+    def cells(self) -> CellStore: ...
+
+    def seam(self) -> SeamReader: ...
+
+
+def after_rollup(svc: MetricsDeps, run: dict[str, Any]) -> list[Point]:
     points = rollup_points(run)
     if not run.get("skipped"):
         try:
@@ -32,7 +45,7 @@ def after_rollup(svc: Deps, run: dict[str, Any]) -> list[Point]:
     return points
 
 
-def state_points(svc: Deps) -> list[Point]:
+def state_points(svc: MetricsDeps) -> list[Point]:
     now = svc.now()
     oldest = svc.seam().oldest_pending_bucket_end()
     window_from, window_to = expected_parity_window(now)

@@ -8,20 +8,40 @@ Counts stop at COUNT_CAP so the page stays cheap on a large backlog (`capped` sa
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core import status as view
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.cutover import verify
 from chalicelib.core.cutover.preflight import SOAK_SECONDS, soak_window
 from chalicelib.operator_ports import FreeStatus, MeterErrorStore
-from chalicelib.ports import Deps
+from chalicelib.ports import CellStore, OutboxStore, QuarantineStore, RunControl, SeamReader
 from chalicelib.services.rollup import CURSOR
+from chalicelib.settings import Settings
 
 COUNT_CAP = 10_000
 
 
-def parity(svc: Deps, cells: list[CellStatus], now: int, soak_seconds: int) -> dict[str, Any]:
+class StatusRecords(RunControl, OutboxStore, QuarantineStore, Protocol):
+    """The billing store's roles the page reads: the rollup's cursor, the outbox's queues, the quarantine."""
+
+
+class StatusDeps(Protocol):
+    """What the operator's status asks of the container: read-only views."""
+
+    settings: Settings
+
+    @property
+    def store(self) -> StatusRecords: ...
+
+    def now(self) -> int: ...
+
+    def cells(self) -> CellStore: ...
+
+    def seam(self) -> SeamReader: ...
+
+
+def parity(svc: StatusDeps, cells: list[CellStatus], now: int, soak_seconds: int) -> dict[str, Any]:
     s = svc.settings
     start, end = soak_window(now, s.BUCKET_SECONDS, s.GRACE_SECONDS, soak_seconds)
     buckets = view.grid_window(start, end, s.BUCKET_SECONDS)
@@ -32,7 +52,7 @@ def parity(svc: Deps, cells: list[CellStatus], now: int, soak_seconds: int) -> d
     return {"soak": {"from": start, "to": end, "buckets": buckets}, "parity": [p.body() for p in grid]}
 
 
-def seam(svc: Deps, cells: list[CellStatus], now: int) -> list[dict[str, Any]]:
+def seam(svc: StatusDeps, cells: list[CellStatus], now: int) -> list[dict[str, Any]]:
     """Who billed each bucket around BILL_FROM, once the edge is live: empty in shadow."""
     s = svc.settings
     if s.SHADOW or not s.BILL_FROM or not cells:
@@ -47,14 +67,14 @@ def seam(svc: Deps, cells: list[CellStatus], now: int) -> list[dict[str, Any]]:
     return [v.body() for v in verdicts]
 
 
-def outbox(svc: Deps, now: int) -> dict[str, Any]:
+def outbox(svc: StatusDeps, now: int) -> dict[str, Any]:
     pending = len(svc.store.outbox_queue("pending", limit=COUNT_CAP))
     failed = len(svc.store.outbox_queue("failed", limit=COUNT_CAP))
     oldest = svc.seam().oldest_pending_bucket_end()
     return view.outbox_view(pending, failed, oldest, now, capped=max(pending, failed) >= COUNT_CAP)
 
 
-def status(svc: Deps, reports: MeterErrorStore, free: FreeStatus,
+def status(svc: StatusDeps, reports: MeterErrorStore, free: FreeStatus,
            soak_seconds: int = SOAK_SECONDS) -> dict[str, Any]:
     s = svc.settings
     now = svc.now()
