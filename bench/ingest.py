@@ -25,7 +25,7 @@ from bench.harness import T0, Workload, moto_store, report, settings
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.items import sample_to_item
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.envelopes import validate_batch
 from chalicelib.core.hmac_auth import sign_body, verify_body
 from chalicelib.core.orgs import Org
@@ -106,7 +106,7 @@ def cpu_per_tick(workload: Workload, batch: int, repeats: int) -> float:
     ticks = workload.ticks()[:batch]
     body = json.dumps(ticks).encode()
     store = cast(BillingStore, NullStore(workload.org_records()))
-    svc = Services(settings(), store, NullArchive(), FixedClock(T0 + 3 * 3600))
+    svc = Container(settings(), store, NullArchive(), FixedClock(T0 + 3 * 3600))
     headers = {"x-cell-id": "cell-bench", "x-timestamp": str(svc.now()),
                "x-signature": sign_body(SECRET, svc.now(), body)}
     best = math.inf

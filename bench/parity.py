@@ -26,12 +26,13 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.late import LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.samples import Sample, StoredSample
+from chalicelib.entrypoints.api.edge_app import make_app
 from chalicelib.settings import load_settings
 
 T0 = 1_795_564_800
@@ -81,8 +82,8 @@ def build(samples: int, orgs: int, late: int) -> tuple[CountingStore, list[OrgAg
 def ask(store: CountingStore, now: int, queue: MemoryQueue | None = None) -> dict[str, Any]:
     """One signed GET of the bucket through the app; the route's CPU time and what it read."""
     settings = load_settings({"EVENT_SECRET": SECRET, "SHADOW": "true", "BUCKET_SECONDS": str(H)})
-    use(Services(settings=settings, store=store, archive=MemoryArchive(), clock=FixedClock(now), task_queue=queue))
-    from app import app
+    app = make_app(Container(settings=settings, store=store, archive=MemoryArchive(), clock=FixedClock(now),
+                             task_queue=queue))
 
     query = f"from={T0}&to={T0 + H}"
     headers = {"X-Timestamp": str(now), "X-Signature": sign_get(SECRET, now, PATH, query)}
@@ -91,7 +92,6 @@ def ask(store: CountingStore, now: int, queue: MemoryQueue | None = None) -> dic
         began = time.process_time()
         res = client.http.get(f"{PATH}?{query}", headers=headers)
         cpu = time.process_time() - began
-    use(None)
     body = json.loads(res.body)
     return {"status": res.status_code, "cpu_s": round(cpu, 4), "raw_samples_read": store.raw_reads - before,
             "retry_after": res.headers.get("Retry-After"), "orgs": len(body.get("orgs", [])),

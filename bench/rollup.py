@@ -32,7 +32,7 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.items import stored_sample
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.stripe_gateway import StripeClientGateway
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.aggregation import aggregate
 from chalicelib.core.metering import meter_values
 from chalicelib.core.orgs import Org
@@ -105,7 +105,7 @@ def end_to_end(work: Workload, straggle_every: int) -> dict[str, Any]:
         held_ids = {t["id"] for t in held}
         with moto_store(org_list) as (store, accountant, _):
             clock = FixedClock(T0)
-            svc = Services(settings(), store, NoArchive(), clock, meter_gateway=StripeClientGateway(client))
+            svc = Container(settings(), store, NoArchive(), clock, meter_gateway=StripeClientGateway(client))
             by_step = five_minute_batches([t for t in ticks if t["id"] not in held_ids])
             steps = int(work.hours * H) // 300 + 4
             # The first hour closes at H + grace and is rolled by the next 15-minute run; deliver after that.

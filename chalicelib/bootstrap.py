@@ -1,9 +1,10 @@
-"""The composition root: builds every adapter from settings and hands the services their ports.
+"""The composition root: builds every adapter from settings into a `Container` that hands the services their ports.
 
-Handlers ask `services()` for their dependencies; tests and the fleet
-simulation install their own with `use()` (the in-memory adapters, fakes)
-instead of patching modules. Stripe gateways are built on first use, so
-routes that never touch Stripe need no Stripe key.
+No module global holds one. Whoever starts the product builds it and hands it on: app.py builds one per app at
+cold start (`from_environment`) for the routes, middlewares and schedules (entrypoints/api/edge_app.py); the
+operator CLI builds one per command on first use, unless its caller handed it one; tests and the simulations
+build their own (the in-memory adapters, fakes, moto). Stripe gateways are built on first use, so routes that
+never touch Stripe need no Stripe key.
 """
 
 from __future__ import annotations
@@ -45,15 +46,15 @@ from chalicelib.ports import (
     TaskQueue,
 )
 from chalicelib.services.credits import CreditFreeStatus
-from chalicelib.settings import Settings, current_settings
+from chalicelib.settings import Settings, load_settings
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
 _BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)
 
 
 @dataclass
-class Services:
-    """Every port, typed. Left None, a DynamoDB or Stripe adapter is built on first use."""
+class Container:
+    """Every port of one app (or one command), typed. Left None, a DynamoDB or Stripe adapter is built on first use."""
 
     settings: Settings
     store: BillingStore
@@ -160,13 +161,10 @@ class Services:
         return self.seam_reader
 
 
-_current: Services | None = None
-
-
-def build(settings: Settings, clock: Clock | None = None) -> Services:
+def build(settings: Settings, clock: Clock | None = None) -> Container:
     dynamodb = boto3.client("dynamodb", config=_BOTO)
     s3 = boto3.client("s3", config=_BOTO)
-    return Services(
+    return Container(
         settings=settings,
         store=DynamoStore(dynamodb, settings.TABLE_PREFIX, settings.sample_retention_seconds,
                           settings.SAMPLE_SHARDS),
@@ -180,14 +178,7 @@ def create_tables(prefix: str) -> list[str]:
     return create_stage_tables(boto3.client("dynamodb"), prefix)
 
 
-def services() -> Services:
-    global _current
-    if _current is None:
-        _current = build(current_settings())
-    return _current
-
-
-def use(custom: Services | None) -> None:
-    """Install (or, with None, forget) the services every handler uses."""
-    global _current
-    _current = custom
+def from_environment() -> Container:
+    """The container of the stage this process runs in: its settings from the environment (a bad flag stops it
+    here, naming the flag), DynamoDB and S3 clients, the system clock."""
+    return build(load_settings())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -174,8 +173,3 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             shown = f"={env[loc]!r}" if loc in env else ""
             problems.append(f"{loc}{shown}: {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-
-
-@lru_cache(maxsize=1)
-def current_settings() -> Settings:
-    return load_settings()

@@ -21,7 +21,7 @@ from pathlib import Path
 import boto3
 
 from chalicelib.adapters.sqs_queue import SqsQueue
-from chalicelib.bootstrap import build, use
+from chalicelib.bootstrap import Container, build
 from chalicelib.entrypoints.rollup_worker import on_sqs_records
 from chalicelib.ports import StoreUnavailable
 from chalicelib.settings import load_settings
@@ -38,10 +38,11 @@ def stage_env() -> dict[str, str]:
 def main() -> None:
     queue = SqsQueue(boto3.client("sqs"), os.environ["ROLLUP_QUEUE_URL"])
     flags: dict[str, str] = {}
+    worker: Container | None = None
     while True:
         env = stage_env()
-        if env != flags:
-            use(build(load_settings(env)))  # the flags changed (arm, rollback): a new deployment of the worker
+        if worker is None or env != flags:
+            worker = build(load_settings(env))  # the flags changed (arm, rollback): a new deployment of the worker
             flags = env
         try:
             # No long poll: the local moto answers one request at a time (sim/moto_server.py), and a
@@ -52,7 +53,7 @@ def main() -> None:
             if not batch:
                 time.sleep(0.25)
                 continue
-            answer = on_sqs_records([{"messageId": receipt, "body": body} for receipt, body in batch])
+            answer = on_sqs_records(worker, [{"messageId": receipt, "body": body} for receipt, body in batch])
             failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
             queue.delete([receipt for receipt, _ in batch if receipt not in failed])
         except StoreUnavailable as exc:  # moto restarting with the stack: try again

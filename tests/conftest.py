@@ -8,7 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
 from chalicelib.adapters.s3_archive import S3Archive
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import sign_body, sign_get
-from chalicelib.settings import Settings, current_settings, load_settings
+from chalicelib.settings import Settings, load_settings
 from infra.merge import merge_template
 from tests import moto_patches
 
@@ -75,7 +76,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The stage environment the app sees (tests may update it before building services)."""
     for key, value in BASE_ENV.items():
         monkeypatch.setenv(key, value)
-    current_settings.cache_clear()
     return dict(BASE_ENV)
 
 
@@ -139,21 +139,44 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def svc(settings: Settings, store: DynamoStore, s3: Any, clock: FixedClock) -> Iterator[Services]:
-    services = Services(settings=settings, store=store, archive=S3Archive(s3, ARCHIVE), clock=clock)
-    use(services)
-    yield services
-    use(None)
+def svc(settings: Settings, store: DynamoStore, s3: Any, clock: FixedClock) -> Container:
+    """This test's container (DynamoDB and S3 on moto, a fixed clock): the app and the CLI are handed it."""
+    return Container(settings=settings, store=store, archive=S3Archive(s3, ARCHIVE), clock=clock)
 
 
 @pytest.fixture
-def client(svc: Services) -> Iterator[Any]:
+def serve() -> Iterator[Callable[[Container], Any]]:
+    """A test client of the edge's app built around a given container, as app.py builds one around its own."""
     from chalice.test import Client
 
-    from app import app
+    from chalicelib.entrypoints.api.edge_app import make_app
 
-    with Client(app, stage_name="dev", project_dir=os.path.dirname(os.path.dirname(__file__))) as c:
-        yield c
+    def client(container: Container) -> Any:
+        made = clients.enter_context(Client(make_app(container), stage_name="dev", project_dir=str(ROOT)))
+        made.container = container  # for helpers that sign at the app's (injected) clock
+        return made
+
+    with ExitStack() as clients:
+        yield client
+
+
+@pytest.fixture
+def client(svc: Container, serve: Callable[[Container], Any]) -> Any:
+    return serve(svc)
+
+
+@pytest.fixture
+def run_cli(svc: Container) -> Callable[..., Any]:
+    """The operator CLI handed this test's container, as `main()` hands it one built from the environment."""
+    from typer.testing import CliRunner
+
+    from chalicelib.entrypoints.cli import app as edge_cli
+    from chalicelib.entrypoints.cli_output import Handed
+
+    def invoke(args: list[str], container: Container | None = None, **kwargs: Any) -> Any:
+        return CliRunner().invoke(edge_cli, args, obj=Handed(container or svc), **kwargs)
+
+    return invoke
 
 
 def signed_post(body: Any, now: int, cell_id: str | None = "cell-a", secret: str = SECRET) -> dict[str, Any]:

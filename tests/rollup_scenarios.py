@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.services.ingest import ingest_batch
@@ -28,12 +28,12 @@ from tests.fakes.stripe import FakeStripe
 H = 3600
 
 
-def live(svc: Services, **env: str) -> Services:
+def live(svc: Container, **env: str) -> Container:
     settings = load_settings(BASE_ENV | {"SHADOW": "false"} | env)
-    return Services(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
+    return Container(settings, svc.store, svc.archive, svc.clock, meter_gateway=svc.meter_gateway)
 
 
-def send_ticks(svc: Services, ticks: list[dict[str, Any]]) -> None:
+def send_ticks(svc: Container, ticks: list[dict[str, Any]]) -> None:
     ingest_batch(ticks, "cell-a", svc.store, svc.settings, svc.now())
 
 
@@ -43,7 +43,7 @@ def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024,
             for i in range(n)]
 
 
-def parity_of(svc: Services, start: int, end: int) -> dict[str, float]:
+def parity_of(svc: Container, start: int, end: int) -> dict[str, float]:
     body = usage_parity(svc.store, svc.settings, Window(start, end), svc.now())
     return {o["org_id"]: o["gb_seconds"] for o in body["orgs"]}
 
@@ -54,7 +54,7 @@ def fake() -> FakeStripe:
 
 
 @pytest.fixture
-def orgs(svc: Services, fake: FakeStripe) -> None:
+def orgs(svc: Container, fake: FakeStripe) -> None:
     """A legacy and a unified pro org, both with a Stripe customer, billed through `fake`."""
     svc.meter_gateway = fake
     svc.store.put_org(Org("leg", plan="pro", billing_mode="legacy", stripe_customer_id="cus_leg"))
@@ -62,7 +62,7 @@ def orgs(svc: Services, fake: FakeStripe) -> None:
 
 
 def shadow_roll_writes_rows_and_sends_nothing(
-    svc: Services, clock: FixedClock, fake: FakeStripe, rows: Callable[[], dict[str, OutboxRow]]
+    svc: Container, clock: FixedClock, fake: FakeStripe, rows: Callable[[], dict[str, OutboxRow]]
 ) -> None:
     """`rows` reads the outbox the way its store can: through the port, or from the table itself."""
     clock.set(T0 + H + 10)
@@ -85,7 +85,7 @@ def shadow_roll_writes_rows_and_sends_nothing(
     assert fake.calls == 0
 
 
-def live_run_sends_once_and_replay_changes_nothing(svc: Services, clock: FixedClock, fake: FakeStripe) -> None:
+def live_run_sends_once_and_replay_changes_nothing(svc: Container, clock: FixedClock, fake: FakeStripe) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0) + hour_of_ticks("u", "uni", T0, 4096))
     clock.set(T0 + H + 900)
@@ -100,7 +100,7 @@ def live_run_sends_once_and_replay_changes_nothing(svc: Services, clock: FixedCl
     assert again["roll"]["buckets"] == [] and again["send"]["calls"] == 0
 
 
-def straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, fake: FakeStripe) -> None:
+def straggler_is_billed_as_a_delta_once(svc: Container, clock: FixedClock, fake: FakeStripe) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=100))
     clock.set(T0 + H + 900)
@@ -120,7 +120,7 @@ def straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, fake: 
     assert sum(fake.totals.values()) == Decimal("2040")
 
 
-def concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock) -> None:
+def concurrent_run_is_skipped_by_the_lease(svc: Container, clock: FixedClock) -> None:
     assert svc.store.acquire_lease("rollup", "other-run", svc.now(), 300)
     result = run_rollup(svc, "test").body()
     assert result["skipped"] == "another rollup run holds the lease" and result["roll"] == {}
@@ -128,7 +128,7 @@ def concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock) -> 
     assert "skipped" not in run_rollup(svc, "test").body()
 
 
-def parity_counts_a_backlog_delivered_after_its_hour_closed(svc: Services, clock: FixedClock) -> None:
+def parity_counts_a_backlog_delivered_after_its_hour_closed(svc: Container, clock: FixedClock) -> None:
     """Before any sweep, after one, and once a later sweep has folded the stragglers into the aggregates."""
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("u", "uni", T0, 2048, n=30))  # on time: 30 x 20 s x 2 GB

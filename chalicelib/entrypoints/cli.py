@@ -16,9 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.bootstrap import services
 from chalicelib.core.orgs import Org
-from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors
+from chalicelib.entrypoints.cli_output import Handed, Refused, answer, container, operator_errors
 from chalicelib.services.ingest import ingest_batch, replay_quarantine
 
 console = Console()
@@ -44,11 +43,14 @@ def emit(data: Any, as_json: bool) -> None:
 
 @tables_app.command("create")
 @operator_errors
-def tables_create(prefix: str = typer.Option(None, help="Table prefix (default: TABLE_PREFIX)")) -> None:
+def tables_create(
+    ctx: typer.Context,
+    prefix: str = typer.Option(None, help="Table prefix (default: TABLE_PREFIX)"),
+) -> None:
     """Create the tables from infra/template.json at the configured endpoint (idempotent)."""
     from chalicelib.bootstrap import create_tables
 
-    svc = services()
+    svc = container(ctx)
     created = create_tables(prefix or svc.settings.TABLE_PREFIX)
     console.print(f"created {len(created)} table(s): {', '.join(created) or 'none (all exist)'}")
 
@@ -56,6 +58,7 @@ def tables_create(prefix: str = typer.Option(None, help="Table prefix (default: 
 @orgs_app.command("put")
 @operator_errors
 def orgs_put(
+    ctx: typer.Context,
     org_id: str,
     billing_mode: str = typer.Option(..., help="legacy | unified"),
     plan: str = typer.Option(None, help="pro | free"),
@@ -75,15 +78,15 @@ def orgs_put(
     except ValidationError as exc:
         console.print(f"[red]error:[/red] invalid org: {exc}")
         raise typer.Exit(2) from None
-    svc = services()
+    svc = container(ctx)
     emit(org_body(put_org(svc.store, org_id, body.model_dump(exclude_none=True), svc.now())), as_json=False)
 
 
 @orgs_app.command("get")
 @operator_errors
-def orgs_get(org_id: str) -> None:
+def orgs_get(ctx: typer.Context, org_id: str) -> None:
     """Show the edge's record of an org."""
-    org: Org | None = services().store.get_org(org_id)
+    org: Org | None = container(ctx).store.get_org(org_id)
     if org is None:
         console.print(f"[red]error:[/red] org {org_id} is not known to the edge")
         raise typer.Exit(1)
@@ -92,11 +95,11 @@ def orgs_get(org_id: str) -> None:
 
 @quarantine_app.command("list")
 @operator_errors
-def quarantine_list(kind: str = typer.Option(None, help="invalid | unknown_org")) -> None:
+def quarantine_list(ctx: typer.Context, kind: str = typer.Option(None, help="invalid | unknown_org")) -> None:
     """List held envelopes with why they were held."""
     table = Table("id", "kind", "cell", "received", "reason")
     count = 0
-    for q in services().store.quarantine(kind):
+    for q in container(ctx).store.quarantine(kind):
         table.add_row(q.quarantine_id, q.kind, q.cell_id, str(q.received_at), q.reason)
         count += 1
     console.print(table)
@@ -105,19 +108,23 @@ def quarantine_list(kind: str = typer.Option(None, help="invalid | unknown_org")
 
 @quarantine_app.command("replay")
 @operator_errors
-def quarantine_replay() -> None:
+def quarantine_replay(ctx: typer.Context) -> None:
     """Store ticks held for an unknown org whose org now exists."""
-    svc = services()
+    svc = container(ctx)
     emit(replay_quarantine(svc.store, svc.settings, svc.now(), svc.credits()), as_json=False)
 
 
 @archive_app.command("rebuild")
 @operator_errors
-def archive_rebuild(day: str = typer.Option(..., help="YYYY-MM-DD"), cell: str = typer.Option(None)) -> None:
+def archive_rebuild(
+    ctx: typer.Context,
+    day: str = typer.Option(..., help="YYYY-MM-DD"),
+    cell: str = typer.Option(None),
+) -> None:
     """Re-ingest archived raw batches (idempotent: sample identity is the event id)."""
     from chalicelib.core.envelopes import parse_batch
 
-    svc = services()
+    svc = container(ctx)
     totals = {"batches": 0, "samples": 0, "quarantined": 0}
     for key, body in svc.archive.batches(cell, day):
         cell_id = key.split("/")[1]
@@ -130,20 +137,23 @@ def archive_rebuild(day: str = typer.Option(..., help="YYYY-MM-DD"), cell: str =
 
 @app.command("rollup")
 @operator_errors
-def rollup(json_out: bool = typer.Option(False, "--json", help="Print the run's JSON only")) -> None:
+def rollup(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the run's JSON only"),
+) -> None:
     """Run one rollup now (the same run the 15-minute schedule makes)."""
     from chalicelib.services.rollup import run_rollup
 
-    emit(run_rollup(services(), trigger="cli").body(), as_json=json_out)
+    emit(run_rollup(container(ctx), trigger="cli").body(), as_json=json_out)
 
 
 @app.command("parity")
 @operator_errors
-def parity(start: int = typer.Option(..., "--from"), end: int = typer.Option(..., "--to")) -> None:
+def parity(ctx: typer.Context, start: int = typer.Option(..., "--from"), end: int = typer.Option(..., "--to")) -> None:
     """GB-seconds of pro samples per org in [from, to), whole buckets (what /internal/usage-parity answers)."""
     from chalicelib.services.parity import NotSettled, WindowError, aligned, parse_window, usage_parity
 
-    svc = services()
+    svc = container(ctx)
     try:
         window = aligned(parse_window({"from": str(start), "to": str(end)}), svc.settings.BUCKET_SECONDS)
         body = usage_parity(svc.store, svc.settings, window, svc.now(), svc.rollup_queue())
@@ -162,6 +172,7 @@ def parity(start: int = typer.Option(..., "--from"), end: int = typer.Option(...
 @app.command("ensure-products")
 @operator_errors
 def ensure_products_command(
+    ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be created; change nothing"),
     json_out: bool = typer.Option(False, "--json", help="Print JSON only"),
 ) -> None:
@@ -169,7 +180,7 @@ def ensure_products_command(
     from chalicelib.core.catalog import EmptyCatalog
     from chalicelib.services.products import ensure_products
 
-    svc = services()
+    svc = container(ctx)
     try:
         result = ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now(), dry_run=dry_run)
     except EmptyCatalog as exc:
@@ -196,6 +207,7 @@ def ensure_products_command(
 @cap_token_app.command("mint")
 @operator_errors
 def cap_token_mint(
+    ctx: typer.Context,
     org_id: str,
     cell_id: str = typer.Option(..., "--cell", help="The cell the token is for"),
     ttl: int = typer.Option(300, help="Seconds the token lives (max 3600)"),
@@ -203,7 +215,7 @@ def cap_token_mint(
     """Mint a cap-token carrying the edge's current plan for the org."""
     from chalicelib.core.cap_tokens import CapTokenError, mint
 
-    svc = services()
+    svc = container(ctx)
     org = svc.store.get_org(org_id)
     if org is None:
         console.print(f"[red]error:[/red] org {org_id} is not known to the edge")
@@ -241,8 +253,9 @@ _register_credits()
 
 
 def main(local_stack: LocalStack | None = None) -> None:
-    """The CLI; the local entry point (`python -m sim.operator`) hands it the local stack."""
-    app(obj=local_stack)
+    """The CLI; the local entry point (`python -m sim.operator`) hands it the local stack. Each command builds its
+    container from the environment on first use (cli_output.container)."""
+    app(obj=Handed(local_stack=local_stack))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from chalicelib.bootstrap import services
 from chalicelib.core.limits import printable
-from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors
+from chalicelib.entrypoints.cli_output import Refused, answer, container, operator_errors
 from chalicelib.services.credits import CreditConflict, grant_credits, org_credits
 
 console = Console(stderr=True)
@@ -49,6 +48,7 @@ def _cents(text: str) -> Decimal:
 @credits_app.command("grant")
 @operator_errors
 def grant(
+    ctx: typer.Context,
     org_id: str = typer.Argument(..., help="The org to top up"),
     cents: str = typer.Argument(..., help="Amount in cents (micro-cent precision), e.g. 250 or 2.5"),
     key: str = typer.Option(..., "--key", help="Idempotency key: the same key grants once"),
@@ -59,7 +59,7 @@ def grant(
     try:
         printable(org_id, "org_id")
         printable(key, "key")
-        svc = services()
+        svc = container(ctx)
         result = grant_credits(svc.credits(), svc.settings, org_id, amount, key, svc.now())
     except (ValueError, CreditConflict) as exc:
         raise _fail(str(exc)) from None
@@ -70,13 +70,14 @@ def grant(
 @credits_app.command("show")
 @operator_errors
 def show(
+    ctx: typer.Context,
     org_id: str = typer.Argument(..., help="The org"),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout"),
 ) -> None:
     """A free org's balance (less what it spent in the last minutes), halt state, seed, grants, spend."""
     try:
         printable(org_id, "org_id")
-        svc = services()
+        svc = container(ctx)
         shown = org_credits(svc.credits(), svc.settings, org_id)
     except ValueError as exc:
         raise _fail(str(exc)) from None

@@ -20,7 +20,7 @@ from rich.table import Table
 from chalicelib.core.cutover.checks import EXIT_USAGE, Check, boundary_error
 from chalicelib.core.cutover.verify import RUN_EVERY_SECONDS
 from chalicelib.core.stage_config import CONFIG, read_stage, stages, with_flags
-from chalicelib.entrypoints.cli_output import Refused, answer, operator_errors, stage_services
+from chalicelib.entrypoints.cli_output import Refused, answer, handed, operator_errors, stage_services
 from chalicelib.services import cutover_ops
 from chalicelib.settings import SettingsError
 
@@ -69,8 +69,7 @@ class LocalStack(Protocol):
 
 def local_stack(ctx: typer.Context) -> LocalStack | None:
     """The local stack this CLI was handed (`main(local_stack=...)`), if any."""
-    found: LocalStack | None = ctx.find_root().obj
-    return found
+    return handed(ctx).local_stack
 
 
 def running_shadow(stage: str, api_url: str | None, local: LocalStack | None) -> bool | None:
@@ -133,7 +132,7 @@ def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt
                                                           "stages with short buckets)")) -> None:
     """Catalog published with every key, exactly one enabled webhook endpoint (the edge's), every settled bucket of
     the soak (24 h) reported clean by every cell, flags consistent."""
-    svc, flags = stage_services(config, stage)
+    svc, flags = stage_services(ctx, config, stage)
     soak = soak_seconds if soak_seconds is not None else soak_hours * 3600
     shadow = running_shadow(stage, api_url, local_stack(ctx))
     show(cutover_ops.preflight(svc, svc.cutover_stripe(), flags, shadow, soak), as_json)
@@ -141,10 +140,15 @@ def preflight(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt
 
 @cutover_app.command("plan")
 @operator_errors
-def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
-         lead: int = typer.Option(None, help="Seconds from now T must at least be (default one bucket)")) -> None:
+def plan(
+    ctx: typer.Context,
+    stage: str = StageOpt,
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    lead: int = typer.Option(None, help="Seconds from now T must at least be (default one bucket)"),
+) -> None:
     """Propose T (the next quiet bucket boundary) with the steps and the flags per stage."""
-    svc, flags = stage_services(config, stage)
+    svc, flags = stage_services(ctx, config, stage)
     text = config.read_text()
     others = [read_stage(text, s) for s in stages(text) if s != stage]
     outcome = cutover_ops.plan(svc, flags, others, lead)
@@ -159,11 +163,17 @@ def plan(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOp
 
 @cutover_app.command("drain-check")
 @operator_errors
-def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), stage: str = StageOpt,
-                as_json: bool = JsonOpt, config: Path = ConfigOpt, stale_after: int = StaleOpt) -> None:
+def drain_check(
+    ctx: typer.Context,
+    at: int = typer.Option(..., "--at", help="T, unix seconds"),
+    stage: str = StageOpt,
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    stale_after: int = StaleOpt,
+) -> None:
     """Every cell billed through exactly T, nothing pending (exit 3: still draining, run it again; past T is exit 1:
     T is too early, the buckets between would be billed twice)."""
-    svc, _ = stage_services(config, stage)
+    svc, _ = stage_services(ctx, config, stage)
     error = boundary_error(at, svc.settings.BUCKET_SECONDS)
     if error:
         raise fail(error)
@@ -172,10 +182,15 @@ def drain_check(at: int = typer.Option(..., "--at", help="T, unix seconds"), sta
 
 @cutover_app.command("arm")
 @operator_errors
-def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"),
-        stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
+def arm(
+    ctx: typer.Context,
+    at: int = typer.Option(..., "--at", help="T, unix seconds, a bucket boundary"),
+    stage: str = StageOpt,
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+) -> None:
     """Write BILL_FROM=T and SHADOW=false for the stage, and apply it."""
-    svc, _ = stage_services(config, stage)
+    svc, _ = stage_services(ctx, config, stage)
     error = boundary_error(at, svc.settings.BUCKET_SECONDS)
     if error:
         raise fail(f"refusing to arm: {error}")
@@ -187,22 +202,27 @@ def arm(ctx: typer.Context, at: int = typer.Option(..., "--at", help="T, unix se
 
 @cutover_app.command("verify")
 @operator_errors
-def verify(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
+def verify(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
            at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)"),
            stale_after: int = StaleOpt,
            run_every: int = typer.Option(RUN_EVERY_SECONDS, help="Seconds between rollup runs")) -> None:
     """Meter events flowing, every cell stood down, no bucket around T billed twice or by nobody."""
-    svc, flags = stage_services(config, stage)
+    svc, flags = stage_services(ctx, config, stage)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     show(cutover_ops.verify(svc, svc.seam(), flags, t, stale_after, run_every), as_json)
 
 
 @cutover_app.command("rollback")
 @operator_errors
-def rollback(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt,
-             at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)")) -> None:
+def rollback(
+    ctx: typer.Context,
+    stage: str = StageOpt,
+    as_json: bool = JsonOpt,
+    config: Path = ConfigOpt,
+    at: int = typer.Option(None, "--at", help="T (default: the stage's BILL_FROM)"),
+) -> None:
     """SHADOW=true again; cancel (within 24 h) or list every meter event the edge sent for a bucket a cell billed."""
-    svc, flags = stage_services(config, stage)
+    svc, flags = stage_services(ctx, config, stage)
     t = at if at is not None else int(flags.value("BILL_FROM", "0"))
     applied = write_flags(config, stage, {"SHADOW": "true"}, local_stack(ctx))
     outcome = cutover_ops.rollback(svc, svc.seam(), svc.cutover_stripe(), t)

@@ -15,26 +15,54 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from contextvars import ContextVar
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container, from_environment
 from chalicelib.core.cutover.checks import StageFlags
 from chalicelib.core.stage_config import StageConfigError, read_stage
 from chalicelib.observability import logger
 from chalicelib.ports import GatewayError, StoreRejected, StoreUnavailable
 from chalicelib.settings import SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from chalicelib.entrypoints.cli_cutover import LocalStack
+
 P = ParamSpec("P")
 T = TypeVar("T")
 _ANSWER: ContextVar[TextIO | None] = ContextVar("answer_stream", default=None)
 errors = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Handed:
+    """What the CLI's caller hands it, in the root context's `obj`: a container (a test's; else one is built from
+    the environment on first use) and the local stack (`python -m sim.operator`; else none)."""
+
+    container: Container | None = None
+    local_stack: LocalStack | None = None
+
+
+def handed(ctx: typer.Context) -> Handed:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Handed):
+        root.obj = Handed()
+    return root.obj
+
+
+def container(ctx: typer.Context) -> Container:
+    """This command's container: the one its caller handed the CLI, else built from the environment on first use
+    (so `--help` needs no AWS region) and kept for the rest of the command. No module global: one per command."""
+    given = handed(ctx)
+    if given.container is None:
+        given.container = from_environment()
+    return given.container
 
 
 class Refused(Exception):
@@ -124,7 +152,7 @@ def answer(body: Any) -> None:
     stream.write(json.dumps(body, default=str, indent=2) + "\n")
 
 
-def stage_services(config: Path, stage: str) -> tuple[Services, StageFlags]:
+def stage_services(ctx: typer.Context, config: Path, stage: str) -> tuple[Container, StageFlags]:
     """The services with the stage's flags (the source of truth: `.chalice/config.json`, which `arm` writes) over
     the environment's, so a command behaves the same whether or not the shell exported them; the environment
     still says where the tables and Stripe are, and must point at the stage's tables."""
@@ -132,7 +160,7 @@ def stage_services(config: Path, stage: str) -> tuple[Services, StageFlags]:
         flags = read_stage(config.read_text(), stage)
     except (OSError, StageConfigError) as exc:
         raise Refused(str(exc)) from None
-    base = services()
+    base = container(ctx)
     prefix = flags.value("TABLE_PREFIX")
     if prefix and prefix != base.settings.TABLE_PREFIX:
         raise Refused(f"the environment points at tables {base.settings.TABLE_PREFIX}-* but stage {stage} uses "

@@ -13,9 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chalicelib.bootstrap import services
 from chalicelib.core.stage_config import CONFIG
-from chalicelib.entrypoints.cli_output import answer, operator_errors, stage_services
+from chalicelib.entrypoints.cli_output import answer, container, operator_errors, stage_services
 from chalicelib.services import meter_errors
 from chalicelib.services.status import status as gather
 
@@ -51,9 +50,9 @@ def print_status(body: dict[str, Any]) -> None:
 
 
 @operator_errors
-def status(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
+def status(ctx: typer.Context, stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = ConfigOpt) -> None:
     """What the stage holds: cells, parity, the seam, rollup lag, outbox, quarantine, meter errors, free tier."""
-    svc, _ = stage_services(config, stage)
+    svc, _ = stage_services(ctx, config, stage)
     body = gather(svc, svc.meter_errors(), svc.free())
     if as_json:
         answer(body)
@@ -63,9 +62,9 @@ def status(stage: str = StageOpt, as_json: bool = JsonOpt, config: Path = Config
 
 @errors_app.command("list")
 @operator_errors
-def errors_list(as_json: bool = JsonOpt) -> None:
+def errors_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """The meter error reports received, newest first, and the rows each marked not billed."""
-    reports = [r.body() for r in services().meter_errors().meter_error_reports(limit=1000)]
+    reports = [r.body() for r in container(ctx).meter_errors().meter_error_reports(limit=1000)]
     if as_json:
         answer({"reports": reports})
         return
@@ -77,11 +76,12 @@ def errors_list(as_json: bool = JsonOpt) -> None:
 
 @errors_app.command("resend")
 @operator_errors
-def errors_resend(report: str = typer.Option(None, "--report", help="Only this report's rows (its event id)"),
+def errors_resend(ctx: typer.Context, report: str = typer.Option(None, "--report",
+                  help="Only this report's rows (its event id)"),
                   as_json: bool = JsonOpt) -> None:
     """Once the cause is fixed: re-send every row a report marked not billed (new identifier; run twice, sent once).
     The next rollup run sends them."""
-    svc = services()
+    svc = container(ctx)
     done = meter_errors.resend(svc.store, svc.meter_errors(), svc.now(), report)
     if as_json:
         answer(done)

@@ -11,14 +11,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.bootstrap import services
+from chalicelib.bootstrap import Container
 from chalicelib.observability import logger
 from chalicelib.services.rollup_fanout import on_messages
 
 
-def on_sqs_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """SQS records (messageId, body) -> the partial batch failure answer."""
-    svc = services()
+def on_sqs_records(svc: Container, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """SQS records (messageId, body) -> the partial batch failure answer, with the app's container."""
     run_id = f"worker-{svc.now()}-{uuid.uuid4().hex[:8]}"
     messages = [(str(r["messageId"]), str(r["body"])) for r in records]
     done = on_messages(svc.store, svc.settings, messages, run_id, svc.now)

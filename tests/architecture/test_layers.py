@@ -43,6 +43,7 @@ PORTS_MAY_IMPORT = {"chalicelib": ("chalicelib.core", "chalicelib.settings"), "c
 # module of its own, never one importing the other.
 CLI_MODULES = "chalicelib/entrypoints/cli*.py"
 NOT_FROM_CLI = ("chalicelib.entrypoints.api",)
+APP_NOT = ("boto3", "stripe", "chalicelib.adapters", "chalicelib.services", "chalicelib.core")
 # The two products stand apart: a cell runs without the edge's code, the edge without the kit.
 OTHER_PRODUCT = {"chalicelib": "cellkit", "cellkit": "chalicelib"}
 
@@ -94,6 +95,8 @@ def violations(root: Path) -> list[str]:
         bad += wrong_imports(root, path, lambda n: hits(n, NOT_FROM_CLI), "cli apart from http")
     if (root / "app.py").exists():
         bad += wrong_imports(root, root / "app.py", lambda n: hits(n, NOT_PRODUCT), "product")
+        # app.py wires: the container from bootstrap.py, the rest from the entry points.
+        bad += wrong_imports(root, root / "app.py", lambda n: hits(n, APP_NOT), "app wires")
     return bad
 
 
@@ -125,6 +128,7 @@ MUTANTS = [
        f"def lazy() -> None:\n    from {other}.x import y\n", "product")
       for package in PRODUCTS for other in NOT_PRODUCT],
     ("app.py", "import sim.stack\n", "product"),
+    ("app.py", "from chalicelib.adapters.dynamodb.store import DynamoStore\n", "app wires"),
     ("chalicelib/services/mutant.py", "import cellkit.core.usage\n", "products apart"),
     ("cellkit/adapters/mutant.py", "from chalicelib.core import pricing\n", "products apart"),
     ("chalicelib/ports.py", "from chalicelib.adapters.clock import SystemClock\n", "ports"),
@@ -152,3 +156,27 @@ def test_app_only_wires() -> None:
     # The schedule handlers and the rollup's queue worker, each delegating in a single statement.
     assert [f.name for f in functions] == ["scheduled_rollup", "scheduled_credits", "rollup_worker_handler"]
     assert all(len(f.body) == 1 for f in functions)
+
+
+# No module global for wiring: a container is built by whoever starts the product (app.py, once per app; the
+# CLI, per command; tests) and handed on, never at a module's import in the product.
+BUILDS = ("build", "from_environment", "Container", "make_app")
+
+
+def module_level_builds(path: Path) -> list[str]:
+    """Every call of a container builder in a statement that runs at import (not inside a def or class)."""
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+            name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+            if name in BUILDS:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}()")
+    return found
+
+
+def test_no_product_module_builds_a_container_at_import() -> None:
+    built = [hit for path in sorted((ROOT / "chalicelib").rglob("*.py")) for hit in module_level_builds(path)]
+    assert built == []
+    assert module_level_builds(ROOT / "app.py") == ["app.py:13 make_app()", "app.py:13 from_environment()"]

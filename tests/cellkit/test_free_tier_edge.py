@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -31,7 +31,7 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.cells import MemoryCells
 from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore as EdgeMemoryStore
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.credit_ports import CellPusher
 from chalicelib.services.credits import grant_credits
@@ -65,20 +65,23 @@ class Flaky(ChaliceTransport):
 
 
 @pytest.fixture
-def edge(env: dict[str, str]) -> Iterator[Services]:
+def edge(env: dict[str, str]) -> Container:
     settings: Settings = load_settings(env | {"FREE_TIER_SEED_CENTS": "1"})
-    svc = Services(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
+    svc = Container(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
                    archive=MemoryArchive(), clock=FixedClock(T0), credit_store=MemoryCredits(),
                    cell_store=MemoryCells(), cell_pusher=Dropped())
     svc.store.put_org(Org("org-f", plan="free"))
-    use(svc)
-    yield svc
-    use(None)
+    return svc
+
+
+@pytest.fixture
+def client(edge: Container, serve: Callable[[Container], Any]) -> Any:
+    return serve(edge)
 
 
 @dataclass
 class World:
-    svc: Services
+    svc: Container
     clock: ManualClock
     store: MemoryStore
     ticker: Ticker
@@ -109,7 +112,7 @@ class World:
             self.halted_on_edge = self.svc.now()
 
 
-def world(client: Any, svc: Services) -> World:
+def world(client: Any, svc: Container) -> World:
     clock, store = ManualClock(T0 * US), MemoryStore()
     halt_store = halts_for(store)
     ticker = Ticker(store, "cell-r", "w1", clock, LOG, halted=halt_store.org_halted_locked)
@@ -139,7 +142,7 @@ def _iso(ts_s: int) -> str:
     return rfc3339(ts_s * US)
 
 
-def test_every_push_dropped_the_reconciler_halts_within_a_minute(client: Any, edge: Services) -> None:
+def test_every_push_dropped_the_reconciler_halts_within_a_minute(client: Any, edge: Container) -> None:
     w = world(client, edge)
     for _ in range(10):
         w.minute()
@@ -152,7 +155,7 @@ def test_every_push_dropped_the_reconciler_halts_within_a_minute(client: Any, ed
     assert sent_after == [], "a tick of the halted org after the cell stopped it"
 
 
-def _ledger(svc: Services) -> list[int]:
+def _ledger(svc: Container) -> list[int]:
     """Every free tick the edge stored, by its end (unix seconds, floored)."""
     from chalicelib.adapters.memory.credits import MemoryCredits as Credits
 
@@ -163,7 +166,7 @@ def _ledger(svc: Services) -> list[int]:
 
 
 def test_a_cell_down_during_the_halt_catches_up_and_a_top_up_wakes_exactly_what_it_stopped(
-    client: Any, edge: Services
+    client: Any, edge: Container
 ) -> None:
     w = world(client, edge)
     w.ticker.stop("s2")  # its user stops it: a resume must not wake it

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +31,7 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.cells import MemoryCells
 from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore as EdgeMemoryStore
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.services.rollup import run_rollup
 from chalicelib.settings import Settings
@@ -48,15 +48,11 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def svc(settings: Settings, clock: FixedClock) -> Iterator[Services]:
+def svc(settings: Settings, clock: FixedClock) -> Container:
     """The edge on its in-memory store: what is checked here is the wire, and tests/contract holds the
     in-memory store to DynamoDB's answers (moto would spend most of this test sorting query results)."""
-    services = Services(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
-                        archive=MemoryArchive(), clock=clock, credit_store=MemoryCredits(),
-                        cell_store=MemoryCells())
-    use(services)
-    yield services
-    use(None)
+    return Container(settings=settings, store=EdgeMemoryStore(retention_seconds=settings.sample_retention_seconds),
+                     archive=MemoryArchive(), clock=clock, credit_store=MemoryCredits(), cell_store=MemoryCells())
 
 
 class ChaliceTransport:
@@ -72,7 +68,7 @@ class ChaliceTransport:
         return HttpResponse(res.status_code, res.body, dict(res.headers))
 
 
-def test_ticks_through_the_real_ingest_and_parity_routes(client: Any, svc: Services, env: dict[str, str]) -> None:
+def test_ticks_through_the_real_ingest_and_parity_routes(client: Any, svc: Container, env: dict[str, str]) -> None:
     svc.store.put_org(Org("org-p", plan="pro", billing_mode="unified"))
     svc.store.put_org(Org("org-f", plan="free"))
     cell_clock = ManualClock(T0 * US)

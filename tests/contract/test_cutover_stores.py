@@ -20,7 +20,7 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.cells import MemoryCells
 from chalicelib.adapters.memory.seam import MemorySeam
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.core.cutover.checks import EXIT_FAILED, EXIT_NOT_YET, EXIT_OK, StageFlags
 from chalicelib.core.cutover.preflight import WebhookEndpoint
@@ -55,28 +55,28 @@ class CutoverStripeDouble:
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
-def svc(request: pytest.FixtureRequest, settings: Settings) -> Services:
-    """Services whose store, cells and seam are the in-memory adapters, or the DynamoDB ones on moto."""
+def svc(request: pytest.FixtureRequest, settings: Settings) -> Container:
+    """Container whose store, cells and seam are the in-memory adapters, or the DynamoDB ones on moto."""
     clock = FixedClock(T + 6 * H)
     if request.param == "memory":
         store = MemoryStore(retention_seconds=RETENTION)
-        return Services(settings=settings, store=store, archive=MemoryArchive(), clock=clock,
+        return Container(settings=settings, store=store, archive=MemoryArchive(), clock=clock,
                         account_store=MemoryAccounts(), cell_store=MemoryCells(), seam_reader=MemorySeam(store))
     dynamodb: Any = request.getfixturevalue("dynamodb")
     dynamo = DynamoStore(dynamodb, PREFIX, RETENTION)
-    return Services(settings=settings, store=dynamo, archive=MemoryArchive(), clock=clock,
+    return Container(settings=settings, store=dynamo, archive=MemoryArchive(), clock=clock,
                     account_store=DynamoAccounts(dynamodb, PREFIX), cell_store=DynamoCells(dynamodb, PREFIX),
                     seam_reader=DynamoSeam(dynamo))
 
 
-def status(svc: Services, cell_id: str, bt: int, authority: str = "edge", running: bool = False,
+def status(svc: Container, cell_id: str, bt: int, authority: str = "edge", running: bool = False,
            pending: int = 0, signed_at: int | None = None) -> bool:
     at = svc.now() if signed_at is None else signed_at
     return svc.cells().put_cell_status(CellStatus(cell_id, authority, running, bt, pending, 0,  # type: ignore[arg-type]
                                                   at, svc.now()))
 
 
-def row(svc: Services, org: str, b: int, state: str = "sent", sent_at: int | None = None) -> OutboxRow:
+def row(svc: Container, org: str, b: int, state: str = "sent", sent_at: int | None = None) -> OutboxRow:
     made = OutboxRow(f"{org}:{b}:{METER}", org, b, b + H, METER, Decimal("3.25"), "first",  # type: ignore[arg-type]
                      state, sent_at=sent_at if state in ("sent", "cancelled") else None)
     assert svc.store.create_outbox_rows([made]) == 1
@@ -90,7 +90,7 @@ def report(cell_id: str, start: int, signed_at: int, clean: bool = True) -> Pari
 
 # --- CellStore --------------------------------------------------------------------------------------
 
-def test_a_newer_signed_report_or_status_wins_and_an_older_retry_never_replaces_it(svc: Services) -> None:
+def test_a_newer_signed_report_or_status_wins_and_an_older_retry_never_replaces_it(svc: Container) -> None:
     cells = svc.cells()
     assert cells.put_parity_report(report("c1", T, signed_at=200, clean=False))
     assert cells.put_parity_report(report("c1", T, signed_at=300))
@@ -101,7 +101,7 @@ def test_a_newer_signed_report_or_status_wins_and_an_older_retry_never_replaces_
     assert [(c.cell_id, c.billed_through) for c in cells.cell_statuses()] == [("c1", T + H)]
 
 
-def test_parity_reports_are_those_starting_in_the_window_oldest_first(svc: Services) -> None:
+def test_parity_reports_are_those_starting_in_the_window_oldest_first(svc: Container) -> None:
     cells = svc.cells()
     for start in (T + 2 * H, T - H, T, T + H):
         cells.put_parity_report(report("c1", start, signed_at=start))
@@ -112,7 +112,7 @@ def test_parity_reports_are_those_starting_in_the_window_oldest_first(svc: Servi
 
 # --- SeamReader -------------------------------------------------------------------------------------
 
-def test_bucket_rows_are_every_row_of_those_buckets_whatever_its_state(svc: Services) -> None:
+def test_bucket_rows_are_every_row_of_those_buckets_whatever_its_state(svc: Container) -> None:
     a = row(svc, "org-a", T, sent_at=T + H)
     b = row(svc, "org-b", T, state="pending")
     c = row(svc, "org-a", T + H, state="shadow")
@@ -121,7 +121,7 @@ def test_bucket_rows_are_every_row_of_those_buckets_whatever_its_state(svc: Serv
     assert svc.seam().bucket_rows([T - H]) == []
 
 
-def test_org_cells_names_the_cells_each_orgs_samples_came_from(svc: Services) -> None:
+def test_org_cells_names_the_cells_each_orgs_samples_came_from(svc: Container) -> None:
     start = Decimal(T)
 
     def sample(event: str, org: str, cell: str) -> Sample:
@@ -134,7 +134,7 @@ def test_org_cells_names_the_cells_each_orgs_samples_came_from(svc: Services) ->
     assert svc.seam().org_cells(T + H, {"org-a"}) == {}
 
 
-def test_the_oldest_pending_row_is_found(svc: Services) -> None:
+def test_the_oldest_pending_row_is_found(svc: Container) -> None:
     assert svc.seam().oldest_pending_bucket_end() is None
     row(svc, "org-a", T + 2 * H, state="pending")
     row(svc, "org-b", T + H, state="pending")
@@ -147,7 +147,7 @@ def test_the_oldest_pending_row_is_found(svc: Services) -> None:
 FLAGS = StageFlags("dev", {"SHADOW": "false", "BILL_FROM": str(T), "BUCKET_SECONDS": "3600", "GRACE_SECONDS": "600"})
 
 
-def test_drain_waits_then_passes_then_refuses_t_too_early(svc: Services) -> None:
+def test_drain_waits_then_passes_then_refuses_t_too_early(svc: Container) -> None:
     status(svc, "cell-a", T - H, authority="cell", running=True)
     assert cutover_ops.drain(svc, T, 1800).code == EXIT_NOT_YET
     status(svc, "cell-a", T, authority="cell", running=True)
@@ -157,7 +157,7 @@ def test_drain_waits_then_passes_then_refuses_t_too_early(svc: Services) -> None
     assert outcome.code == EXIT_FAILED and "too early" in outcome.checks[0].why
 
 
-def test_verify_passes_on_a_clean_seam_and_names_a_bucket_billed_twice(svc: Services) -> None:
+def test_verify_passes_on_a_clean_seam_and_names_a_bucket_billed_twice(svc: Container) -> None:
     for b in range(T, T + 5 * H, H):
         row(svc, "org-a", b, sent_at=b + H + 900)
     status(svc, "cell-a", T)
@@ -169,7 +169,7 @@ def test_verify_passes_on_a_clean_seam_and_names_a_bucket_billed_twice(svc: Serv
     assert broken.code == EXIT_FAILED and both == [T, T + H]
 
 
-def test_rollback_cancels_demotes_and_lists_the_rest_and_is_safe_to_rerun(svc: Services) -> None:
+def test_rollback_cancels_demotes_and_lists_the_rest_and_is_safe_to_rerun(svc: Container) -> None:
     now = T + 40 * H
     svc.clock.set(now)  # type: ignore[attr-defined]
     old = row(svc, "org-a", T, sent_at=T + H + 900)  # 38 h ago: too late to cancel

@@ -14,7 +14,7 @@ import stripe
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.stripe_gateway import StripeClientGateway
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import ALL_METERS
 from chalicelib.services.ingest import ingest_batch
@@ -40,13 +40,13 @@ def setup_stripe(emulator: Any) -> stripe.StripeClient:
     return client
 
 
-def test_hours_of_ticks_bill_exactly_the_usage(svc: Services, clock: FixedClock, emulator: Any) -> None:
+def test_hours_of_ticks_bill_exactly_the_usage(svc: Container, clock: FixedClock, emulator: Any) -> None:
     client = setup_stripe(emulator)
     for spec in ORGS:
         svc.store.put_org(
             Org(spec.org_id, plan=spec.plan, billing_mode=spec.billing_mode, stripe_customer_id=spec.customer)
         )
-    live = Services(
+    live = Container(
         load_settings(BASE_ENV | {"SHADOW": "false"}),
         svc.store,
         svc.archive,

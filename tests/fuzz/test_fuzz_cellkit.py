@@ -16,23 +16,20 @@ import math
 import random
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.http import EdgeClient
 from cellkit.adapters.memory import MemoryStore
 from cellkit.ports import HttpResponse, SpoolItem, TransportError
 from cellkit.services.forwarder import MAX_RETRY_AFTER_S, Forwarder
-from chalicelib.bootstrap import Services
 from chalicelib.core.stage_config import with_flags
-from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import PREFIX
 from tests.fuzz.conftest import answered, fuzz, nasty_text, ran
 
@@ -152,22 +149,18 @@ def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def runner(svc: Services) -> Iterator[CliRunner]:
-    yield CliRunner()
-
-
 @given(sub=st.one_of(st.sampled_from(SUBCOMMANDS), nasty_text),
        tokens=st.lists(st.one_of(st.sampled_from(OPTIONS), values), max_size=6))
 @fuzz(150, SOAK)
-def test_cutover_cli_garbage_arguments(runner: CliRunner, cli_config: Path, sub: str, tokens: list[str]) -> None:
+def test_cutover_cli_garbage_arguments(run_cli: Callable[..., Any], cli_config: Path, sub: str,
+                                       tokens: list[str]) -> None:
     ran("cutover CLI")
     # --config always points at a scratch copy (arm writes flags); garbage may not redirect it.
     tokens = [t for t in tokens if not t.startswith("--c")]
     if any("\ud800" <= c <= "\udfff" for c in sub + "".join(tokens)):
         return  # a process's argv cannot carry lone surrogates
     args = ["cutover", sub, "--config", str(cli_config), *tokens]
-    result = runner.invoke(cli, args)
+    result = run_cli(args)
     answered("cutover CLI", result.exit_code)
     assert result.exit_code in (0, 1, 2, 3), (args, result.exit_code, result.output[-500:])
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))

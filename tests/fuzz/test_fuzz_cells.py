@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus, ParityReport
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.ports import CellStore, StoreUnavailable
@@ -64,7 +64,7 @@ class RecordingCells(CellStore):
 
 
 @pytest.fixture
-def cells(svc: Services) -> Iterator[RecordingCells]:
+def cells(svc: Container) -> Iterator[RecordingCells]:
     recording = RecordingCells(svc.cells())
     svc.cell_store = recording
     yield recording

@@ -23,7 +23,7 @@ from chalicelib.adapters.dynamodb.items import sample_pk
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.core.orgs import Org
 from chalicelib.core.quarantine import QuarantineItem
@@ -93,7 +93,7 @@ class FlakyStore(DynamoStore):
 
 
 @pytest.fixture
-def flaky(svc: Services, dynamodb: Any) -> Iterator[FlakyStore]:
+def flaky(svc: Container, dynamodb: Any) -> Iterator[FlakyStore]:
     prefix = svc.settings.TABLE_PREFIX
     store = FlakyStore(dynamodb, prefix, svc.settings.sample_retention_seconds)
     store.put_org(Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"))
@@ -284,7 +284,7 @@ def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, flak
 
 
 @pytest.fixture
-def in_memory(svc: Services) -> MemoryStore:
+def in_memory(svc: Container) -> MemoryStore:
     """The in-memory store (contract-tested against DynamoStore): the parity property is about the query's
     signature and the window's parsing, and on moto each of a soak's 10,000 examples read 32 shards per bucket."""
     store = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
@@ -378,7 +378,7 @@ HANDLED = ["checkout.session.completed", "customer.subscription.created", "custo
 
 
 @pytest.fixture
-def stripe_ready(svc: Services, flaky: FlakyStore, emulator: Any) -> str:
+def stripe_ready(svc: Container, flaky: FlakyStore, emulator: Any) -> str:
     sc = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emulator.url}, max_network_retries=0)
     svc.account_gateway = StripeAccountsGateway(sc)
     ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now())
@@ -409,7 +409,7 @@ def stripe_events(draw: Any, customer: str) -> Any:
 
 @given(data=st.data())
 @fuzz(150, SOAK)
-def test_webhook_signed_events(client: Any, svc: Services, stripe_ready: str, data: Any) -> None:
+def test_webhook_signed_events(client: Any, svc: Container, stripe_ready: str, data: Any) -> None:
     ran("webhooks/stripe")
     payload = json.dumps(data.draw(stripe_events(stripe_ready))).encode()
     res = client.http.post("/webhooks/stripe", body=payload, headers={
@@ -421,7 +421,7 @@ def test_webhook_signed_events(client: Any, svc: Services, stripe_ready: str, da
     lambda t, v: f"t={t},v1={v}", st.one_of(st.integers(0, 2 * 10**9).map(str), nasty_text), header_values())),
     stale=st.sampled_from([0, -301, 301, 3600]))
 @fuzz(100)
-def test_webhook_unsigned_or_badly_signed(client: Any, svc: Services, flaky: FlakyStore, body: bytes, header: str,
+def test_webhook_unsigned_or_badly_signed(client: Any, svc: Container, flaky: FlakyStore, body: bytes, header: str,
                                           stale: int) -> None:
     ran("webhooks/stripe")
     if stale:  # a real signature, but outside the 300 s tolerance (either way)

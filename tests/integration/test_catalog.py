@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import stripe
-from typer.testing import CliRunner
 
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.catalog import PRODUCT_ID
 from chalicelib.core.pricing import DASHBOARD_PRICE_KEYS, OVERAGE_METER, TIERS
-from chalicelib.entrypoints.cli import app as cli
 from chalicelib.services.products import ensure_products
 
 
@@ -24,7 +23,7 @@ def sc(emulator: Any) -> stripe.StripeClient:
 
 
 @pytest.fixture
-def accounts(svc: Services, sc: stripe.StripeClient) -> DynamoAccounts:
+def accounts(svc: Container, sc: stripe.StripeClient) -> DynamoAccounts:
     svc.account_gateway = StripeAccountsGateway(sc)
     return svc.accounts()
 
@@ -34,7 +33,7 @@ def creates(emulator: Any) -> int:
 
 
 def test_second_run_creates_nothing_and_publishes_the_same_catalog(
-    svc: Services, accounts: DynamoAccounts, emulator: Any
+    svc: Container, accounts: DynamoAccounts, emulator: Any
 ) -> None:
     first = ensure_products(svc.accounts_gateway(), accounts, svc.now())
     assert first.published and first.plan.changes > 0
@@ -45,14 +44,14 @@ def test_second_run_creates_nothing_and_publishes_the_same_catalog(
     assert {e.key: e.price_id for e in accounts.catalog()} == {e.key: e.price_id for e in first.entries}
 
 
-def test_dry_run_changes_nothing(svc: Services, accounts: DynamoAccounts, emulator: Any) -> None:
+def test_dry_run_changes_nothing(svc: Container, accounts: DynamoAccounts, emulator: Any) -> None:
     result = ensure_products(svc.accounts_gateway(), accounts, svc.now(), dry_run=True)
     assert result.plan.changes > 0 and not result.published
     assert creates(emulator) == 0 and accounts.catalog() == []
 
 
 def test_rollup_meters_and_catalog_prices_agree(
-    svc: Services, accounts: DynamoAccounts, sc: stripe.StripeClient
+    svc: Container, accounts: DynamoAccounts, sc: stripe.StripeClient
 ) -> None:
     ensure_products(svc.accounts_gateway(), accounts, svc.now())
     meter_ids = {m.event_name: m.id for m in sc.v1.billing.meters.list().data}
@@ -66,7 +65,7 @@ def test_rollup_meters_and_catalog_prices_agree(
 
 
 def test_dashboard_prices_are_discovered_not_created(
-    svc: Services, accounts: DynamoAccounts, sc: stripe.StripeClient
+    svc: Container, accounts: DynamoAccounts, sc: stripe.StripeClient
 ) -> None:
     sc.v1.products.create({"id": "prod_dash", "name": "made by hand"})
     made = sc.v1.prices.create(
@@ -88,14 +87,14 @@ def test_an_empty_catalog_is_never_published(accounts: DynamoAccounts) -> None:
         accounts.publish_catalog([], 1)
 
 
-def test_cli_ensure_products_json_and_dry_run(svc: Services, accounts: DynamoAccounts, emulator: Any) -> None:
-    runner = CliRunner()
-    dry = runner.invoke(cli, ["ensure-products", "--dry-run", "--json"])
+def test_cli_ensure_products_json_and_dry_run(svc: Container, accounts: DynamoAccounts, emulator: Any,
+                                              run_cli: Callable[..., Any]) -> None:
+    dry = run_cli(["ensure-products", "--dry-run", "--json"])
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.output)["published"] is False and creates(emulator) == 0
-    real = runner.invoke(cli, ["ensure-products", "--json"])
+    real = run_cli(["ensure-products", "--json"])
     assert real.exit_code == 0, real.output
     body = json.loads(real.output)
     assert body["published"] is True and set(body["catalog"]) >= {t.catalog_key for t in TIERS.values()}
-    again = json.loads(runner.invoke(cli, ["ensure-products", "--json"]).output)
+    again = json.loads(run_cli(["ensure-products", "--json"]).output)
     assert again["created"] == {"meters": [], "product": False, "prices": []}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 import stripe
 import typer
-from typer.testing import CliRunner
 
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway, StripeCutoverGateway
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.stage_config import with_flags
@@ -64,7 +63,7 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def stage(svc: Services, emulator: Any, clock: Any) -> Services:
+def stage(svc: Container, emulator: Any, clock: Any) -> Container:
     sc = stripe.StripeClient("sk_test_emulator", base_addresses={"api": emulator.url}, max_network_retries=0)
     svc.cutover_gateway = StripeCutoverGateway(sc)
     svc.account_gateway = StripeAccountsGateway(sc)
@@ -94,14 +93,11 @@ class Down:
 
 
 @pytest.fixture
-def store_down(svc: Services) -> Iterator[Services]:
+def store_down(svc: Container) -> Container:
     down: Any = Down()
-    broken = Services(settings=svc.settings, store=down, archive=down, clock=svc.clock, account_store=down,
-                      cell_store=down, seam_reader=down, meter_error_store=down, credit_store=down,
-                      cutover_gateway=down, account_gateway=down)
-    use(broken)
-    yield broken
-    use(svc)
+    return Container(settings=svc.settings, store=down, archive=down, clock=svc.clock, account_store=down,
+                     cell_store=down, seam_reader=down, meter_error_store=down, credit_store=down,
+                     cutover_gateway=down, account_gateway=down)
 
 
 def one_document(stdout: str) -> Any:
@@ -115,9 +111,9 @@ def test_the_enumeration_finds_every_json_command() -> None:
 
 
 @pytest.mark.parametrize("command", json_commands(), ids=" ".join)
-def test_where_it_can_work_stdout_is_one_json_document(stage: Services, config: Path,
-                                                       command: tuple[str, ...]) -> None:
-    out = CliRunner().invoke(cli, argv(command, config))
+def test_where_it_can_work_stdout_is_one_json_document(stage: Container, config: Path,
+                                                       command: tuple[str, ...], run_cli: Callable[..., Any]) -> None:
+    out = run_cli(argv(command, config))
     body = one_document(out.stdout)
     assert isinstance(body, dict) and out.exit_code in (0, 1, 3), (out.exit_code, body)
     if command == ("cutover", "rollback"):
@@ -125,9 +121,9 @@ def test_where_it_can_work_stdout_is_one_json_document(stage: Services, config: 
 
 
 @pytest.mark.parametrize("command", json_commands(), ids=" ".join)
-def test_when_the_store_fails_stdout_is_one_json_error(store_down: Services, config: Path,
-                                                      command: tuple[str, ...]) -> None:
-    out = CliRunner().invoke(cli, argv(command, config))
+def test_when_the_store_fails_stdout_is_one_json_error(store_down: Container, config: Path,
+                                                      command: tuple[str, ...], run_cli: Callable[..., Any]) -> None:
+    out = run_cli(argv(command, config), container=store_down)
     body = one_document(out.stdout)
     if command == ("cutover", "arm"):  # arm only writes the stage's config: no store involved
         assert out.exit_code == 0 and body["ok"] is True
@@ -136,18 +132,19 @@ def test_when_the_store_fails_stdout_is_one_json_error(store_down: Services, con
 
 
 @pytest.mark.parametrize("command", [c for c in json_commands() if c[0] in ("cutover", "status")], ids=" ".join)
-def test_a_stage_that_is_not_there_is_one_json_error(svc: Services, config: Path, command: tuple[str, ...]) -> None:
+def test_a_stage_that_is_not_there_is_one_json_error(svc: Container, config: Path, command: tuple[str, ...],
+                                                     run_cli: Callable[..., Any]) -> None:
     args = argv(command, config)
     args[args.index("dev")] = "nope"
-    out = CliRunner().invoke(cli, args)
+    out = run_cli(args)
     assert out.exit_code == 2 and "nope" in one_document(out.stdout)["error"]
 
 
-def test_the_stages_bucket_not_the_shells_decides_t(stage: Services, config: Path) -> None:
+def test_the_stages_bucket_not_the_shells_decides_t(stage: Container, config: Path,
+                                                    run_cli: Callable[..., Any]) -> None:
     # The shell exports BUCKET_SECONDS=3600 (tests/conftest.py); the dev stage here says 300: T=T0+300 is fine.
-    code = CliRunner().invoke(cli, ["cutover", "drain-check", "--at", str(T0 + 300), "--stage", "dev",
-                                    "--config", str(config), "--json"])
+    code = run_cli(["cutover", "drain-check", "--at", str(T0 + 300), "--stage", "dev",
+                    "--config", str(config), "--json"])
     assert "not a multiple" not in code.stdout and one_document(code.stdout)["T"] == T0 + 300
-    plan = one_document(CliRunner().invoke(cli, ["cutover", "plan", "--stage", "dev", "--config", str(config),
-                                                 "--json"]).stdout)
+    plan = one_document(run_cli(["cutover", "plan", "--stage", "dev", "--config", str(config), "--json"]).stdout)
     assert plan["T"] % 300 == 0 and plan["bucket_seconds"] == 300 if "bucket_seconds" in plan else plan["T"] % 300 == 0

@@ -4,17 +4,17 @@ JSON document on stdout in every outcome."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from chalicelib.adapters.memory.operator import MemoryMeterErrors
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.meter_error_report import ERROR_REPORT_TRIGGERED, MeterError, MeterErrorReport
 from chalicelib.core.outbox import OutboxRow
-from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import PREFIX, T0
 
 
@@ -29,24 +29,26 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def test_status_takes_the_stages_flags_and_prints_one_json_document(svc: Services, config: Path) -> None:
-    out = CliRunner().invoke(cli, ["status", "--stage", "staging", "--config", str(config), "--json"])
+def test_status_takes_the_stages_flags_and_prints_one_json_document(svc: Container, config: Path,
+                                                                    run_cli: Callable[..., Any]) -> None:
+    out = run_cli(["status", "--stage", "staging", "--config", str(config), "--json"])
     assert out.exit_code == 0, out.output
     body = json.loads(out.stdout)
     assert (body["stage"], body["shadow"], body["bucket_seconds"], body["bill_from"]) == ("staging", False, 300, T0)
-    text = CliRunner().invoke(cli, ["status", "--stage", "staging", "--config", str(config)])
+    text = run_cli(["status", "--stage", "staging", "--config", str(config)])
     assert text.exit_code == 0 and "SHADOW=false" in text.stdout
 
 
 @pytest.mark.parametrize("args", [["status", "--stage", "nope"], ["status", "--stage", "staging"]])
-def test_status_failures_are_one_json_document_too(svc: Services, config: Path, args: list[str]) -> None:
+def test_status_failures_are_one_json_document_too(svc: Container, config: Path, args: list[str],
+                                                   run_cli: Callable[..., Any]) -> None:
     # "nope": no such stage; "staging" with the real config: a stage whose tables are not the shell's.
     extra = ["--config", str(config)] if args[-1] == "nope" else []
-    out = CliRunner().invoke(cli, [*args, *extra, "--json"])
+    out = run_cli([*args, *extra, "--json"])
     assert out.exit_code == 2 and set(json.loads(out.stdout)) == {"error", "exit_code"}
 
 
-def test_meter_errors_list_and_resend_print_one_json_document(svc: Services) -> None:
+def test_meter_errors_list_and_resend_print_one_json_document(svc: Container, run_cli: Callable[..., Any]) -> None:
     reports = MemoryMeterErrors()
     svc.meter_error_store = reports
     row = OutboxRow("acme:1:m", "acme", T0, T0 + 3600, "m", Decimal(2), "first", "failed")
@@ -54,10 +56,10 @@ def test_meter_errors_list_and_resend_print_one_json_document(svc: Services) -> 
     reports.put_meter_error_report(MeterErrorReport("evt_1", ERROR_REPORT_TRIGGERED, "mtr", "", "1 invalid", 1,
                                                     (MeterError("meter_event_customer_not_found", "x", row.id),),
                                                     svc.now(), (row.id,)))
-    listed = CliRunner().invoke(cli, ["meter-errors", "list", "--json"])
+    listed = run_cli(["meter-errors", "list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)["reports"][0]["marked"] == [row.id]
-    first = CliRunner().invoke(cli, ["meter-errors", "resend", "--json"])
+    first = run_cli(["meter-errors", "resend", "--json"])
     assert first.exit_code == 0, first.output
     assert [r["identifier"] for r in json.loads(first.stdout)["resent"]] == [row.id]
-    again = CliRunner().invoke(cli, ["meter-errors", "resend"])
+    again = run_cli(["meter-errors", "resend"])
     assert again.exit_code == 0 and "0 row(s) queued again" in again.stdout

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, first_identifier
 from chalicelib.services.meter_errors import resend
@@ -38,7 +38,7 @@ def deliver(client: Any, delivery: dict[str, str]) -> Any:
 
 
 def test_a_reported_meter_event_is_marked_counted_shown_and_resent_once(
-    live: dict[str, str], emulator: Any, svc: Services, client: Any, clock: FixedClock,
+    live: dict[str, str], emulator: Any, svc: Container, client: Any, clock: FixedClock,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     state = emulator.state
@@ -88,7 +88,7 @@ def test_a_reported_meter_event_is_marked_counted_shown_and_resent_once(
     assert client.http.get("/ops/status.json").json_body["outbox"]["failed"] == 0
 
 
-def test_a_thin_event_with_a_bad_signature_is_refused(live: dict[str, str], svc: Services, client: Any) -> None:
+def test_a_thin_event_with_a_bad_signature_is_refused(live: dict[str, str], svc: Container, client: Any) -> None:
     payload = json.dumps({"id": "evt_x", "object": "v2.core.event", "type": "v1.billing.meter.no_meter_found",
                           "created": "2026-11-25T00:00:00.000Z"})
     res = client.http.post("/webhooks/stripe/events", body=payload.encode(),

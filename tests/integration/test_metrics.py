@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
@@ -39,7 +39,7 @@ def emf(out: str) -> list[dict[str, Any]]:
 
 
 def test_after_rollup_publishes_run_outbox_age_and_missing_reports(
-    svc: Services, clock: FixedClock, capsys: pytest.CaptureFixture[str]
+    svc: Container, clock: FixedClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock.set(T0 + 5 * H)
     svc.store.create_outbox_rows([OutboxRow("o:1", "o", T0, T0 + H, "m", Decimal(1), "first", "pending")])
@@ -61,13 +61,13 @@ def test_after_rollup_publishes_run_outbox_age_and_missing_reports(
     assert got[("OutboxAgeSeconds", None)]["dims"] == {"service": "edge-billing", "environment": "dev"}
 
 
-def test_shadow_run_publishes_no_send_metrics(svc: Services, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shadow_run_publishes_no_send_metrics(svc: Container, capsys: pytest.CaptureFixture[str]) -> None:
     after_rollup(svc, {"ok": True, "roll": {}, "send": None})
     names = {m["name"] for m in emf(capsys.readouterr().out)}
     assert "MeterEventsRejected" not in names and "OutboxAgeSeconds" in names
 
 
-def test_parity_report_publishes_drift_per_cell(client: Any, svc: Services,
+def test_parity_report_publishes_drift_per_cell(client: Any, svc: Container,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     body = {"cell_id": "cell-eu", "window": {"from": T0, "to": T0 + H}, "tolerance": 0.02, "clean": False,
             "orgs": [{"org_id": "a", "cell_gb_seconds": 100, "edge_gb_seconds": 97, "drift": -0.03}]}
@@ -77,7 +77,7 @@ def test_parity_report_publishes_drift_per_cell(client: Any, svc: Services,
     assert got[("ParityDriftingOrgs", "cell-eu")] == 1
 
 
-def test_webhook_answers_are_counted_by_the_middleware(client: Any, svc: Services,
+def test_webhook_answers_are_counted_by_the_middleware(client: Any, svc: Container,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     res = client.http.post("/webhooks/stripe", body=b"{}", headers={"Content-Type": "application/json",
                                                                      "Stripe-Signature": "t=1,v1=bad"})
@@ -85,7 +85,7 @@ def test_webhook_answers_are_counted_by_the_middleware(client: Any, svc: Service
     assert [m["name"] for m in emf(capsys.readouterr().out)] == ["WebhookRejected"]
 
 
-def test_an_unusable_event_is_counted_by_the_middleware(client: Any, svc: Services,
+def test_an_unusable_event_is_counted_by_the_middleware(client: Any, svc: Container,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     event = {"id": "evt_odd", "type": "customer.subscription.deleted", "created": "yesterday",
              "data": {"object": {"id": "sub_1", "customer": "cus_1", "metadata": {"org_id": "org1"}}}}
@@ -97,7 +97,7 @@ def test_an_unusable_event_is_counted_by_the_middleware(client: Any, svc: Servic
     assert [m["name"] for m in emf(capsys.readouterr().out)] == ["WebhookUnusable"]
 
 
-def test_rollup_points_read_what_a_real_run_answers(client: Any, svc: Services, clock: FixedClock) -> None:
+def test_rollup_points_read_what_a_real_run_answers(client: Any, svc: Container, clock: FixedClock) -> None:
     # Guards the coupling to RunResult.body(): a renamed key would silently report zero here.
     svc.store.put_org(Org("org-a", plan="pro"))
     clock.set(T0 + 200)

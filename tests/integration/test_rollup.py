@@ -12,7 +12,7 @@ from typing import Any
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.items import outbox_from_item
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.outbox import OutboxRow
 from tests.conftest import PREFIX
 from tests.fakes.stripe import FakeStripe
@@ -32,27 +32,27 @@ def rows(dynamodb: Any) -> dict[str, OutboxRow]:
 
 
 def test_shadow_roll_writes_rows_and_sends_nothing(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe, dynamodb: Any
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe, dynamodb: Any
 ) -> None:
     shadow_roll_writes_rows_and_sends_nothing(svc, clock, fake, lambda: rows(dynamodb))
 
 
 def test_live_run_sends_once_and_replay_changes_nothing(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe, dynamodb: Any
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe, dynamodb: Any
 ) -> None:
     live_run_sends_once_and_replay_changes_nothing(svc, clock, fake)
     assert [r.state for r in rows(dynamodb).values()] == ["sent", "sent"]
 
 
-def test_straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_straggler_is_billed_as_a_delta_once(svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
     straggler_is_billed_as_a_delta_once(svc, clock, fake)
 
 
-def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_concurrent_run_is_skipped_by_the_lease(svc: Container, clock: FixedClock, orgs: None) -> None:
     concurrent_run_is_skipped_by_the_lease(svc, clock)
 
 
 def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_after_the_sweep(
-    svc: Services, clock: FixedClock, orgs: None
+    svc: Container, clock: FixedClock, orgs: None
 ) -> None:
     parity_counts_a_backlog_delivered_after_its_hour_closed(svc, clock)

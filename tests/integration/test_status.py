@@ -11,7 +11,7 @@ import pytest
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.operator import MemoryFreeStatus, MemoryMeterErrors
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.quarantine import QuarantineItem
@@ -31,7 +31,7 @@ def report(cell: str, start: int, drift: str = "0") -> ParityReport:
 
 
 @pytest.fixture
-def seeded(svc: Services, clock: FixedClock) -> Services:
+def seeded(svc: Container, clock: FixedClock) -> Container:
     clock.set(NOW)
     cells = svc.cells()
     cells.put_cell_status(CellStatus("cell-a", "cell", True, T0 + 20 * H, 3, 7, NOW - 60, NOW - 60))
@@ -50,7 +50,7 @@ def seeded(svc: Services, clock: FixedClock) -> Services:
     return svc
 
 
-def test_the_status_has_the_contracts_keys_and_says_what_the_stage_holds(seeded: Services) -> None:
+def test_the_status_has_the_contracts_keys_and_says_what_the_stage_holds(seeded: Container) -> None:
     free = MemoryFreeStatus(halted=["tiny"], balances={"tiny": Decimal("0.00"), "big": Decimal("4.50")})
     got = status(seeded, MemoryMeterErrors(), free)
     assert {"stage", "shadow", "bill_from", "bucket_seconds", "as_of", "cells", "parity", "rollup", "outbox",
@@ -73,7 +73,7 @@ def test_the_status_has_the_contracts_keys_and_says_what_the_stage_holds(seeded:
                                                                         {"org_id": "big", "balance": "4.50"}]}
 
 
-def test_once_armed_the_seam_says_who_billed_each_bucket(seeded: Services, env: dict[str, str]) -> None:
+def test_once_armed_the_seam_says_who_billed_each_bucket(seeded: Container, env: dict[str, str]) -> None:
     seeded.settings = load_settings(env | {"SHADOW": "false", "BILL_FROM": str(T0 + 20 * H)})
     got = status(seeded, MemoryMeterErrors(), MemoryFreeStatus())
     verdicts = {v["bucket_start"]: v["verdict"] for v in got["seam"]}
@@ -81,7 +81,7 @@ def test_once_armed_the_seam_says_who_billed_each_bucket(seeded: Services, env: 
     assert "both" not in verdicts.values()
 
 
-def test_the_page_renders_every_section_without_script_and_for_a_phone(seeded: Services) -> None:
+def test_the_page_renders_every_section_without_script_and_for_a_phone(seeded: Container) -> None:
     page = render(status(seeded, MemoryMeterErrors(), MemoryFreeStatus(halted=["tiny<b>"])))
     assert page.startswith("<!doctype html>") and '<html lang="en">' in page
     assert 'name="viewport"' in page and "<script" not in page
@@ -92,7 +92,7 @@ def test_the_page_renders_every_section_without_script_and_for_a_phone(seeded: S
     assert re.search(r'aria-label="parity of cell-b: 23 clean, 0 drifting, 1 missing"', page)
 
 
-def test_the_routes_answer_html_and_json(client: Any, seeded: Services) -> None:
+def test_the_routes_answer_html_and_json(client: Any, seeded: Container) -> None:
     html = client.http.get("/ops/status")
     assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
     data = client.http.get("/ops/status.json")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ import stripe
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.s3_archive import S3Archive
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.core.orgs import Org
 from chalicelib.ports import StoreUnavailable
@@ -77,13 +77,10 @@ class OutageStore(DynamoStore):
 
 
 @pytest.fixture
-def leaky_svc(dynamodb: Any, s3: Any, emulator: Any, clock: FixedClock) -> Iterator[Services]:
+def leaky_svc(dynamodb: Any, s3: Any, emulator: Any, clock: FixedClock) -> Container:
     settings = load_settings(BASE_ENV | SECRETS | {"SHADOW": "false", "STRIPE_API_BASE": emulator.url})
     store = OutageStore(dynamodb, settings.TABLE_PREFIX, settings.sample_retention_seconds)
-    svc = Services(settings, store, S3Archive(s3, ARCHIVE), clock)
-    use(svc)
-    yield svc
-    use(None)
+    return Container(settings, store, S3Archive(s3, ARCHIVE), clock)
 
 
 def signed(body: Any, now: int, secret: str = SECRETS["EVENT_SECRET"]) -> dict[str, Any]:
@@ -103,7 +100,7 @@ def webhook(client: Any, event: dict[str, Any], now: int, secret: str = SECRETS[
         "Content-Type": "application/json", "Stripe-Signature": stripe_signature(payload, secret, now)})
 
 
-def run_flow(client: Any, svc: Services, clock: FixedClock, emulator: Any) -> list[Any]:
+def run_flow(client: Any, svc: Container, clock: FixedClock, emulator: Any) -> list[Any]:
     sc = stripe.StripeClient(SECRETS["STRIPE_API_KEY"], base_addresses={"api": emulator.url})
     ensure_products(svc.accounts_gateway(), svc.accounts(), svc.now())
     customer = str(sc.v1.customers.create({"email": "leak@example.com"}).id)
@@ -148,9 +145,15 @@ def run_flow(client: Any, svc: Services, clock: FixedClock, emulator: Any) -> li
     return answers
 
 
-def test_no_secret_in_logs_output_or_answers(client: Any, leaky_svc: Services, clock: FixedClock, emulator: Any,
-                                            captured: Everything, capfd: pytest.CaptureFixture[str]) -> None:
-    answers = run_flow(client, leaky_svc, clock, emulator)
+@pytest.fixture
+def leaky_client(serve: Callable[[Container], Any], leaky_svc: Container) -> Any:
+    return serve(leaky_svc)
+
+
+def test_no_secret_in_logs_output_or_answers(leaky_client: Any, leaky_svc: Container, clock: FixedClock,
+                                            emulator: Any, captured: Everything,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    answers = run_flow(leaky_client, leaky_svc, clock, emulator)
     statuses = [a.status_code for a in answers]
     # The run went where it should: accepted, refused and failed answers alike, and Stripe was used.
     assert {200, 202, 400, 401, 404, 503} <= set(statuses), statuses

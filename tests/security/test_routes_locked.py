@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import sign_body, sign_get
 from chalicelib.core.orgs import Org
 from chalicelib.settings import load_settings
@@ -91,7 +91,7 @@ def attempts(path: str, method: str, now: int) -> Iterator[tuple[str, dict[str, 
 
 
 @pytest.fixture
-def orgs(svc: Services) -> Services:
+def orgs(svc: Container) -> Container:
     svc.store.put_org(Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"))
     return svc
 
@@ -124,7 +124,7 @@ def test_the_packaged_api_refuses_the_operators_routes_without_sigv4(packaged: d
     assert locked == OPERATOR
 
 
-def test_every_internal_route_refuses_requests_without_a_good_hmac(client: Any, orgs: Services) -> None:
+def test_every_internal_route_refuses_requests_without_a_good_hmac(client: Any, orgs: Container) -> None:
     now = orgs.now()
     wrong = []
     for path, method in hmac_routes():
@@ -141,7 +141,7 @@ def test_every_internal_route_refuses_requests_without_a_good_hmac(client: Any, 
     assert orgs.store.cursor("rollup") is None
 
 
-def test_the_valid_requests_above_are_accepted_when_signed(client: Any, orgs: Services) -> None:
+def test_the_valid_requests_above_are_accepted_when_signed(client: Any, orgs: Container) -> None:
     # Without this the test above could pass on requests that fail for another reason.
     now = orgs.now()
     orgs.store.save_aggregates(T0, [], {})  # the parity window is settled: answered 200
@@ -153,7 +153,7 @@ def test_the_valid_requests_above_are_accepted_when_signed(client: Any, orgs: Se
         assert 200 <= res.status_code < 300, (method, path, res.status_code, res.body[:200])
 
 
-def test_unsigned_webhook_and_open_health(client: Any, orgs: Services) -> None:
+def test_unsigned_webhook_and_open_health(client: Any, orgs: Container) -> None:
     res = client.http.post("/webhooks/stripe", body=b'{"id":"evt_1","type":"invoice.paid"}',
                            headers={"Content-Type": "application/json"})
     assert res.status_code == 400 and "Stripe-Signature" in res.json_body["error"]
@@ -168,7 +168,7 @@ def test_the_prod_stage_is_the_one_without_run() -> None:
 
 
 @pytest.mark.parametrize("signed", [True, False])
-def test_run_does_not_exist_in_prod(client: Any, orgs: Services, env: dict[str, str], signed: bool) -> None:
+def test_run_does_not_exist_in_prod(client: Any, orgs: Container, env: dict[str, str], signed: bool) -> None:
     orgs.settings = load_settings(env | {"WORKER_ENV": "prod"})
     kwargs = signed_post({}, orgs.now()) if signed else {"body": b"{}", "headers": {
         "Content-Type": "application/json"}}

@@ -22,7 +22,7 @@ import stripe
 
 import chalicelib.core.hmac_auth as hmac_auth
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import AuthError, candidate_queries, sign_body, sign_get, verify_body, verify_get
 from chalicelib.core.orgs import Org
 from tests.conftest import BASE_ENV, SECRET, T0, iso, signed_get, signed_post, tick
@@ -126,12 +126,12 @@ def test_stripe_check_uses_a_constant_time_comparison() -> None:
 
 
 @pytest.fixture
-def orgs(svc: Services) -> Services:
+def orgs(svc: Container) -> Container:
     svc.store.put_org(Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"))
     return svc
 
 
-def test_a_replayed_ingest_is_refused_once_the_window_passed(client: Any, orgs: Services, clock: FixedClock) -> None:
+def test_a_replayed_ingest_is_refused_once_the_window_passed(client: Any, orgs: Container, clock: FixedClock) -> None:
     now = orgs.now()
     captured = signed_post([tick("replayed-1", "org-pro", iso(now - 100))], now)
     clock.advance(301)
@@ -142,7 +142,7 @@ def test_a_replayed_ingest_is_refused_once_the_window_passed(client: Any, orgs: 
     assert client.http.post("/ingest", **captured).status_code == 202  # the same bytes, inside the window
 
 
-def test_signed_gets_refuse_another_path_query_or_added_parameter(client: Any, orgs: Services) -> None:
+def test_signed_gets_refuse_another_path_query_or_added_parameter(client: Any, orgs: Container) -> None:
     now = orgs.now()
     query = f"from={T0}&to={T0 + 3600}"
     orgs.store.save_aggregates(T0, [], {})  # settled: the signed request is answered 200
@@ -154,7 +154,7 @@ def test_signed_gets_refuse_another_path_query_or_added_parameter(client: Any, o
         assert res.status_code == 401 and res.json_body["error"], url
 
 
-def test_a_body_signature_for_another_route_body_is_refused(client: Any, orgs: Services) -> None:
+def test_a_body_signature_for_another_route_body_is_refused(client: Any, orgs: Container) -> None:
     good = signed_post({"billing_mode": "unified"}, orgs.now())
     res = client.http.put("/internal/orgs/org-pro", body=b'{"billing_mode":"legacy"}', headers=good["headers"])
     assert res.status_code == 401
@@ -190,7 +190,7 @@ def stripe_cases(payload: bytes, now: int) -> Iterator[tuple[str, str, int]]:
     yield "no timestamp", f"v1={good}", 400
 
 
-def test_stripe_signatures_as_stripes_own_library_decides(client: Any, orgs: Services, event: bytes) -> None:
+def test_stripe_signatures_as_stripes_own_library_decides(client: Any, orgs: Container, event: bytes) -> None:
     now = orgs.now()
     for name, header, status in stripe_cases(event, now):
         res = client.http.post("/webhooks/stripe", body=event,

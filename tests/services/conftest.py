@@ -7,7 +7,7 @@ import pytest
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.settings import Settings
 
 
@@ -17,5 +17,5 @@ def memory(settings: Settings) -> MemoryStore:
 
 
 @pytest.fixture
-def svc(settings: Settings, memory: MemoryStore, clock: FixedClock) -> Services:
-    return Services(settings=settings, store=memory, archive=MemoryArchive(), clock=clock)
+def svc(settings: Settings, memory: MemoryStore, clock: FixedClock) -> Container:
+    return Container(settings=settings, store=memory, archive=MemoryArchive(), clock=clock)

@@ -15,7 +15,7 @@ import pytest
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.services.rollup import LEASE, run_rollup
@@ -36,23 +36,23 @@ from tests.rollup_scenarios import (
 )
 
 
-def queued(svc: Services) -> dict[str, OutboxRow]:
+def queued(svc: Container) -> dict[str, OutboxRow]:
     """Every row still queued (shadow or pending), through the port."""
     return {r.id: r for q in ("shadow", "pending") for r in svc.store.outbox_queue(q, limit=10_000)}
 
 
-def state_of(svc: Services, row_id: str) -> State | None:
+def state_of(svc: Container, row_id: str) -> State | None:
     row = svc.store.get_outbox_row(row_id)
     return row.state if row else None
 
 
 def test_shadow_roll_writes_rows_and_sends_nothing(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     shadow_roll_writes_rows_and_sends_nothing(svc, clock, fake, lambda: queued(svc))
 
 
-def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_bucket_not_rolled_before_grace(svc: Container, clock: FixedClock, orgs: None) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     clock.set(T0 + H + 599)
@@ -62,7 +62,7 @@ def test_bucket_not_rolled_before_grace(svc: Services, clock: FixedClock, orgs: 
 
 
 def test_live_run_sends_once_and_replay_changes_nothing(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     live_run_sends_once_and_replay_changes_nothing(svc, clock, fake)
     assert queued(svc) == {}
@@ -70,7 +70,7 @@ def test_live_run_sends_once_and_replay_changes_nothing(
 
 
 def test_identifier_and_payload_follow_the_contract(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, [tick("a", "leg", iso(T0 + 100), interval_s=Decimal("0.1234567"))])
@@ -81,11 +81,11 @@ def test_identifier_and_payload_follow_the_contract(
     assert (event.timestamp, event.value, event.customer) == (T0 + H, "0.123457", "cus_leg")
 
 
-def test_straggler_is_billed_as_a_delta_once(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_straggler_is_billed_as_a_delta_once(svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
     straggler_is_billed_as_a_delta_once(svc, clock, fake)
 
 
-def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_straggler_updates_parity_aggregates(svc: Container, clock: FixedClock, orgs: None) -> None:
     from chalicelib.services.parity import Window, usage_parity
 
     clock.set(T0 + H + 10)
@@ -99,7 +99,7 @@ def test_straggler_updates_parity_aggregates(svc: Services, clock: FixedClock, o
 
 
 def test_quiet_runs_skip_the_late_index_and_a_straggler_wakes_it(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -119,7 +119,7 @@ def test_quiet_runs_skip_the_late_index_and_a_straggler_wakes_it(
     assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("220")
 
 
-def test_on_time_writes_leave_the_late_signal_alone(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_on_time_writes_leave_the_late_signal_alone(svc: Container, clock: FixedClock, orgs: None) -> None:
     clock.set(T0 + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     assert svc.store.late_signal().version == 0
@@ -130,7 +130,7 @@ def test_on_time_writes_leave_the_late_signal_alone(svc: Services, clock: FixedC
 
 
 def test_the_backstop_sweeps_a_quiet_index_every_late_sweep_seconds(
-    svc: Services, clock: FixedClock, orgs: None
+    svc: Container, clock: FixedClock, orgs: None
 ) -> None:
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     for minutes in (0, 15, 30, 45):
@@ -142,7 +142,7 @@ def test_the_backstop_sweeps_a_quiet_index_every_late_sweep_seconds(
     assert memory.faults.calls("late_samples") == quiet + 1
 
 
-def test_bill_from_consumes_earlier_buckets(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_bill_from_consumes_earlier_buckets(svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
     clock.set(T0 + 2 * H + 10)
@@ -155,7 +155,7 @@ def test_bill_from_consumes_earlier_buckets(svc: Services, clock: FixedClock, or
 
 
 def test_arming_live_with_past_bill_from_promotes_shadow_rows(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("a", "leg", T0, n=10))
@@ -185,7 +185,7 @@ CRASH_POINTS = [
 @pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("method", CRASH_POINTS)
 def test_crash_at_any_step_then_rerun_bills_exactly_once(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe, method: str, when: Any
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe, method: str, when: Any
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=30))
@@ -201,7 +201,8 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     doomed = memory.handle()
     doomed.faults.fail_on(method, when=when, exc=Crash)
     with pytest.raises(Crash):
-        run_rollup(Services(armed.settings, doomed, svc.archive, svc.clock, meter_gateway=armed.meter_gateway), "crash")
+        doomed_run = Container(armed.settings, doomed, svc.archive, svc.clock, meter_gateway=armed.meter_gateway)
+        run_rollup(doomed_run, "crash")
     assert doomed.faults.calls(method) >= 1, "the run reached the crash point"
     clock.advance(armed.settings.LEASE_SECONDS)  # a killed run never releases its lease: it lapses
     run_rollup(armed, "rerun")
@@ -212,12 +213,12 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     }
 
 
-def test_concurrent_run_is_skipped_by_the_lease(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_concurrent_run_is_skipped_by_the_lease(svc: Container, clock: FixedClock, orgs: None) -> None:
     concurrent_run_is_skipped_by_the_lease(svc, clock)
 
 
 def test_runs_outliving_their_leases_race_and_still_bill_once(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=50) + hour_of_ticks("u", "uni", T0, n=50))
@@ -235,7 +236,7 @@ def test_runs_outliving_their_leases_race_and_still_bill_once(
         handle.faults.on("acquire_lease", held[i].set, when="after")
         if i:
             handle.faults.on("acquire_lease", held[i - 1].wait)
-        racers.append(Services(armed.settings, handle, svc.archive, FixedClock(clock.now() + i * lease),
+        racers.append(Container(armed.settings, handle, svc.archive, FixedClock(clock.now() + i * lease),
                                meter_gateway=armed.meter_gateway))
     results: list[Any] = []
     threads = [threading.Thread(target=lambda r=r: results.append(run_rollup(r, "racer"))) for r in racers]
@@ -252,7 +253,7 @@ def test_runs_outliving_their_leases_race_and_still_bill_once(
 
 
 def test_a_run_that_read_settled_aggregates_after_another_billed_stragglers_into_them_bills_nothing_more(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     # Found by tests/simulation/test_rollup_race_simulation.py: every tick of the hour arrives after it
     # closed, so the first emission is empty and the stragglers alone bill it (a late row), adding their
@@ -263,25 +264,25 @@ def test_a_run_that_read_settled_aggregates_after_another_billed_stragglers_into
     send_ticks(armed, hour_of_ticks("l", "leg", T0, n=10))
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     slow = memory.handle()
-    other = Services(armed.settings, memory.handle(), svc.archive, FixedClock(clock.now() + 361),
+    other = Container(armed.settings, memory.handle(), svc.archive, FixedClock(clock.now() + 361),
                      meter_gateway=fake)
     # Run A (its lease about to lapse) stops just before settling the hour; run B does it all. A reads
     # each bucket's state twice (is it rolled? is it settled?), the hour last of the look-back.
     last = 2 * armed.settings.ROLLUP_LOOKBACK_BUCKETS
     slow.faults.on("bucket_state", lambda: run_rollup(other, "b"), nth=last)
-    run_rollup(Services(armed.settings, slow, svc.archive, clock, meter_gateway=fake), "a")
+    run_rollup(Container(armed.settings, slow, svc.archive, clock, meter_gateway=fake), "a")
     run_rollup(live(svc), "settle")
     assert dict(fake.totals) == {("cus_leg", "sandbox_compute_sandbox_1gb"): Decimal("200")}
 
 
-def test_a_lease_held_elsewhere_is_released_only_by_its_holder(svc: Services, clock: FixedClock) -> None:
+def test_a_lease_held_elsewhere_is_released_only_by_its_holder(svc: Container, clock: FixedClock) -> None:
     assert svc.store.acquire_lease(LEASE, "other-run", svc.now(), 300)
     assert run_rollup(svc, "test").skipped
     assert not svc.store.acquire_lease(LEASE, "probe", svc.now(), 300), "the skipped run left it alone"
 
 
 def test_accepted_but_answer_lost_is_not_billed_twice(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
@@ -297,7 +298,7 @@ def test_accepted_but_answer_lost_is_not_billed_twice(
 
 
 def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
-    svc: Services, clock: FixedClock, fake: FakeStripe
+    svc: Container, clock: FixedClock, fake: FakeStripe
 ) -> None:
     from chalicelib.core.outbox import OutboxRow
 
@@ -331,7 +332,7 @@ def test_rows_wait_for_a_customer_and_old_rows_become_unbillable(
 
 
 def test_rejected_row_is_failed_not_retried_forever(
-    svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     from chalicelib.core.meter_events import Outcome
 
@@ -344,7 +345,7 @@ def test_rejected_row_is_failed_not_retried_forever(
     assert state_of(svc, f"leg:{T0}:sandbox_compute_sandbox_1gb") == "failed"
 
 
-def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
+def test_rate_limit_is_waited_out(svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
     from chalicelib.core.meter_events import Outcome
 
     clock.set(T0 + H + 10)
@@ -356,7 +357,7 @@ def test_rate_limit_is_waited_out(svc: Services, clock: FixedClock, orgs: None, 
 
 
 def test_sending_is_concurrent_but_never_twice_at_once_per_customer_meter(
-    svc: Services, clock: FixedClock, fake: FakeStripe
+    svc: Container, clock: FixedClock, fake: FakeStripe
 ) -> None:
     svc.meter_gateway = fake
     fake.latency = 0.01
@@ -374,23 +375,23 @@ def test_sending_is_concurrent_but_never_twice_at_once_per_customer_meter(
     assert fake.concurrency_violations == 0 and fake.max_parallel > 1
 
 
-def test_rollup_runs_only_in_the_home_region(svc: Services, clock: FixedClock, orgs: None) -> None:
+def test_rollup_runs_only_in_the_home_region(svc: Container, clock: FixedClock, orgs: None) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     clock.set(T0 + H + 900)
-    away = Services(load_settings(BASE_ENV | {"HOME_REGION": "false"}), svc.store, svc.archive, svc.clock)
+    away = Container(load_settings(BASE_ENV | {"HOME_REGION": "false"}), svc.store, svc.archive, svc.clock)
     assert "home region" in run_rollup(away, "test").body()["skipped"]
     assert svc.store.bucket_state(T0) is None
 
 
 def test_parity_counts_a_backlog_delivered_after_its_hour_closed_before_and_after_the_sweep(
-    svc: Services, clock: FixedClock, orgs: None
+    svc: Container, clock: FixedClock, orgs: None
 ) -> None:
     parity_counts_a_backlog_delivered_after_its_hour_closed(svc, clock)
 
 
 def test_parity_of_a_window_counts_late_and_on_time_samples_swept_or_not(
-    svc: Services, clock: FixedClock, orgs: None
+    svc: Container, clock: FixedClock, orgs: None
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("a", "leg", T0, 1024, n=90))  # [T0, T0+1800) on time

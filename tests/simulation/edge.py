@@ -16,7 +16,7 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.envelopes import parse_batch
 from chalicelib.ports import BillingStore, StoreUnavailable
 from chalicelib.services.ingest import ingest_batch
@@ -74,7 +74,7 @@ class Edge:
         if steps is not None:
             store, gateway = steps.wrap(store), steps.wrap(gateway)
         try:
-            return run_rollup(Services(self.settings(), store, MemoryArchive(), self.clock,
+            return run_rollup(Container(self.settings(), store, MemoryArchive(), self.clock,
                                        meter_gateway=gateway, task_queue=self.queue), "sim")
         except (Crash, StoreUnavailable):
             return None

@@ -28,7 +28,7 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.envelopes import parse_batch
 from chalicelib.core.orgs import Org
 from chalicelib.ports import StoreUnavailable
@@ -73,8 +73,8 @@ class Scenario:
     def __post_init__(self) -> None:
         self.stripe = SimStripe(self.clock.now)
 
-    def services(self, store: MemoryStore | None = None) -> Services:
-        return Services(settings(self.shadow), store or self.store, MemoryArchive(), self.clock,
+    def services(self, store: MemoryStore | None = None) -> Container:
+        return Container(settings(self.shadow), store or self.store, MemoryArchive(), self.clock,
                         meter_gateway=self.stripe)
 
     def forward(self, ticks: list[dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from chalicelib.core.stage_config import CONFIG
 from chalicelib.entrypoints.cli import app
 from chalicelib.entrypoints.cli_cutover import LOCAL_STAGE, LocalStack, apply, local_stack, running_shadow
+from chalicelib.entrypoints.cli_output import Handed
 from sim.operator import SimLocalStack
 
 
@@ -58,7 +59,7 @@ def test_the_cli_hands_the_stack_to_the_commands() -> None:
     stack = FakeStack(None)
     app.add_typer(probe, name="probe")
     try:
-        assert CliRunner().invoke(app, ["probe", "show"], obj=stack).exit_code == 0
+        assert CliRunner().invoke(app, ["probe", "show"], obj=Handed(local_stack=stack)).exit_code == 0
         assert CliRunner().invoke(app, ["probe", "show"]).exit_code == 0
     finally:
         app.registered_groups.pop()

@@ -13,12 +13,14 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus, OrgParity, ParityReport
 from chalicelib.entrypoints.api.http import (
+    Routes,
     answer,
     check_body_hmac,
     check_get_hmac,
@@ -37,7 +39,7 @@ from chalicelib.services.cell_reports import (
 )
 from chalicelib.services.parity import parse_window
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 REPORTS_PATH = "/internal/parity-reports"
 CELLS_PATH = "/internal/cells"
 CELL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -197,8 +199,7 @@ def status_body(s: CellStatus, now: int) -> dict[str, Any]:
     }
 
 
-def checked_body(svc: Services) -> tuple[dict[str, str], bytes]:
-    request = bp.current_request
+def checked_body(request: Request, svc: Container) -> tuple[dict[str, str], bytes]:
     body = raw_body(request)
     if len(body) > svc.settings.MAX_BODY_BYTES:
         raise BadBody(f"body of {len(body)} bytes exceeds {svc.settings.MAX_BODY_BYTES}", 413)
@@ -206,12 +207,11 @@ def checked_body(svc: Services) -> tuple[dict[str, str], bytes]:
     return lowered(request.headers), body
 
 
-@bp.route(REPORTS_PATH, methods=["POST"], content_types=BODY_TYPES)
+@routes.route(REPORTS_PATH, methods=["POST"], content_types=BODY_TYPES)
 @json_errors
-def post_parity_report() -> Response:
-    svc = services()
+def post_parity_report(request: Request, svc: Container) -> Response:
     try:
-        headers, raw = checked_body(svc)
+        headers, raw = checked_body(request, svc)
         body: ParityReportBody = parse_body(raw, ParityReportBody, "parity report")
     except BadBody as exc:
         return error(exc.status, str(exc))
@@ -225,11 +225,10 @@ def post_parity_report() -> Response:
                         "clean": report.clean, "max_drift": float(report.max_drift)})
 
 
-@bp.route(REPORTS_PATH, methods=["GET"])
+@routes.route(REPORTS_PATH, methods=["GET"])
 @json_errors
-def list_parity_reports() -> Response:
-    svc = services()
-    query = signed_query(bp.current_request, REPORTS_PATH, svc, ("cell_id", "from", "to"))
+def list_parity_reports(request: Request, svc: Container) -> Response:
+    query = signed_query(request, REPORTS_PATH, svc, ("cell_id", "from", "to"))
     cell_id = query.get("cell_id", "")
     if not CELL_ID.match(cell_id):
         return error(400, "query parameter 'cell_id' is required (letters, digits, . _ : -, at most 128)")
@@ -239,14 +238,13 @@ def list_parity_reports() -> Response:
                         "reports": [report_body(r) for r in reports], "as_of": svc.now()})
 
 
-@bp.route(CELLS_PATH + "/{cell_id}", methods=["PUT"], content_types=BODY_TYPES)
+@routes.route(CELLS_PATH + "/{cell_id}", methods=["PUT"], content_types=BODY_TYPES)
 @json_errors
-def put_cell_status(cell_id: str) -> Response:
-    svc = services()
+def put_cell_status(request: Request, svc: Container, cell_id: str) -> Response:
     if not CELL_ID.match(cell_id):
         return error(400, "cell id must be letters, digits, . _ : - (at most 128)")
     try:
-        headers, raw = checked_body(svc)
+        headers, raw = checked_body(request, svc)
         body: CellStatusBody = parse_body(raw, CellStatusBody, "cell status")
     except BadBody as exc:
         return error(exc.status, str(exc))
@@ -257,11 +255,9 @@ def put_cell_status(cell_id: str) -> Response:
     return answer(200, status_body(status, now) | {"stored": stored})
 
 
-@bp.route(CELLS_PATH, methods=["GET"])
+@routes.route(CELLS_PATH, methods=["GET"])
 @json_errors
-def list_cells() -> Response:
-    request = bp.current_request
-    svc = services()
+def list_cells(request: Request, svc: Container) -> Response:
     check_get_hmac(request, CELLS_PATH, svc)
     now = svc.now()
     cells = cell_statuses(svc.cells())

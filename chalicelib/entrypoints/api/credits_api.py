@@ -5,22 +5,22 @@ GET /internal/halted-orgs?cell_id=C   HMAC (GET): {"orgs": [{"org_id", "halted_a
 
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import services
+from chalicelib.bootstrap import Container
 from chalicelib.core.limits import printable
-from chalicelib.entrypoints.api.http import answer, error, json_errors, signed_query
+from chalicelib.entrypoints.api.http import Routes, answer, error, json_errors, signed_query
 from chalicelib.services.credits import halted_orgs
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 HALTED_PATH = "/internal/halted-orgs"
 
 
-@bp.route(HALTED_PATH, methods=["GET"])
+@routes.route(HALTED_PATH, methods=["GET"])
 @json_errors
-def halted_orgs_route() -> Response:
-    svc = services()
-    query = signed_query(bp.current_request, HALTED_PATH, svc, ("cell_id",))
+def halted_orgs_route(request: Request, svc: Container) -> Response:
+    query = signed_query(request, HALTED_PATH, svc, ("cell_id",))
     try:
         # Every cell gets the whole list (a halt is org-wide); the id names the caller in the logs.
         printable(query.get("cell_id") or "-", "cell_id")

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, ParamSpec
 
-from chalice import Response
+from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container
 from chalicelib.core.hmac_auth import AuthError, verify_body, verify_get
 from chalicelib.core.limits import JsonBodyError
 from chalicelib.core.telemetry import http_points
@@ -18,7 +18,55 @@ from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.services.parity import WindowError
 
 P = ParamSpec("P")
+Middleware = Callable[[Request, Callable[[Request], Response]], Response]
+
+
 JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
+Handler = Callable[..., Response]
+
+
+class EdgeApp(Chalice):
+    """The edge's Chalice app with its container: one per app, built by whoever makes the app (app.py, from the
+    environment at cold start; a test, from its own adapters) and handed to its routes, middlewares and schedules."""
+
+    def __init__(self, container: Container) -> None:
+        super().__init__(app_name="edge-billing")
+        self.container = container
+
+
+class Routes:
+    """One module's routes, declared at import beside their handlers as Chalice's decorators are, and made into a
+    fresh Blueprint for each app, closing over that app's container: a handler is
+    `handler(request, container, **uri_params)`, so it reads no global and a test calls it like any function.
+
+    Why not Chalice's module-level Blueprint: it registers on one app only (registering it again loses the routes'
+    methods) and answers `current_request` from the app it was registered to last; a container per app needs a
+    blueprint per app, and this keeps each module's routes where they were declared."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.declared: list[tuple[str, Handler, dict[str, Any]]] = []
+
+    def route(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        def declare(handler: Handler) -> Handler:
+            self.declared.append((path, handler, options))
+            return handler
+
+        return declare
+
+    def blueprint(self, container: Container) -> Blueprint:
+        bp = Blueprint(self.name)
+        for path, handler, options in self.declared:
+            bp.route(path, **dict(options))(_view(bp, container, handler))
+        return bp
+
+
+def _view(bp: Blueprint, container: Container, handler: Handler) -> Callable[..., Response]:
+    def view(**params: str) -> Response:
+        return handler(bp.current_request, container, **params)
+
+    view.__name__ = handler.__name__  # Chalice names the route by its view
+    return view
 
 
 def answer(status: int, body: dict[str, Any]) -> Response:
@@ -38,7 +86,7 @@ def raw_body(request: Request) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
 
-def check_body_hmac(request: Request, svc: Services) -> None:
+def check_body_hmac(request: Request, svc: Container) -> None:
     verify_body(
         lowered(request.headers),
         raw_body(request),
@@ -69,7 +117,7 @@ def single_params(pairs: list[tuple[str, str]], names: tuple[str, ...]) -> dict[
     return out
 
 
-def check_get_hmac(request: Request, path: str, svc: Services) -> None:
+def check_get_hmac(request: Request, path: str, svc: Container) -> None:
     verify_get(
         lowered(request.headers),
         path,
@@ -80,7 +128,7 @@ def check_get_hmac(request: Request, path: str, svc: Services) -> None:
     )
 
 
-def signed_query(request: Request, path: str, svc: Services, names: tuple[str, ...]) -> dict[str, str]:
+def signed_query(request: Request, path: str, svc: Container, names: tuple[str, ...]) -> dict[str, str]:
     """The parameters a signed GET route reads: only once its signature holds is any of them looked at."""
     check_get_hmac(request, path, svc)
     return single_params(query_pairs(request), names)
@@ -139,11 +187,15 @@ def json_error_bodies(event: Any, get_response: Callable[[Any], Response]) -> Re
     return Response(body={"error": text, **extra}, status_code=response.status_code, headers={**headers, **JSON})
 
 
-def http_metrics(event: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Chalice middleware: webhook failures, conflicts and unusable events, and store outages, counted from the
-    answer itself, so no route needs a metrics call of its own."""
-    response = get_response(event)
-    points = http_points(event.path, response.status_code, response.body)
-    if points:
-        publish(points, services().settings.WORKER_ENV)
-    return response
+def http_metrics(svc: Container) -> Middleware:
+    """Chalice middleware, for the app whose container it is handed: webhook failures, conflicts and unusable
+    events, and store outages, counted from the answer itself, so no route needs a metrics call of its own."""
+
+    def count(event: Request, get_response: Callable[[Request], Response]) -> Response:
+        response = get_response(event)
+        points = http_points(event.path, response.status_code, response.body)
+        if points:
+            publish(points, svc.settings.WORKER_ENV)
+        return response
+
+    return count

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container
 from chalicelib.core.envelopes import BatchError, parse_batch
 from chalicelib.core.limits import MAX_ID_LENGTH, is_printable_id
-from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors, lowered, raw_body
+from chalicelib.entrypoints.api.http import Routes, answer, check_body_hmac, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
 from chalicelib.services.ingest import ingest_batch
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 
 
-def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Response:
+def handle_ingest(headers: dict[str, str], body: bytes, svc: Container) -> Response:
     """The whole ingest answer for one request; split from the route so the bench can drive it."""
     cell_id = headers.get("x-cell-id", "").strip()
     if not cell_id:
@@ -40,11 +41,9 @@ def handle_ingest(headers: dict[str, str], body: bytes, svc: Services) -> Respon
     return answer(202, result.body())
 
 
-@bp.route("/ingest", methods=["POST"], content_types=["application/json", "text/plain", "application/octet-stream"])
+@routes.route("/ingest", methods=["POST"], content_types=["application/json", "text/plain", "application/octet-stream"])
 @json_errors
-def ingest() -> Response:
-    request = bp.current_request
-    svc = services()
+def ingest(request: Request, svc: Container) -> Response:
     headers = lowered(request.headers)
     if "x-cell-id" not in headers:
         return error(400, "missing X-Cell-Id header")

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import re
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 from pydantic import ValidationError
 
-from chalicelib.bootstrap import services
+from chalicelib.bootstrap import Container
 from chalicelib.core.buckets import buckets_between
 from chalicelib.core.limits import load_json, printable
-from chalicelib.entrypoints.api.http import JSON, answer, check_body_hmac, error, json_errors, raw_body, signed_query
+from chalicelib.entrypoints.api.http import (
+    JSON,
+    Routes,
+    answer,
+    check_body_hmac,
+    error,
+    json_errors,
+    raw_body,
+    signed_query,
+)
 from chalicelib.entrypoints.org_schema import OrgBody, org_body
 from chalicelib.services.orgs import UnknownOrg, org_policy, put_org
 from chalicelib.services.parity import NotSettled, Window, WindowError, aligned, parse_window, usage_parity
 from chalicelib.settings import Settings
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 PARITY_PATH = "/internal/usage-parity"
 POLICY_PATH = "/internal/org-policy"
 
@@ -43,11 +53,10 @@ def parity_window(params: dict[str, str], settings: Settings) -> Window:
     return window
 
 
-@bp.route(PARITY_PATH, methods=["GET"])
+@routes.route(PARITY_PATH, methods=["GET"])
 @json_errors
-def usage_parity_route() -> Response:
-    svc = services()
-    window = parity_window(signed_query(bp.current_request, PARITY_PATH, svc, ("from", "to")), svc.settings)
+def usage_parity_route(request: Request, svc: Container) -> Response:
+    window = parity_window(signed_query(request, PARITY_PATH, svc, ("from", "to")), svc.settings)
     try:
         return answer(200, usage_parity(svc.store, svc.settings, window, svc.now(), svc.rollup_queue()))
     except NotSettled as exc:
@@ -56,11 +65,10 @@ def usage_parity_route() -> Response:
                          status_code=503, headers={**JSON, "Retry-After": str(exc.retry_after)})
 
 
-@bp.route(POLICY_PATH, methods=["GET"])
+@routes.route(POLICY_PATH, methods=["GET"])
 @json_errors
-def org_policy_route() -> Response:
-    svc = services()
-    query = signed_query(bp.current_request, POLICY_PATH, svc, ("org_id", "cell_id"))
+def org_policy_route(request: Request, svc: Container) -> Response:
+    query = signed_query(request, POLICY_PATH, svc, ("org_id", "cell_id"))
     org_id = query.get("org_id")
     if not org_id:
         return error(400, "query parameter 'org_id' is required")
@@ -76,11 +84,9 @@ def org_policy_route() -> Response:
     return answer(200, policy.body())
 
 
-@bp.route("/internal/orgs/{org_id}", methods=["PUT"])
+@routes.route("/internal/orgs/{org_id}", methods=["PUT"])
 @json_errors
-def put_org_route(org_id: str) -> Response:
-    request = bp.current_request
-    svc = services()
+def put_org_route(request: Request, svc: Container, org_id: str) -> Response:
     check_body_hmac(request, svc)
     try:
         # ASCII: the org id goes into Stripe idempotency keys and meter identifiers (HTTP headers).

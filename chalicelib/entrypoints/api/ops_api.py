@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import services
-from chalicelib.entrypoints.api.http import answer, check_body_hmac, error, json_errors
+from chalicelib.bootstrap import Container
+from chalicelib.entrypoints.api.http import Routes, answer, check_body_hmac, error, json_errors
 from chalicelib.services.halt_push import credit_round
 from chalicelib.services.rollup import run_rollup
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 
 
-@bp.route("/health", methods=["GET"])
-def health() -> Response:
-    svc = services()
+@routes.route("/health", methods=["GET"])
+def health(request: Request, svc: Container) -> Response:
     return answer(200, {"ok": True, "env": svc.settings.WORKER_ENV, "shadow": svc.settings.SHADOW})
 
 
-@bp.route("/run", methods=["POST"], content_types=["application/json", "text/plain", "application/octet-stream"])
+@routes.route("/run", methods=["POST"], content_types=["application/json", "text/plain", "application/octet-stream"])
 @json_errors
-def run() -> Response:
-    svc = services()
+def run(request: Request, svc: Container) -> Response:
     if svc.settings.stage_is_prod:
         return error(404, "not found")
-    check_body_hmac(bp.current_request, svc)
+    check_body_hmac(request, svc)
     body = run_rollup(svc, trigger="http").body()
     # The free tier's round too, so a free tick's spend shows at once after /run (CONTRACT section 10).
     body["credits"] = credit_round(svc.store, svc.credits(), svc.cells(), svc.pusher(), svc.settings, svc.now())

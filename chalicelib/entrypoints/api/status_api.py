@@ -7,28 +7,27 @@ enforce it, so the local stack's page is reachable on loopback.
 
 from __future__ import annotations
 
-from chalice import Blueprint, IAMAuthorizer, Response
+from chalice import IAMAuthorizer, Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import services
-from chalicelib.entrypoints.api.http import answer, json_errors
+from chalicelib.bootstrap import Container
+from chalicelib.entrypoints.api.http import Routes, answer, json_errors
 from chalicelib.entrypoints.status_page import render
 from chalicelib.services.status import status
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 operators = IAMAuthorizer()
 
 
-@bp.route("/ops/status.json", methods=["GET"], authorizer=operators)
+@routes.route("/ops/status.json", methods=["GET"], authorizer=operators)
 @json_errors
-def status_json() -> Response:
-    svc = services()
+def status_json(request: Request, svc: Container) -> Response:
     return answer(200, status(svc, svc.meter_errors(), svc.free()))
 
 
-@bp.route("/ops/status", methods=["GET"], authorizer=operators)
+@routes.route("/ops/status", methods=["GET"], authorizer=operators)
 @json_errors
-def status_html() -> Response:
-    svc = services()
+def status_html(request: Request, svc: Container) -> Response:
     page = render(status(svc, svc.meter_errors(), svc.free()))
     return Response(body=page, status_code=200,
                     headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})

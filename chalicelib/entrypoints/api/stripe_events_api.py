@@ -9,24 +9,23 @@ handle, acknowledged so Stripe stops retrying); 400 no or bad signature, or not 
 
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import services
+from chalicelib.bootstrap import Container
 from chalicelib.core.meter_error_report import REPORT_TYPES, MalformedReport
-from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
+from chalicelib.entrypoints.api.http import Routes, answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
 from chalicelib.ports import GatewayError
 from chalicelib.services.meter_errors import receive
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 MAX_SIGNATURE_HEADER = 4096
 
 
-@bp.route("/webhooks/stripe/events", methods=["POST"], content_types=["application/json", "text/plain"])
+@routes.route("/webhooks/stripe/events", methods=["POST"], content_types=["application/json", "text/plain"])
 @json_errors
-def stripe_thin_event() -> Response:
-    svc = services()
-    request = bp.current_request
+def stripe_thin_event(request: Request, svc: Container) -> Response:
     signature = lowered(request.headers).get("stripe-signature", "")
     if not signature or not signature.isascii() or len(signature) > MAX_SIGNATURE_HEADER:
         return error(400, "missing or malformed Stripe-Signature header")

@@ -5,19 +5,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from chalice import Blueprint, Response
+from chalice import Response
+from chalice.app import Request
 
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container
 from chalicelib.core.catalog import EmptyCatalog
 from chalicelib.core.limits import JsonBodyError, load_json
-from chalicelib.entrypoints.api.http import answer, error, json_errors, lowered, raw_body
+from chalicelib.entrypoints.api.http import Routes, answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
 from chalicelib.ports import GatewayError, StoreRejected
 from chalicelib.services.credits import sync_plan
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
 
-bp = Blueprint(__name__)
+routes = Routes(__name__)
 TOLERANCE_SECONDS = 300
 MAX_SIGNATURE_HEADER = 4096
 # Stripe answers that no retry changes (an unknown customer, invalid parameters): the event is
@@ -40,7 +41,7 @@ def signed_at(header: str) -> int:
     return int(match.group(1))
 
 
-def verify_stripe_signature(payload: bytes, header: str, svc: Services) -> None:
+def verify_stripe_signature(payload: bytes, header: str, svc: Container) -> None:
     """Stripe's own HMAC check (stripe-python), then the timestamp against the injected clock,
     in both directions: stripe-python checks only the past, and reads the wall clock."""
     # compare_digest inside stripe-python raises TypeError on non-ASCII text: refuse it first.
@@ -61,11 +62,9 @@ def unusable(event_id: object, reason: str) -> Response:
     return answer(200, {"received": True, "unusable": reason[:500]})
 
 
-@bp.route("/webhooks/stripe", methods=["POST"], content_types=["application/json", "text/plain"])
+@routes.route("/webhooks/stripe", methods=["POST"], content_types=["application/json", "text/plain"])
 @json_errors
-def stripe_webhook() -> Response:
-    request = bp.current_request
-    svc = services()
+def stripe_webhook(request: Request, svc: Container) -> Response:
     payload = raw_body(request)
     signature = lowered(request.headers).get("stripe-signature")
     if not signature:
@@ -81,7 +80,7 @@ def stripe_webhook() -> Response:
     return handle_verified(event, svc)
 
 
-def handle_verified(event: Any, svc: Services) -> Response:
+def handle_verified(event: Any, svc: Container) -> Response:
     """A verified event's answer: every outcome deliberate (see docs/stripe.md's table)."""
     event_id = event.get("id") if isinstance(event, dict) else None
     try:

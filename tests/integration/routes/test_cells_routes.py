@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.ports import StoreUnavailable
 from tests.conftest import T0, signed_get, signed_post
 
@@ -29,11 +29,11 @@ def report(cell: str = "cell-a", start: int = T0, clean: bool = True, drift: flo
     }
 
 
-def post_report(client: Any, svc: Services, body: Any, ts: int | None = None) -> Any:
+def post_report(client: Any, svc: Container, body: Any, ts: int | None = None) -> Any:
     return client.http.post(REPORTS, **signed_post(body, svc.now() if ts is None else ts, cell_id=None))
 
 
-def list_reports(client: Any, svc: Services, query: str) -> Any:
+def list_reports(client: Any, svc: Container, query: str) -> Any:
     return client.http.get(f"{REPORTS}?{query}", headers=signed_get(REPORTS, query, svc.now()))
 
 
@@ -42,7 +42,7 @@ def status(**over: Any) -> dict[str, Any]:
             "spool_depth": 12} | over
 
 
-def test_report_is_stored_and_listed_exactly(client: Any, svc: Services) -> None:
+def test_report_is_stored_and_listed_exactly(client: Any, svc: Container) -> None:
     res = post_report(client, svc, report())
     assert res.status_code == 200, res.json_body
     assert res.json_body == {"stored": True, "cell_id": "cell-a", "window": {"from": T0, "to": T0 + 3600},
@@ -55,7 +55,7 @@ def test_report_is_stored_and_listed_exactly(client: Any, svc: Services) -> None
     assert got["orgs"][1]["drift"] is None and got["received_at"] == svc.now() and got["tolerance"] == 0.02
 
 
-def test_repost_of_a_window_replaces_it_and_windows_filter(client: Any, svc: Services, clock: FixedClock) -> None:
+def test_repost_of_a_window_replaces_it_and_windows_filter(client: Any, svc: Container, clock: FixedClock) -> None:
     for h in range(3):
         assert post_report(client, svc, report(start=T0 + h * 3600)).status_code == 200
     clock.advance(5)
@@ -66,7 +66,7 @@ def test_repost_of_a_window_replaces_it_and_windows_filter(client: Any, svc: Ser
     assert list_reports(client, svc, f"cell_id=cell-b&from={T0}&to={T0 + 9 * 3600}").json_body["reports"] == []
 
 
-def test_a_delayed_older_post_does_not_replace_a_newer_one(client: Any, svc: Services) -> None:
+def test_a_delayed_older_post_does_not_replace_a_newer_one(client: Any, svc: Container) -> None:
     now = svc.now()
     assert post_report(client, svc, report(clean=False, drift=0.3), ts=now).json_body["stored"] is True
     late_retry = post_report(client, svc, report(clean=True), ts=now - 60)
@@ -89,14 +89,14 @@ def test_a_delayed_older_post_does_not_replace_a_newer_one(client: Any, svc: Ser
         (lambda b: b["orgs"][0].update(drift=0.5), "says clean"),
     ],
 )
-def test_bad_reports_are_400_naming_the_problem(client: Any, svc: Services, mutate: Any, fragment: str) -> None:
+def test_bad_reports_are_400_naming_the_problem(client: Any, svc: Container, mutate: Any, fragment: str) -> None:
     body = report()
     mutate(body)
     res = post_report(client, svc, body)
     assert res.status_code == 400 and fragment in res.json_body["error"], res.json_body
 
 
-def test_report_body_that_is_not_json_is_400_and_auth_is_checked(client: Any, svc: Services) -> None:
+def test_report_body_that_is_not_json_is_400_and_auth_is_checked(client: Any, svc: Container) -> None:
     assert post_report(client, svc, b"{nope").status_code == 400
     assert post_report(client, svc, b"[]").status_code == 400
     deep = post_report(client, svc, b"[" * 100_000 + b"]" * 100_000)
@@ -107,7 +107,7 @@ def test_report_body_that_is_not_json_is_400_and_auth_is_checked(client: Any, sv
     assert stale.status_code == 401
 
 
-def test_list_reports_needs_cell_and_window_and_a_signature(client: Any, svc: Services) -> None:
+def test_list_reports_needs_cell_and_window_and_a_signature(client: Any, svc: Container) -> None:
     assert list_reports(client, svc, f"from={T0}&to={T0 + 1}").status_code == 400
     assert list_reports(client, svc, f"cell_id=c&from={T0}").status_code == 400
     query = f"cell_id=cell-a&from={T0}&to={T0 + 3600}"
@@ -115,7 +115,7 @@ def test_list_reports_needs_cell_and_window_and_a_signature(client: Any, svc: Se
     assert client.http.get(f"{REPORTS}?{query}", headers=wrong).status_code == 401
 
 
-def test_cell_status_put_and_list_with_last_report_time(client: Any, svc: Services, clock: FixedClock) -> None:
+def test_cell_status_put_and_list_with_last_report_time(client: Any, svc: Container, clock: FixedClock) -> None:
     res = client.http.put(f"{CELLS}/cell-a", **signed_post(status(), svc.now(), cell_id=None))
     assert res.status_code == 200 and res.json_body["stored"] is True
     reported = svc.now()
@@ -133,7 +133,7 @@ def test_cell_status_put_and_list_with_last_report_time(client: Any, svc: Servic
     assert cells[1]["authority"] == "edge" and cells[1]["seconds_since_report"] == 10
 
 
-def test_a_cell_registers_its_base_url_for_halt_pushes(client: Any, svc: Services) -> None:
+def test_a_cell_registers_its_base_url_for_halt_pushes(client: Any, svc: Container) -> None:
     body = status() | {"base_url": "http://cell-a.internal:8080/"}
     res = client.http.put(f"{CELLS}/cell-a", **signed_post(body, svc.now(), cell_id=None))
     assert res.status_code == 200 and res.json_body["base_url"] == "http://cell-a.internal:8080"
@@ -143,7 +143,7 @@ def test_a_cell_registers_its_base_url_for_halt_pushes(client: Any, svc: Service
         assert res.status_code == 400 and "base_url" in res.json_body["error"], bad
 
 
-def test_older_status_never_replaces_newer(client: Any, svc: Services) -> None:
+def test_older_status_never_replaces_newer(client: Any, svc: Container) -> None:
     now = svc.now()
     client.http.put(f"{CELLS}/cell-a", **signed_post(status(billed_through=T0 + 3600), now, cell_id=None))
     old = client.http.put(f"{CELLS}/cell-a", **signed_post(status(billed_through=T0), now - 30, cell_id=None))
@@ -163,12 +163,12 @@ def test_older_status_never_replaces_newer(client: Any, svc: Services) -> None:
         status(extra=True),
     ],
 )
-def test_bad_cell_status_is_400(client: Any, svc: Services, body: dict[str, Any]) -> None:
+def test_bad_cell_status_is_400(client: Any, svc: Container, body: dict[str, Any]) -> None:
     res = client.http.put(f"{CELLS}/cell-a", **signed_post(body, svc.now(), cell_id=None))
     assert res.status_code == 400 and res.json_body["error"].startswith("invalid cell status")
 
 
-def test_cell_id_in_path_is_checked(client: Any, svc: Services) -> None:
+def test_cell_id_in_path_is_checked(client: Any, svc: Container) -> None:
     res = client.http.put(f"{CELLS}/{'x' * 200}", **signed_post(status(), svc.now(), cell_id=None))
     assert res.status_code == 400 and "cell id" in res.json_body["error"]
 
@@ -183,7 +183,7 @@ class FailingClient:
         return fail
 
 
-def test_store_failure_is_503(client: Any, svc: Services) -> None:
+def test_store_failure_is_503(client: Any, svc: Container) -> None:
     from chalicelib.adapters.dynamodb.cells import DynamoCells
 
     svc.cell_store = DynamoCells(FailingClient(), "x")

@@ -4,16 +4,14 @@ halted list, pushes to registered cells, a top-up and an upgrade resuming (CONTR
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from typer.testing import CliRunner
-
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.orgs import Org
 from chalicelib.credit_ports import CellPusher
-from chalicelib.entrypoints.cli import app as cli
 from tests.conftest import T0, iso, signed_get, signed_post, tick
 
 POLICY = "/internal/org-policy"
@@ -34,19 +32,19 @@ def free_tick(event_id: str, ts: int, cents: Any) -> dict[str, Any]:
     return tick(event_id, "org-free", iso(ts), plan="free", cost_cents=cents)
 
 
-def policy(client: Any, svc: Services, query: str = "org_id=org-free&cell_id=cell-a") -> dict[str, Any]:
+def policy(client: Any, svc: Container, query: str = "org_id=org-free&cell_id=cell-a") -> dict[str, Any]:
     res = client.http.get(f"{POLICY}?{query}", headers=signed_get(POLICY, query, svc.now()))
     assert res.status_code == 200, res.json_body
     return dict(res.json_body)
 
 
-def run(client: Any, svc: Services) -> dict[str, Any]:
+def run(client: Any, svc: Container) -> dict[str, Any]:
     res = client.http.post("/run", **signed_post({}, svc.now(), cell_id=None))
     assert res.status_code == 200, res.json_body
     return dict(res.json_body["credits"])
 
 
-def setup(svc: Services) -> Recorder:
+def setup(svc: Container) -> Recorder:
     svc.store.put_org(Org("org-free"))
     pusher = Recorder()
     svc.cell_pusher = pusher
@@ -56,7 +54,7 @@ def setup(svc: Services) -> Recorder:
 
 
 def test_spend_shows_after_run_and_the_exhausting_tick_halts_everywhere(
-    client: Any, svc: Services, clock: FixedClock
+    client: Any, svc: Container, clock: FixedClock
 ) -> None:
     pusher = setup(svc)
     first = policy(client, svc)
@@ -84,26 +82,26 @@ def test_spend_shows_after_run_and_the_exhausting_tick_halts_everywhere(
     assert again["push"]["acked"] == 1 and again["pass"]["halted"] == [], "cell-b only, and no second halt"
 
 
-def test_a_grant_resumes_once_per_key_and_show_reads_it(client: Any, svc: Services) -> None:
+def test_a_grant_resumes_once_per_key_and_show_reads_it(client: Any, svc: Container,
+                                                        run_cli: Callable[..., Any]) -> None:
     pusher = setup(svc)
     client.http.post("/ingest", **signed_post([free_tick("f1", T0 + 20, 500)], svc.now()))
     run(client, svc)
-    runner = CliRunner()
-    out = runner.invoke(cli, ["credits", "grant", "org-free", "2.5", "--key", "refund-1", "--json"])
+    out = run_cli(["credits", "grant", "org-free", "2.5", "--key", "refund-1", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout) == {"org_id": "org-free", "key": "refund-1", "granted": True, "resumed": True,
                                       "balance_cents": "2.500000"}
-    twice = runner.invoke(cli, ["credits", "grant", "org-free", "2.5", "--key", "refund-1", "--json"])
+    twice = run_cli(["credits", "grant", "org-free", "2.5", "--key", "refund-1", "--json"])
     assert json.loads(twice.stdout)["granted"] is False
-    shown = json.loads(runner.invoke(cli, ["credits", "show", "org-free", "--json"]).stdout)
+    shown = json.loads(run_cli(["credits", "show", "org-free", "--json"]).stdout)
     assert (shown["balance_cents"], shown["halted"], shown["granted_cents"]) == ("2.500000", False, "2.500000")
     run(client, svc)
     assert [c[1] for c in pusher.calls[-2:]] == ["/admin/resume-org", "/admin/resume-org"]
-    bad = runner.invoke(cli, ["credits", "grant", "org-free", "0", "--key", "k"])
+    bad = run_cli(["credits", "grant", "org-free", "0", "--key", "k"])
     assert bad.exit_code == 2 and "positive" in bad.output
 
 
-def test_an_upgrade_clears_the_halt_and_a_return_to_free_starts_at_zero(client: Any, svc: Services) -> None:
+def test_an_upgrade_clears_the_halt_and_a_return_to_free_starts_at_zero(client: Any, svc: Container) -> None:
     setup(svc)
     client.http.post("/ingest", **signed_post([free_tick("f1", T0 + 20, 700)], svc.now()))
     run(client, svc)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.services.ingest import MAX_QUARANTINE_RAW
 from tests.conftest import T0, iso, signed_post, tick
@@ -29,7 +29,7 @@ def stored_ids(store: DynamoStore) -> set[str]:
     return {s.event_id for s in store.bucket_samples(T0)}
 
 
-def test_deeply_nested_body_is_400(client: Any, svc: Services) -> None:
+def test_deeply_nested_body_is_400(client: Any, svc: Container) -> None:
     raw = b"[" * 1000 + b"]" * 1000
     res = post(client, raw, svc.now())
     assert res.status_code == 400 and "nested deeper than 32" in res.json_body["error"]
@@ -39,7 +39,7 @@ def test_deeply_nested_body_is_400(client: Any, svc: Services) -> None:
     assert res.status_code == 400 and "nested deeper than 32" in res.json_body["error"]
 
 
-def test_lone_surrogate_id_is_quarantined_and_the_rest_stored(client: Any, svc: Services, orgs: None) -> None:
+def test_lone_surrogate_id_is_quarantined_and_the_rest_stored(client: Any, svc: Container, orgs: None) -> None:
     bad = tick("x", "org-pro", iso(T0 + 100)) | {"id": "\ud800"}
     raw = json.dumps([tick("ok1", "org-pro", iso(T0 + 100)), bad]).encode()  # "\ud800" escaped, as sent
     assert b"\\ud800" in raw
@@ -51,12 +51,12 @@ def test_lone_surrogate_id_is_quarantined_and_the_rest_stored(client: Any, svc: 
     assert [i.quarantine_id for i in svc.store.quarantine("invalid")] == [q["id"]]
 
 
-def test_invalid_surrogate_envelope_alone_is_quarantined(client: Any, svc: Services, orgs: None) -> None:
+def test_invalid_surrogate_envelope_alone_is_quarantined(client: Any, svc: Container, orgs: None) -> None:
     res = post(client, b'[{"id": "\\ud800"}]', svc.now())
     assert res.status_code == 202 and res.json_body["quarantined"][0]["id"].startswith("sha256:")
 
 
-def test_a_450_kb_invalid_envelope_is_quarantined_bounded(client: Any, svc: Services, orgs: None) -> None:
+def test_a_450_kb_invalid_envelope_is_quarantined_bounded(client: Any, svc: Container, orgs: None) -> None:
     big = tick("big", "org-pro", iso(T0 + 100)) | {"timestamp": "x" * 450_000}
     res = post(client, [tick("ok2", "org-pro", iso(T0 + 100)), big], svc.now())
     assert res.status_code == 202, res.json_body
@@ -69,7 +69,7 @@ def test_a_450_kb_invalid_envelope_is_quarantined_bounded(client: Any, svc: Serv
     assert item.raw_sha256 == hashlib.sha256(whole.encode()).hexdigest() and item.raw_length == len(whole)
 
 
-def test_a_valid_tick_with_huge_extras_for_an_unknown_org_is_held_small(client: Any, svc: Services) -> None:
+def test_a_valid_tick_with_huge_extras_for_an_unknown_org_is_held_small(client: Any, svc: Container) -> None:
     held = tick("h1", "org-new", iso(T0 + 100)) | {"notes": "y" * 450_000}
     res = post(client, [held], svc.now())
     assert res.status_code == 202 and res.json_body["quarantined"][0]["id"] == "h1"
@@ -82,7 +82,7 @@ def test_a_valid_tick_with_huge_extras_for_an_unknown_org_is_held_small(client: 
     assert stored_ids(svc.store) == {"h1"}
 
 
-def test_a_5000_digit_number_fails_one_envelope_not_the_batch(client: Any, svc: Services, orgs: None) -> None:
+def test_a_5000_digit_number_fails_one_envelope_not_the_batch(client: Any, svc: Container, orgs: None) -> None:
     raw = json.dumps([tick("ok3", "org-pro", iso(T0 + 100)), tick("huge", "org-pro", iso(T0 + 100))])
     raw = raw.replace('"memory_mb": 1024}', '"memory_mb": ' + "9" * 5000 + "}", 1)
     res = post(client, raw.encode(), svc.now())
@@ -103,14 +103,14 @@ def test_a_5000_digit_number_fails_one_envelope_not_the_batch(client: Any, svc: 
     ],
 )
 def test_timestamps_that_are_not_rfc3339_are_quarantined(
-    client: Any, svc: Services, orgs: None, timestamp: str
+    client: Any, svc: Container, orgs: None, timestamp: str
 ) -> None:
     res = post(client, [tick("t1", "org-pro", timestamp)], svc.now())
     assert res.status_code == 202 and res.json_body["accepted"] == 0
     assert "RFC 3339" in res.json_body["quarantined"][0]["reason"]
 
 
-def test_rfc3339_variants_are_accepted(client: Any, svc: Services, orgs: None) -> None:
+def test_rfc3339_variants_are_accepted(client: Any, svc: Container, orgs: None) -> None:
     ticks = [
         tick("r1", "org-pro", "2026-11-25T00:01:40Z"),
         tick("r2", "org-pro", "2026-11-25t00:01:40.123456789z"),
@@ -126,7 +126,7 @@ def test_rfc3339_variants_are_accepted(client: Any, svc: Services, orgs: None) -
      ("id", "e\u2028"), ("cell_id", "c\x7f")],
 )
 def test_control_characters_in_ids_are_quarantined(
-    client: Any, svc: Services, orgs: None, field: str, value: str
+    client: Any, svc: Container, orgs: None, field: str, value: str
 ) -> None:
     res = post(client, [tick("c1", "org-pro", iso(T0 + 100)) | {field: value}], svc.now())
     assert res.status_code == 202 and res.json_body["accepted"] == 0
@@ -135,12 +135,12 @@ def test_control_characters_in_ids_are_quarantined(
 
 
 @pytest.mark.parametrize("cell", ["cell\u0000", "a/b", "c" * 201])
-def test_bad_cell_id_header_is_400(client: Any, svc: Services, cell: str) -> None:
+def test_bad_cell_id_header_is_400(client: Any, svc: Container, cell: str) -> None:
     res = post(client, [], svc.now(), cell_id=cell)
     assert res.status_code == 400 and "X-Cell-Id" in res.json_body["error"]
 
 
-def test_the_same_envelope_twice_in_a_batch_counts_once(client: Any, svc: Services, orgs: None) -> None:
+def test_the_same_envelope_twice_in_a_batch_counts_once(client: Any, svc: Container, orgs: None) -> None:
     a = tick("dup", "org-pro", iso(T0 + 100))
     res = post(client, [a, a, tick("other", "org-pro", iso(T0 + 200))], svc.now())
     assert res.status_code == 202
@@ -148,7 +148,7 @@ def test_the_same_envelope_twice_in_a_batch_counts_once(client: Any, svc: Servic
     assert res.json_body["samples"] == 2
 
 
-def test_pro_ticks_that_bill_nothing_are_said(client: Any, svc: Services, orgs: None) -> None:
+def test_pro_ticks_that_bill_nothing_are_said(client: Any, svc: Container, orgs: None) -> None:
     ticks = [
         tick("l512", "org-pro", iso(T0 + 100), memory_mb=512),
         tick("l0", "org-pro", iso(T0 + 100), memory_mb=0),

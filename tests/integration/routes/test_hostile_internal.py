@@ -3,6 +3,7 @@ each case is the input the outside fuzz run found, with the answer it must get n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from unittest.mock import Mock
 
@@ -11,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.common import guarded
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.orgs import Org
@@ -27,14 +28,14 @@ def get(client: Any, path: str, sent: str, signed: str, now: int) -> Any:
 
 
 @pytest.fixture
-def pro(svc: Services) -> None:
+def pro(svc: Container) -> None:
     svc.store.put_org(Org("org-a", plan="pro"))
 
 
 # --- finding 1 ---
 
 
-def test_a_parameter_appended_to_a_signed_query_is_401(client: Any, svc: Services, pro: None) -> None:
+def test_a_parameter_appended_to_a_signed_query_is_401(client: Any, svc: Container, pro: None) -> None:
     signed = "org_id=org-a&a=1&b=2&c=3"
     res = get(client, POLICY, signed + "&cell_id=evil", signed, svc.now())
     assert res.status_code == 401 and "capToken" not in res.json_body and "error" in res.json_body
@@ -53,7 +54,7 @@ def test_a_parameter_appended_to_a_signed_query_is_401(client: Any, svc: Service
     ],
 )
 def test_correctly_signed_queries_from_standard_encoders_verify(
-    client: Any, svc: Services, pro: None, query: str
+    client: Any, svc: Container, pro: None, query: str
 ) -> None:
     res = get(client, POLICY, query, query, svc.now())
     assert res.status_code == 200, res.json_body
@@ -62,7 +63,7 @@ def test_correctly_signed_queries_from_standard_encoders_verify(
         assert verify(res.json_body["capToken"], svc.settings.secret("SESSION_JWT_SECRET"), svc.now(), cell).org_id
 
 
-def test_a_repeated_parameter_the_route_reads_is_400(client: Any, svc: Services, pro: None) -> None:
+def test_a_repeated_parameter_the_route_reads_is_400(client: Any, svc: Container, pro: None) -> None:
     query = "org_id=org-a&org_id=org-b"
     res = get(client, POLICY, query, query, svc.now())
     assert res.status_code == 400 and "more than once" in res.json_body["error"]
@@ -73,7 +74,7 @@ def accepted(res: Any) -> bool:
     return res.status_code == 200 or (res.status_code == 503 and "settling" in res.json_body)
 
 
-def test_the_cells_plain_parity_query_verifies(client: Any, svc: Services) -> None:
+def test_the_cells_plain_parity_query_verifies(client: Any, svc: Container) -> None:
     query = f"from={T0}&to={T0 + 3600}"
     assert accepted(get(client, PARITY, query, query, svc.now()))
 
@@ -88,14 +89,14 @@ GARBAGE_AUTH_HEADERS = [
 
 
 @pytest.mark.parametrize("headers", GARBAGE_AUTH_HEADERS)
-def test_garbage_auth_headers_on_gets_are_401(client: Any, svc: Services, headers: dict[str, str]) -> None:
+def test_garbage_auth_headers_on_gets_are_401(client: Any, svc: Container, headers: dict[str, str]) -> None:
     for url in (f"{POLICY}?org_id=org-a", f"{PARITY}?from={T0}&to={T0 + 3600}"):
         res = client.http.get(url, headers=headers)
         assert res.status_code == 401 and "error" in res.json_body
 
 
 @pytest.mark.parametrize("headers", GARBAGE_AUTH_HEADERS)
-def test_garbage_auth_headers_on_posts_are_401(client: Any, svc: Services, headers: dict[str, str]) -> None:
+def test_garbage_auth_headers_on_posts_are_401(client: Any, svc: Container, headers: dict[str, str]) -> None:
     for method, url in (("post", "/ingest"), ("put", "/internal/orgs/org-a"), ("post", "/run")):
         res = getattr(client.http, method)(
             url, body=b"[]", headers={"Content-Type": "application/json", "X-Cell-Id": "c", **headers}
@@ -117,21 +118,22 @@ def test_garbage_auth_headers_on_posts_are_401(client: Any, svc: Services, heade
         (f"from={T0}&from=1&to={T0}", "more than once"),
     ],
 )
-def test_parity_windows_out_of_bounds_are_400(client: Any, svc: Services, query: str, fragment: str) -> None:
+def test_parity_windows_out_of_bounds_are_400(client: Any, svc: Container, query: str, fragment: str) -> None:
     res = get(client, PARITY, query, query, svc.now())
     assert res.status_code == 400 and fragment in res.json_body["error"], res.json_body
 
 
-def test_parity_largest_allowed_window_in_buckets(client: Any, svc: Services) -> None:
+def test_parity_largest_allowed_window_in_buckets(client: Any, svc: Container) -> None:
     ok = f"from={T0}&to={T0 + 24 * 3600}"
     assert accepted(get(client, PARITY, ok, ok, svc.now()))
 
 
-def test_parity_bound_follows_the_bucket_width(client: Any, svc: Services, env: dict[str, str]) -> None:
+def test_parity_bound_follows_the_bucket_width(svc: Container, env: dict[str, str],
+                                               serve: Callable[[Container], Any]) -> None:
     from chalicelib.settings import load_settings
 
     narrow = load_settings(env | {"BUCKET_SECONDS": "10", "GRACE_SECONDS": "200", "MAX_PARITY_BUCKETS": "6"})
-    use(Services(settings=narrow, store=svc.store, archive=svc.archive, clock=svc.clock))
+    client = serve(Container(settings=narrow, store=svc.store, archive=svc.archive, clock=svc.clock))
     # 1,000 s took 385 s on the local stack (100 buckets of 10 s): now refused up front.
     query = f"from={T0}&to={T0 + 1000}"
     res = get(client, PARITY, query, query, svc.now())
@@ -157,7 +159,7 @@ def test_parity_bound_follows_the_bucket_width(client: Any, svc: Services, env: 
     ],
 )
 def test_put_org_refuses_what_can_never_be_stored(
-    client: Any, svc: Services, org_id: str, body: dict[str, Any], fragment: str
+    client: Any, svc: Container, org_id: str, body: dict[str, Any], fragment: str
 ) -> None:
     # The id as API Gateway hands it over (decoded), so the raw character reaches the route.
     res = client.http.put(f"/internal/orgs/{org_id}", **signed_post(body, svc.now(), cell_id=None))
@@ -165,7 +167,7 @@ def test_put_org_refuses_what_can_never_be_stored(
     assert svc.store.get_org("org-a") is None
 
 
-def test_deeply_nested_org_body_is_400(client: Any, svc: Services) -> None:
+def test_deeply_nested_org_body_is_400(client: Any, svc: Container) -> None:
     raw = b'{"billing_mode": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     res = client.http.put("/internal/orgs/org-a", **signed_post(raw, svc.now(), cell_id=None))
     assert res.status_code == 400 and "nested deeper than 32" in res.json_body["error"]
@@ -187,10 +189,10 @@ def test_permanent_store_errors_are_rejections_not_unavailability() -> None:
             refuse(code)()
 
 
-def test_a_store_rejection_is_answered_400(client: Any, svc: Services) -> None:
+def test_a_store_rejection_is_answered_400(client: Any, svc: Container, serve: Callable[[Container], Any]) -> None:
     store = Mock(spec=DynamoStore)
     store.update_org.side_effect = StoreRejected("update_org: ValidationException")
-    use(Services(settings=svc.settings, store=store, archive=svc.archive, clock=svc.clock))
+    client = serve(Container(settings=svc.settings, store=store, archive=svc.archive, clock=svc.clock))
     res = client.http.put("/internal/orgs/org-a", **signed_post({"billing_mode": "legacy"}, svc.now(), cell_id=None))
     assert res.status_code == 400 and "cannot be stored" in res.json_body["error"]
 
@@ -198,17 +200,17 @@ def test_a_store_rejection_is_answered_400(client: Any, svc: Services) -> None:
 # --- finding 9 ---
 
 
-def test_unhandled_errors_answer_json_with_error(client: Any, svc: Services) -> None:
+def test_unhandled_errors_answer_json_with_error(svc: Container, serve: Callable[[Container], Any]) -> None:
     store = Mock(spec=DynamoStore)
     store.get_org.side_effect = RuntimeError("boom")
-    use(Services(settings=svc.settings, store=store, archive=svc.archive, clock=svc.clock))
+    client = serve(Container(settings=svc.settings, store=store, archive=svc.archive, clock=svc.clock))
     query = "org_id=org-a"
     res = client.http.get(f"{POLICY}?{query}", headers=signed_get(POLICY, query, svc.now()))
     assert res.status_code == 500 and res.json_body == {"error": "internal error", "code": "InternalServerError"}
     assert "boom" not in res.body.decode()
 
 
-def test_chalices_own_answers_carry_error(client: Any, svc: Services) -> None:
+def test_chalices_own_answers_carry_error(client: Any, svc: Container) -> None:
     res = client.http.get("/ingest")
     assert res.status_code == 405 and "GET" in res.json_body["error"] and res.json_body["code"]
     res = client.http.post("/ingest", body=b"[]", headers={"Content-Type": "image/png", "X-Cell-Id": "c"})
@@ -217,7 +219,7 @@ def test_chalices_own_answers_carry_error(client: Any, svc: Services) -> None:
     assert res.status_code == 415 and "error" in res.json_body
 
 
-def test_signed_get_with_wrong_path_secret_still_401(client: Any, svc: Services) -> None:
+def test_signed_get_with_wrong_path_secret_still_401(client: Any, svc: Container) -> None:
     query = "org_id=org-a"
     headers = {"X-Timestamp": str(svc.now()), "X-Signature": sign_get(SECRET + "x", svc.now(), POLICY, query)}
     assert client.http.get(f"{POLICY}?{query}", headers=headers).status_code == 401

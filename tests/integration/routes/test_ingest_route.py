@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.adapters.memory.store import MemoryStore
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.ports import BillingStore, StoreUnavailable
 from tests.conftest import ARCHIVE, PREFIX, T0, iso, signed_post, tick
@@ -32,7 +33,7 @@ def orgs(store: DynamoStore) -> None:
     store.put_org(Org("org-free", plan="free", billing_mode="legacy"))
 
 
-def test_pro_tick_becomes_one_sample(client: Any, svc: Services, orgs: None) -> None:
+def test_pro_tick_becomes_one_sample(client: Any, svc: Container, orgs: None) -> None:
     now = svc.now()
     res = post(client, [tick("e1", "org-pro", iso(T0 + 1800))], now)
     assert res.status_code == 202
@@ -41,7 +42,7 @@ def test_pro_tick_becomes_one_sample(client: Any, svc: Services, orgs: None) -> 
     assert (s.org_id, s.memory_mb, s.seconds) == ("org-pro", 1024, Decimal("20"))
 
 
-def test_empty_batch_is_accepted(client: Any, svc: Services) -> None:
+def test_empty_batch_is_accepted(client: Any, svc: Container) -> None:
     res = post(client, [], svc.now())
     assert (res.status_code, res.json_body) == (202, {"accepted": 0})
 
@@ -55,7 +56,7 @@ def test_empty_batch_is_accepted(client: Any, svc: Services) -> None:
         (lambda h: h.update({"X-Signature": "0" * 64}), 401, "bad signature"),
     ],
 )
-def test_auth_errors(client: Any, svc: Services, mutate: Any, status: int, fragment: str) -> None:
+def test_auth_errors(client: Any, svc: Container, mutate: Any, status: int, fragment: str) -> None:
     req = signed_post([], svc.now())
     mutate(req["headers"])
     res = client.http.post("/ingest", **req)
@@ -63,42 +64,42 @@ def test_auth_errors(client: Any, svc: Services, mutate: Any, status: int, fragm
     assert fragment in res.json_body["error"]
 
 
-def test_stale_timestamp_is_401(client: Any, svc: Services) -> None:
+def test_stale_timestamp_is_401(client: Any, svc: Container) -> None:
     res = post(client, [], svc.now() - 301)
     assert res.status_code == 401 and "window" in res.json_body["error"]
 
 
-def test_body_signed_with_other_secret_is_401(client: Any, svc: Services) -> None:
+def test_body_signed_with_other_secret_is_401(client: Any, svc: Container) -> None:
     res = post(client, [], svc.now(), secret="not-the-secret")
     assert res.status_code == 401
 
 
 @pytest.mark.parametrize("body", [b"{not json", b'{"id": "x"}', b"42"])
-def test_body_not_a_json_array_is_400(client: Any, svc: Services, body: bytes) -> None:
+def test_body_not_a_json_array_is_400(client: Any, svc: Container, body: bytes) -> None:
     res = post(client, body, svc.now())
     assert res.status_code == 400 and "error" in res.json_body
 
 
-def test_oversized_body_is_413(client: Any, svc: Services) -> None:
+def test_oversized_body_is_413(client: Any, svc: Container) -> None:
     body = b"[" + b" " * svc.settings.MAX_BODY_BYTES + b"]"
     res = post(client, body, svc.now())
     assert res.status_code == 413
 
 
-def test_too_many_envelopes_is_413(client: Any, svc: Services, orgs: None) -> None:
+def test_too_many_envelopes_is_413(client: Any, svc: Container, orgs: None) -> None:
     n = svc.settings.MAX_BATCH_ENVELOPES + 1
     res = post(client, [tick(f"e{i}", "org-pro", iso(T0 + 60)) for i in range(n)], svc.now())
     assert res.status_code == 413 and str(n) in res.json_body["error"]
 
 
-def test_store_failure_is_503(client: Any, svc: Services, orgs: None, dynamodb: Any) -> None:
+def test_store_failure_is_503(svc: Container, orgs: None, dynamodb: Any, serve: Callable[[Container], Any]) -> None:
     broken = DynamoStore(dynamodb, "no-such-prefix", svc.settings.sample_retention_seconds)
-    use(Services(svc.settings, broken, svc.archive, svc.clock))
+    client = serve(Container(svc.settings, broken, svc.archive, svc.clock))
     res = post(client, [tick("e1", "org-pro", iso(T0 + 60))], svc.now())
     assert res.status_code == 503 and "retry" in res.json_body["error"]
 
 
-def test_replayed_envelope_counts_once(client: Any, svc: Services, orgs: None) -> None:
+def test_replayed_envelope_counts_once(client: Any, svc: Container, orgs: None) -> None:
     now = svc.now()
     a = tick("e1", "org-pro", iso(T0 + 100))
     b = tick("e2", "org-pro", iso(T0 + 200))
@@ -110,7 +111,7 @@ def test_replayed_envelope_counts_once(client: Any, svc: Services, orgs: None) -
     assert sum(s.seconds for s in got) == Decimal("60")
 
 
-def test_mixed_batch_stores_valid_and_quarantines_invalid(client: Any, svc: Services, orgs: None) -> None:
+def test_mixed_batch_stores_valid_and_quarantines_invalid(client: Any, svc: Container, orgs: None) -> None:
     bad_interval = tick("bad1", "org-pro", iso(T0 + 100), interval_s=-5)
     bad_ts = tick("bad2", "org-pro", "yesterday-ish")
     bad_type = tick("bad3", "org-pro", iso(T0 + 100), memory_mb="big")  # type: ignore[arg-type]
@@ -129,7 +130,7 @@ def test_mixed_batch_stores_valid_and_quarantines_invalid(client: Any, svc: Serv
     assert json.loads(held["bad1"].raw_json)["payload"]["interval_s"] == -5
 
 
-def test_non_finite_numbers_are_quarantined(client: Any, svc: Services, orgs: None) -> None:
+def test_non_finite_numbers_are_quarantined(client: Any, svc: Container, orgs: None) -> None:
     raw = json.dumps([tick("nan1", "org-pro", iso(T0 + 100)), tick("ok", "org-pro", iso(T0 + 100))])
     raw = raw.replace('"interval_s": 20', '"interval_s": NaN', 1)
     res = post(client, raw.encode(), svc.now())
@@ -137,7 +138,7 @@ def test_non_finite_numbers_are_quarantined(client: Any, svc: Services, orgs: No
     assert "finite" in res.json_body["quarantined"][0]["reason"]
 
 
-def test_unknown_org_is_held_then_replayed(client: Any, svc: Services, orgs: None) -> None:
+def test_unknown_org_is_held_then_replayed(client: Any, svc: Container, orgs: None) -> None:
     from chalicelib.services.ingest import replay_quarantine
 
     res = post(client, [tick("u1", "org-new", iso(T0 + 100)), tick("p1", "org-pro", iso(T0 + 100))], svc.now())
@@ -152,7 +153,7 @@ def test_unknown_org_is_held_then_replayed(client: Any, svc: Services, orgs: Non
     assert {s.org_id for s in samples_of(svc.store, T0)} == {"org-new", "org-pro"}
 
 
-def test_plan_comes_from_the_edge_not_the_envelope(client: Any, svc: Services, orgs: None) -> None:
+def test_plan_comes_from_the_edge_not_the_envelope(client: Any, svc: Container, orgs: None) -> None:
     body = [
         tick("a", "org-free", iso(T0 + 100), plan="pro"),  # stale cell copy says pro
         tick("b", "org-pro", iso(T0 + 100), plan="free"),  # stale cell copy says free
@@ -162,10 +163,11 @@ def test_plan_comes_from_the_edge_not_the_envelope(client: Any, svc: Services, o
     assert [s.org_id for s in samples_of(svc.store, T0)] == ["org-pro"]
 
 
-def test_envelope_plan_used_only_when_lookup_fails(client: Any, svc: Services, orgs: None) -> None:
+def test_envelope_plan_used_only_when_lookup_fails(svc: Container, orgs: None,
+                                                   serve: Callable[[Container], Any]) -> None:
     down = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
     down.faults.fail_on("get_orgs", exc=StoreUnavailable("orgs table throttled"), times=None)
-    use(Services(svc.settings, down, svc.archive, svc.clock, credit_store=MemoryCredits()))
+    client = serve(Container(svc.settings, down, svc.archive, svc.clock, credit_store=MemoryCredits()))
     body = [tick("a", "org-free", iso(T0 + 100), plan="pro"), tick("b", "org-pro", iso(T0 + 100), plan="free")]
     res = post(client, body, svc.now())
     assert res.status_code == 202
@@ -173,7 +175,7 @@ def test_envelope_plan_used_only_when_lookup_fails(client: Any, svc: Services, o
     assert down.faults.calls("get_orgs") >= 1
 
 
-def test_tick_straddling_a_boundary_is_split(client: Any, svc: Services, orgs: None) -> None:
+def test_tick_straddling_a_boundary_is_split(client: Any, svc: Container, orgs: None) -> None:
     res = post(client, [tick("s1", "org-pro", iso(T0 + 3600 + 7.5), interval_s=20)], svc.now())
     assert res.json_body["samples"] == 2
     [before] = samples_of(svc.store, T0)
@@ -182,7 +184,7 @@ def test_tick_straddling_a_boundary_is_split(client: Any, svc: Services, orgs: N
     assert before.end == after.start == Decimal(T0 + 3600)
 
 
-def test_samples_carry_ttl(client: Any, svc: Services, orgs: None, dynamodb: Any) -> None:
+def test_samples_carry_ttl(client: Any, svc: Container, orgs: None, dynamodb: Any) -> None:
     post(client, [tick("t1", "org-pro", iso(T0 + 100))], svc.now())
     items = dynamodb.scan(TableName=f"{PREFIX}-samples")["Items"]
     assert int(items[0]["expires_at"]["N"]) == T0 + 3600 + svc.settings.sample_retention_seconds
@@ -191,7 +193,7 @@ def test_samples_carry_ttl(client: Any, svc: Services, orgs: None, dynamodb: Any
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
 
-def test_old_worker_ticks_store_zero_dims(client: Any, svc: Services, orgs: None) -> None:
+def test_old_worker_ticks_store_zero_dims(client: Any, svc: Container, orgs: None) -> None:
     env = tick("old", "org-pro", iso(T0 + 100), memory_mb=None)
     del env["payload"]["cpu_count"]
     res = post(client, [env], svc.now())
@@ -200,13 +202,13 @@ def test_old_worker_ticks_store_zero_dims(client: Any, svc: Services, orgs: None
     assert s.memory_mb == 0
 
 
-def test_other_event_types_are_accepted_not_billed(client: Any, svc: Services, orgs: None) -> None:
+def test_other_event_types_are_accepted_not_billed(client: Any, svc: Container, orgs: None) -> None:
     other = tick("x", "org-pro", iso(T0 + 100)) | {"type": "sandbox_created", "payload": {"anything": [1]}}
     res = post(client, [other], svc.now())
     assert res.json_body["accepted"] == 1 and res.json_body["ignored"] == 1 and res.json_body["samples"] == 0
 
 
-def test_raw_batch_is_archived_gzipped(client: Any, svc: Services, orgs: None, s3: Any) -> None:
+def test_raw_batch_is_archived_gzipped(client: Any, svc: Container, orgs: None, s3: Any) -> None:
     req = signed_post([tick("a1", "org-pro", iso(T0 + 100))], svc.now(), cell_id="cell-eu")
     assert client.http.post("/ingest", **req).status_code == 202
     [obj] = s3.list_objects_v2(Bucket=ARCHIVE, Prefix="raw/cell-eu/2026-11-25/")["Contents"]
@@ -214,13 +216,13 @@ def test_raw_batch_is_archived_gzipped(client: Any, svc: Services, orgs: None, s
     assert body == req["body"]
 
 
-def test_archive_failure_does_not_fail_ingest(client: Any, svc: Services, orgs: None, s3: Any) -> None:
+def test_archive_failure_does_not_fail_ingest(client: Any, svc: Container, orgs: None, s3: Any) -> None:
     s3.delete_bucket(Bucket=ARCHIVE)
     res = post(client, [tick("a1", "org-pro", iso(T0 + 100))], svc.now())
     assert res.status_code == 202 and res.json_body["samples"] == 1
 
 
-def test_same_envelope_twice_in_one_batch_counts_once(client: Any, svc: Services, orgs: None) -> None:
+def test_same_envelope_twice_in_one_batch_counts_once(client: Any, svc: Container, orgs: None) -> None:
     a = tick("dup", "org-pro", iso(T0 + 100))
     res = post(client, [a, a, a], svc.now())
     assert res.status_code == 202

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services
+from chalicelib.bootstrap import Container
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.orgs import Org
@@ -19,13 +19,13 @@ from tests.conftest import PREFIX, SECRET, T0, iso, signed_get, signed_post, tic
 PARITY = "/internal/usage-parity"
 
 
-def parity(client: Any, svc: Services, start: int, end: int) -> Any:
+def parity(client: Any, svc: Container, start: int, end: int) -> Any:
     query = f"from={start}&to={end}"
     return client.http.get(f"{PARITY}?{query}", headers=signed_get(PARITY, query, svc.now()))
 
 
 @pytest.fixture
-def usage(client: Any, svc: Services, clock: FixedClock) -> None:
+def usage(client: Any, svc: Container, clock: FixedClock) -> None:
     svc.store.put_org(Org("org-a", plan="pro"))
     svc.store.put_org(Org("org-b", plan="pro", billing_mode="unified"))
     svc.store.put_org(Org("org-free", plan="free"))
@@ -40,7 +40,7 @@ def usage(client: Any, svc: Services, clock: FixedClock) -> None:
     clock.set(T0 + 7200)
 
 
-def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Services, usage: None) -> None:
+def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Container, usage: None) -> None:
     res = parity(client, svc, T0, T0 + 3600)
     assert res.status_code == 200
     body = res.json_body
@@ -51,17 +51,17 @@ def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Services, usage: 
     ]
 
 
-def test_parity_next_hour_gets_the_other_half_of_a_split_tick(client: Any, svc: Services, usage: None) -> None:
+def test_parity_next_hour_gets_the_other_half_of_a_split_tick(client: Any, svc: Container, usage: None) -> None:
     res = parity(client, svc, T0 + 3600, T0 + 7200)
     assert res.json_body["orgs"] == [{"org_id": "org-b", "gb_seconds": 10.0, "samples": 1}]
 
 
-def test_parity_window_must_be_whole_buckets(client: Any, svc: Services, usage: None) -> None:
+def test_parity_window_must_be_whole_buckets(client: Any, svc: Container, usage: None) -> None:
     res = parity(client, svc, T0 + 1800, T0 + 3600)
     assert res.status_code == 400 and "bucket boundaries" in res.json_body["error"]
 
 
-def test_parity_never_reads_a_raw_sample(client: Any, svc: Services, usage: None, dynamodb: Any) -> None:
+def test_parity_never_reads_a_raw_sample(client: Any, svc: Container, usage: None, dynamodb: Any) -> None:
     first = parity(client, svc, T0, T0 + 3600).json_body
     # Deleting a raw sample changes nothing: the answer comes from the aggregates.
     from chalicelib.adapters.dynamodb.items import sample_pk
@@ -83,12 +83,12 @@ def test_parity_never_reads_a_raw_sample(client: Any, svc: Services, usage: None
         ("from=0&to=999999999", "maximum"),
     ],
 )
-def test_parity_bad_windows_are_400(client: Any, svc: Services, query: str, fragment: str) -> None:
+def test_parity_bad_windows_are_400(client: Any, svc: Container, query: str, fragment: str) -> None:
     res = client.http.get(f"{PARITY}?{query}", headers=signed_get(PARITY, query, svc.now()))
     assert res.status_code == 400 and fragment in res.json_body["error"]
 
 
-def test_parity_auth(client: Any, svc: Services) -> None:
+def test_parity_auth(client: Any, svc: Container) -> None:
     query = f"from={T0}&to={T0 + 3600}"
     svc.store.save_aggregates(T0, [], {})
     assert client.http.get(f"{PARITY}?{query}").status_code == 400
@@ -101,7 +101,7 @@ def test_parity_auth(client: Any, svc: Services) -> None:
     assert client.http.get(f"{PARITY}?{query}", headers=swapped).status_code == 200
 
 
-def test_org_policy(client: Any, svc: Services) -> None:
+def test_org_policy(client: Any, svc: Container) -> None:
     svc.store.put_org(Org("org-a", plan="pro", max_memory_gb=16))
     q = "org_id=org-a"
     res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
@@ -111,7 +111,7 @@ def test_org_policy(client: Any, svc: Services) -> None:
     assert res.status_code == 404 and "nobody" in res.json_body["error"]
 
 
-def test_org_policy_mints_a_cap_token_for_the_asking_cell(client: Any, svc: Services, env: dict[str, str]) -> None:
+def test_org_policy_mints_a_cap_token_for_the_asking_cell(client: Any, svc: Container, env: dict[str, str]) -> None:
     svc.store.put_org(Org("org-a", plan="pro"))
     q = "org_id=org-a&cell_id=cell-eu"
     res = client.http.get(f"/internal/org-policy?{q}", headers=signed_get("/internal/org-policy", q, svc.now()))
@@ -119,7 +119,7 @@ def test_org_policy_mints_a_cap_token_for_the_asking_cell(client: Any, svc: Serv
     assert (token.org_id, token.plan, token.iat) == ("org-a", "pro", svc.now())
 
 
-def test_put_org_creates_and_updates(client: Any, svc: Services) -> None:
+def test_put_org_creates_and_updates(client: Any, svc: Container) -> None:
     body = {"billing_mode": "unified", "plan": "pro", "stripe_customer_id": "cus_1"}
     res = client.http.put("/internal/orgs/org-z", **signed_post(body, svc.now(), cell_id=None))
     assert res.status_code == 200
@@ -131,16 +131,16 @@ def test_put_org_creates_and_updates(client: Any, svc: Services) -> None:
 
 
 @pytest.mark.parametrize("body", [{"billing_mode": "weird"}, {"plan": "pro"}, {"billing_mode": "legacy", "extra": 1}])
-def test_put_org_rejects_bad_bodies(client: Any, svc: Services, body: dict[str, Any]) -> None:
+def test_put_org_rejects_bad_bodies(client: Any, svc: Container, body: dict[str, Any]) -> None:
     res = client.http.put("/internal/orgs/org-z", **signed_post(body, svc.now(), cell_id=None))
     assert res.status_code == 400 and "invalid org body" in res.json_body["error"]
 
 
-def test_health(client: Any, svc: Services) -> None:
+def test_health(client: Any, svc: Container) -> None:
     assert client.http.get("/health").json_body == {"ok": True, "env": "dev", "shadow": True}
 
 
-def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
+def test_parity_gb_seconds_are_exact_decimals(svc: Container) -> None:
     from chalicelib.core.envelopes import Envelope, Tick, UsageTick
     from chalicelib.core.samples import samples_from_tick
     from chalicelib.services.parity import Window, usage_parity
@@ -156,7 +156,7 @@ def test_parity_gb_seconds_are_exact_decimals(svc: Services) -> None:
 
 
 def test_a_bucket_not_settled_is_503_with_retry_after_and_no_outage(
-    client: Any, svc: Services, clock: FixedClock
+    client: Any, svc: Container, clock: FixedClock
 ) -> None:
     from chalicelib.core.telemetry import http_points
 
@@ -172,7 +172,7 @@ def test_a_bucket_not_settled_is_503_with_retry_after_and_no_outage(
 
 
 def test_a_closed_unsettled_bucket_is_handed_to_the_pipeline_once(
-    client: Any, svc: Services, clock: FixedClock
+    client: Any, svc: Container, clock: FixedClock
 ) -> None:
     from chalicelib.adapters.memory.queue import MemoryQueue
     from chalicelib.services.rollup_fanout import drain
@@ -188,7 +188,7 @@ def test_a_closed_unsettled_bucket_is_handed_to_the_pipeline_once(
     assert parity(client, svc, T0, T0 + 3600).status_code == 200
 
 
-def test_stragglers_not_swept_yet_count_from_the_late_index(client: Any, svc: Services, usage: None) -> None:
+def test_stragglers_not_swept_yet_count_from_the_late_index(client: Any, svc: Container, usage: None) -> None:
     late = [tick("late-1", "org-b", iso(T0 + 1000), interval_s=20, memory_mb=2048)]
     res = client.http.post("/ingest", **signed_post(late, svc.now()))
     assert res.json_body["late"] == 1

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from chalice.test import Client
 
 from chalicelib.adapters.clock import FixedClock
-from chalicelib.bootstrap import Services, use
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.settings import load_settings
 from tests.conftest import BASE_ENV, T0, iso, signed_post, tick
 
 
-def test_run_answers_per_contract(client: Any, svc: Services, clock: FixedClock) -> None:
+def test_run_answers_per_contract(client: Any, svc: Container, clock: FixedClock) -> None:
     svc.store.put_org(Org("leg", plan="pro", stripe_customer_id="cus_1"))
     clock.set(T0 + 3600 + 10)
     ingest_batch([tick("a", "leg", iso(T0 + 100))], "cell-a", svc.store, svc.settings, svc.now())
@@ -28,22 +30,26 @@ def test_run_answers_per_contract(client: Any, svc: Services, clock: FixedClock)
     assert body["roll"]["buckets"] == [T0] and body["roll"]["rows"] == 1
 
 
-def test_run_needs_hmac(client: Any, svc: Services) -> None:
+def test_run_needs_hmac(client: Any, svc: Container) -> None:
     assert client.http.post("/run", body=b"").status_code == 400
     bad = signed_post(b"", svc.now(), cell_id=None, secret="nope")
     assert client.http.post("/run", **bad).status_code == 401
 
 
-def test_run_is_404_in_prod(client: Any, svc: Services) -> None:
+def test_run_is_404_in_prod(serve: Callable[[Container], Any], svc: Container) -> None:
     prod = load_settings(BASE_ENV | {"WORKER_ENV": "prod"})
-    use(Services(prod, svc.store, svc.archive, svc.clock))
+    client = serve(Container(prod, svc.store, svc.archive, svc.clock))
     res = client.http.post("/run", **signed_post(b"", svc.now(), cell_id=None))
     assert res.status_code == 404 and res.json_body == {"error": "not found"}
     assert client.http.get("/health").json_body == {"ok": True, "env": "prod", "shadow": True}
 
 
-def test_schedule_runs_a_rollup(svc: Services, clock: FixedClock) -> None:
+def test_schedule_runs_a_rollup(svc: Container, clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
     from app import app
+
+    # The deployed app's container is built at import from the environment; this one is handed this test's
+    # (moto, a fixed clock), so what is checked is the schedule's wiring: EventBridge -> the app's container.
+    monkeypatch.setattr(app, "container", svc)
 
     svc.store.put_org(Org("leg", plan="pro"))
     clock.set(T0 + 3600 + 10)

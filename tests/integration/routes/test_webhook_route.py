@@ -12,7 +12,7 @@ import stripe
 
 from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
-from chalicelib.bootstrap import Services, services
+from chalicelib.bootstrap import Container
 from chalicelib.core.orgs import Org
 from chalicelib.core.subscriptions import UPGRADE_CREDIT_CENTS
 from chalicelib.services.products import ensure_products
@@ -28,7 +28,7 @@ WHSEC = BASE_ENV["STRIPE_WEBHOOK_SECRET"]
 def deliver(client: Any, event: dict[str, Any], secret: str = WHSEC, at: int | None = None) -> Any:
     payload = json.dumps(event).encode()
     # Signed at the app's (injected) clock: the route checks the signature's age against it.
-    at = services().now() if at is None else at
+    at = client.container.now() if at is None else at
     headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature(payload, secret, at)}
     return client.http.post("/webhooks/stripe", body=payload, headers=headers)
 
@@ -77,7 +77,7 @@ def sc(emulator: Any) -> stripe.StripeClient:
 
 
 @pytest.fixture
-def accounts(svc: Services, sc: stripe.StripeClient) -> DynamoAccounts:
+def accounts(svc: Container, sc: stripe.StripeClient) -> DynamoAccounts:
     svc.account_gateway = StripeAccountsGateway(sc)
     return svc.accounts()
 
@@ -88,7 +88,7 @@ def customer(sc: stripe.StripeClient) -> str:
 
 
 @pytest.fixture
-def catalog(svc: Services, accounts: DynamoAccounts) -> int:
+def catalog(svc: Container, accounts: DynamoAccounts) -> int:
     return len(ensure_products(svc.accounts_gateway(), accounts, svc.now()).entries)
 
 
@@ -102,7 +102,7 @@ def credits(emulator: Any, customer: str) -> list[dict[str, Any]]:
 
 
 def test_upgrade_provisions_one_subscription_with_every_price_and_one_credit(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int
 ) -> None:
     svc.store.put_org(Org("org1", plan="free", billing_mode="unified"))
     res = deliver(client, checkout(customer, "org1"))
@@ -122,7 +122,7 @@ def test_upgrade_provisions_one_subscription_with_every_price_and_one_credit(
 
 
 def test_retried_and_redelivered_events_never_provision_twice(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int
 ) -> None:
     assert deliver(client, checkout(customer, "org1")).status_code == 200
     again = deliver(client, checkout(customer, "org1"))
@@ -135,7 +135,7 @@ def test_retried_and_redelivered_events_never_provision_twice(
 
 
 def test_crash_between_subscription_creation_and_storing_it(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int, sc: stripe.StripeClient
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int, sc: stripe.StripeClient
 ) -> None:
     gateway = svc.accounts_gateway()
     prices = [e.price_id for e in svc.accounts().catalog()]
@@ -174,7 +174,7 @@ class SerializedClient:
 
 @pytest.mark.parametrize("round_", range(RACE_REPEAT))
 def test_concurrent_deliveries_converge_on_one_subscription_and_one_credit(
-    svc: Services, emulator: Any, customer: str, catalog: int, dynamodb: Any, round_: int
+    svc: Container, emulator: Any, customer: str, catalog: int, dynamodb: Any, round_: int
 ) -> None:
     """`RACE_REPEAT=200 make test-race` runs this 200 times (see README)."""
     emulator.app.latency_ms = 20  # widen the race window
@@ -207,7 +207,7 @@ def test_concurrent_deliveries_converge_on_one_subscription_and_one_credit(
 
 
 def test_a_stored_server_error_under_the_credit_key_does_not_block_the_upgrade(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int
 ) -> None:
     # The first attempt's credit call got a 500 that Stripe stores under the key and replays for 24 h.
     emulator.app.faults.append(Fault(f"/v1/customers/{customer}/balance_transactions", "POST", "status", 1))
@@ -220,7 +220,7 @@ def test_a_stored_server_error_under_the_credit_key_does_not_block_the_upgrade(
 
 
 def test_the_loser_of_a_lease_answers_409_and_creates_nothing(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int
 ) -> None:
     assert svc.accounts().claim_org("org1", "another-delivery", svc.now(), svc.now() + 60)
     res = deliver(client, checkout(customer, "org1"))
@@ -229,7 +229,7 @@ def test_the_loser_of_a_lease_answers_409_and_creates_nothing(
 
 
 def test_an_unpaid_subscription_is_kept_and_an_orphan_is_cancelled(
-    client: Any, svc: Services, emulator: Any, customer: str, catalog: int, sc: stripe.StripeClient
+    client: Any, svc: Container, emulator: Any, customer: str, catalog: int, sc: stripe.StripeClient
 ) -> None:
     assert deliver(client, checkout(customer, "org1")).status_code == 200
     (sub,) = subs(emulator, customer)
@@ -243,7 +243,7 @@ def test_an_unpaid_subscription_is_kept_and_an_orphan_is_cancelled(
 
 
 def test_empty_catalog_answers_5xx_then_recovers_once_published(
-    client: Any, svc: Services, emulator: Any, customer: str, accounts: DynamoAccounts
+    client: Any, svc: Container, emulator: Any, customer: str, accounts: DynamoAccounts
 ) -> None:
     svc.store.put_org(Org("org1", plan="free"))
     res = deliver(client, checkout(customer, "org1"))
@@ -257,7 +257,7 @@ def test_empty_catalog_answers_5xx_then_recovers_once_published(
     assert org is not None and org.plan == "pro" and len(subs(emulator, customer)) == 1
 
 
-def test_downgrade_marks_free(client: Any, svc: Services, customer: str, catalog: int) -> None:
+def test_downgrade_marks_free(client: Any, svc: Container, customer: str, catalog: int) -> None:
     deliver(client, checkout(customer, "org1", created=1000))
     org = svc.store.get_org("org1")
     assert org is not None and org.subscription_id
@@ -268,7 +268,7 @@ def test_downgrade_marks_free(client: Any, svc: Services, customer: str, catalog
 
 
 def test_late_created_event_does_not_undo_a_newer_deletion(
-    client: Any, svc: Services, customer: str, catalog: int, emulator: Any
+    client: Any, svc: Container, customer: str, catalog: int, emulator: Any
 ) -> None:
     assert deliver(client, checkout(customer, "org1", created=1000)).status_code == 200
     org = svc.store.get_org("org1")
@@ -291,7 +291,7 @@ def test_late_created_event_does_not_undo_a_newer_deletion(
 
 
 def test_created_event_for_a_subscription_that_is_not_attached_marks_nothing(
-    client: Any, svc: Services, customer: str, catalog: int, emulator: Any
+    client: Any, svc: Container, customer: str, catalog: int, emulator: Any
 ) -> None:
     svc.store.put_org(Org("org1", plan="free", stripe_customer_id=customer))
     stray = svc.accounts_gateway().create_subscription(
@@ -303,7 +303,7 @@ def test_created_event_for_a_subscription_that_is_not_attached_marks_nothing(
 
 
 def test_deleting_a_subscription_that_is_not_the_orgs_does_not_mark_free(
-    client: Any, svc: Services, customer: str
+    client: Any, svc: Container, customer: str
 ) -> None:
     svc.store.put_org(Org("org1", plan="pro", subscription_id="sub_current", plan_changed_at=1000))
     res = deliver(client, sub_event("deleted", customer, "sub_orphan", created=3000))
@@ -319,20 +319,20 @@ def test_deleting_a_subscription_that_is_not_the_orgs_does_not_mark_free(
         ({"Stripe-Signature": "t=1,v1=deadbeef"}, "bad"),
     ],
 )
-def test_bad_or_missing_signature_is_400(client: Any, svc: Services, headers: dict[str, str], why: str) -> None:
+def test_bad_or_missing_signature_is_400(client: Any, svc: Container, headers: dict[str, str], why: str) -> None:
     res = client.http.post(
         "/webhooks/stripe", body=b'{"id": "evt"}', headers={"Content-Type": "application/json", **headers}
     )
     assert res.status_code == 400 and "error" in res.json_body, why
 
 
-def test_signature_with_wrong_secret_or_too_old_is_400(client: Any, svc: Services, customer: str) -> None:
+def test_signature_with_wrong_secret_or_too_old_is_400(client: Any, svc: Container, customer: str) -> None:
     assert deliver(client, checkout(customer, "org1"), secret="whsec_other").status_code == 400
     assert deliver(client, checkout(customer, "org1"), at=svc.now() - 301).status_code == 400
     assert svc.store.get_org("org1") is None
 
 
-def test_unknown_event_types_are_acknowledged_and_ignored(client: Any, svc: Services, customer: str) -> None:
+def test_unknown_event_types_are_acknowledged_and_ignored(client: Any, svc: Container, customer: str) -> None:
     event = {"id": "evt_inv", "type": "invoice.paid", "created": 1, "data": {"object": {"id": "in_1"}}}
     res = deliver(client, event)
     assert res.status_code == 200 and res.json_body == {"received": True, "ignored": True}
@@ -342,7 +342,7 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client: Any, svc: Serv
 
 
 def test_missing_org_metadata_resolves_by_customer_else_unattributable(
-    client: Any, svc: Services, customer: str, catalog: int, emulator: Any
+    client: Any, svc: Container, customer: str, catalog: int, emulator: Any
 ) -> None:
     svc.store.put_org(Org("org1", plan="free", stripe_customer_id=customer))
     res = deliver(client, checkout(customer, None))
@@ -353,5 +353,5 @@ def test_missing_org_metadata_resolves_by_customer_else_unattributable(
     assert stranger.status_code == 200 and stranger.json_body["unattributable"] is True
 
 
-def test_malformed_but_signed_event_is_400(client: Any, svc: Services) -> None:
+def test_malformed_but_signed_event_is_400(client: Any, svc: Container) -> None:
     assert deliver(client, {"type": "checkout.session.completed"}).status_code == 400
