@@ -30,7 +30,10 @@ class EdgeApp(Chalice):
     environment at cold start; a test, from its own adapters) and handed to its routes, middlewares and schedules."""
 
     def __init__(self, container: Container) -> None:
-        super().__init__(app_name="edge-billing")
+        # Powertools owns the "edge-billing" logger (observability.py): Chalice's own set-up would add a stdout
+        # handler and reset its level to ERROR on every app made (a test makes many) unless one is found on
+        # the sys.stdout of the moment; in a Lambda it found Powertools' and did nothing.
+        super().__init__(app_name="edge-billing", configure_logs=False)
         self.container = container
 
 
