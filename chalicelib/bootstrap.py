@@ -33,20 +33,10 @@ from chalicelib.adapters.stripe_gateway import (
 )
 from chalicelib.credit_ports import CellPusher, CreditStore
 from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore, WebhookVerifier
-from chalicelib.ports import (
-    AccountStore,
-    Archive,
-    BillingStore,
-    CellStore,
-    Clock,
-    CutoverStripe,
-    MeterEventGateway,
-    SeamReader,
-    StripeAccounts,
-    TaskQueue,
-)
+from chalicelib.ports import AccountStore, Archive, BillingStore, CellStore, Clock, SeamReader, TaskQueue
 from chalicelib.services.credits import CreditFreeStatus
 from chalicelib.settings import Settings, load_settings
+from chalicelib.stripe_ports import CutoverStripe, MeterEventGateway, StripeAccounts
 
 # Fail fast and let the caller answer 503: the cell's forwarder retries the whole batch.
 _BOTO = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5)

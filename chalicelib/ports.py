@@ -1,7 +1,8 @@
-"""The ports: every dependency the services have, as small typed Protocols, in one module.
+"""The ports: the services' stores, queue and clock, as small typed Protocols (Stripe's are in stripe_ports.py,
+the free tier's in credit_ports.py, the operator's view's in operator_ports.py).
 
-Services depend on these only; adapters (chalicelib/adapters/) implement them:
-DynamoDB and in-memory for the stores, stripe-python and in-memory for Stripe.
+Services depend on these only, each on the roles it uses (a service that needs several names their union
+beside itself); adapters (chalicelib/adapters/) implement them: DynamoDB and in-memory for the stores.
 Every store method that changes billing state is an idempotent put of
 deterministic content or a conditional write (False when its condition did not
 hold), so a retry or a racing Lambda can never apply it twice. The exactly-once
@@ -15,17 +16,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from chalicelib.core.aggregation import BucketState, OrgAggregate
-from chalicelib.core.catalog import CatalogEntry, PriceSpec, StripeCatalog, StripePrice
+from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.cell_reports import CellStatus, ParityReport
-from chalicelib.core.cutover.preflight import WebhookEndpoint
 from chalicelib.core.late import LateChunk, LateSignal
-from chalicelib.core.meter_events import CancelResult, MeterEvent, SendResult
 from chalicelib.core.orgs import Org, Plan
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, StoredSample
 from chalicelib.core.subscriptions import Subscription
-from chalicelib.settings import Settings
 
 
 class StoreUnavailable(Exception):
@@ -35,15 +33,6 @@ class StoreUnavailable(Exception):
 class StoreRejected(Exception):
     """The store refused the request for good (a key too long, a value of the wrong type):
     retrying can never succeed, so the caller answers 4xx (a signed webhook: 200, logged)."""
-
-
-class GatewayError(Exception):
-    """A payment provider's call failed, as its adapter translates it (no provider's own exception crosses a
-    port): `status` is the HTTP status it answered, None when no answer came (a timeout, a reset)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Clock(Protocol):
@@ -77,7 +66,6 @@ class OrgStore(Protocol):
         """Set only `fields` (creating the org if new), leaving every other attribute as stored."""
 
 
-
 class SampleStore(Protocol):
     """Billing samples, one item per (event, bucket)."""
 
@@ -98,7 +86,6 @@ class SampleStore(Protocol):
         """Every sample of one shard of a bucket, strongly consistent (a rollup worker's read)."""
 
 
-
 class QuarantineStore(Protocol):
     """Envelopes kept aside: never lost, replayable."""
 
@@ -110,7 +97,6 @@ class QuarantineStore(Protocol):
 
     @abstractmethod
     def delete_quarantine(self, quarantine_ids: list[str]) -> None: ...
-
 
 
 class AggregateStore(Protocol):
@@ -148,7 +134,6 @@ class AggregateStore(Protocol):
         """aggregated -> rolled, once; False if it was rolled already."""
 
 
-
 class RunControl(Protocol):
     """The rollup's lease and cursor."""
 
@@ -164,7 +149,6 @@ class RunControl(Protocol):
     @abstractmethod
     def advance_cursor(self, name: str, value: int) -> None:
         """Move the cursor forward (never back)."""
-
 
 
 class OutboxStore(Protocol):
@@ -183,7 +167,6 @@ class OutboxStore(Protocol):
     @abstractmethod
     def transition(self, row_id: str, expected: State, new: State, now: int, detail: str | None = None) -> bool:
         """Conditional state change; False if the row was not in `expected`."""
-
 
 
 class LateStore(Protocol):
@@ -231,29 +214,6 @@ class QueueConsumer(TaskQueue, Protocol):
     def delete(self, receipts: list[str]) -> None: ...
 
 
-class MeterEventGateway(Protocol):
-    """Stripe metering: one meter event, and what came of it."""
-
-    @abstractmethod
-    def send_meter_event(self, event: MeterEvent) -> SendResult: ...
-
-
-class CatalogGateway(Protocol):
-    """What ensure-products needs from Stripe."""
-
-    @abstractmethod
-    def stripe_catalog(self, lookup_keys: list[str], product_id: str) -> StripeCatalog: ...
-
-    @abstractmethod
-    def create_meter(self, event_name: str) -> str: ...
-
-    @abstractmethod
-    def create_product(self, product_id: str, name: str) -> None: ...
-
-    @abstractmethod
-    def create_price(self, spec: PriceSpec, product_id: str, meter_id: str) -> StripePrice: ...
-
-
 class CatalogStore(Protocol):
     """The published (key, price id) rows the webhook provisions from."""
 
@@ -263,39 +223,6 @@ class CatalogStore(Protocol):
     @abstractmethod
     def publish_catalog(self, entries: list[CatalogEntry], now: int) -> None:
         """Replace the published catalog with `entries` (never called with an empty list)."""
-
-
-class AccountGateway(Protocol):
-    """What provisioning needs from Stripe."""
-
-    @abstractmethod
-    def subscription(self, subscription_id: str) -> Subscription | None: ...
-
-    @abstractmethod
-    def live_subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
-        """Every live subscription of `customer` tagged with `org_id`, from List (read-after-write)."""
-
-    @abstractmethod
-    def subscriptions(self, customer: str, org_id: str) -> list[Subscription]:
-        """Every subscription of `customer` tagged with `org_id`, live or ended, from List."""
-
-    @abstractmethod
-    def create_subscription(
-        self, customer: str, org_id: str, price_ids: list[str], checkout_created: int, idempotency_key: str
-    ) -> Subscription: ...
-
-    @abstractmethod
-    def cancel_subscription(self, subscription_id: str) -> None: ...
-
-    @abstractmethod
-    def find_credit(self, customer: str, org_id: str) -> str | None: ...
-
-    @abstractmethod
-    def create_credit(
-        self, customer: str, org_id: str, amount_cents: int, idempotency_key: str, fallback_key: str
-    ) -> str:
-        """Create under `idempotency_key`; if Stripe replays a server error stored under it, once more
-        under `fallback_key` (the caller has just listed: no credit exists)."""
 
 
 class AccountStore(CatalogStore, Protocol):
@@ -361,14 +288,6 @@ class CellStore(Protocol):
     def cell_statuses(self) -> list[CellStatus]: ...
 
 
-class CutoverStripe(Protocol):
-    """What the cutover asks Stripe: the webhook endpoints, and meter event cancellations."""
-
-    def webhook_endpoints(self) -> list[WebhookEndpoint]: ...
-
-    def cancel_meter_event(self, event_name: str, identifier: str) -> CancelResult: ...
-
-
 class SeamReader(Protocol):
     """The outbox rows and sample cells of the buckets around the cutover's T."""
 
@@ -378,28 +297,3 @@ class SeamReader(Protocol):
 
     def oldest_pending_bucket_end(self) -> int | None: ...
 
-
-class StripeAccounts(AccountGateway, CatalogGateway, Protocol):
-    """Provisioning and the catalog: one stripe-python adapter serves both."""
-
-
-class Deps(Protocol):
-    """What a service asks of the composition root (chalicelib/bootstrap.py builds one)."""
-
-    settings: Settings
-    store: BillingStore
-    clock: Clock
-
-    def now(self) -> int: ...
-
-    def accounts(self) -> AccountStore: ...
-
-    def cells(self) -> CellStore: ...
-
-    def seam(self) -> SeamReader: ...
-
-    def stripe_gateway(self) -> MeterEventGateway: ...
-
-    def rollup_queue(self) -> TaskQueue | None:
-        """The rollup's task queue (SQS), or None: the run is its own worker pool."""
-        ...

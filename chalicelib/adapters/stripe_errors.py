@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 import stripe
 
-from chalicelib.ports import GatewayError
+from chalicelib.stripe_ports import GatewayError
 
 P = ParamSpec("P")
 T = TypeVar("T")

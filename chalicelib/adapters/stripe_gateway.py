@@ -19,8 +19,8 @@ from chalicelib.core.cutover.preflight import WebhookEndpoint
 from chalicelib.core.meter_events import CancelResult, MeterEvent, Outcome, SendResult
 from chalicelib.core.pricing import CURRENCY
 from chalicelib.core.subscriptions import Subscription
-from chalicelib.ports import AccountGateway, CatalogGateway, MeterEventGateway
 from chalicelib.settings import Settings
+from chalicelib.stripe_ports import AccountGateway, CatalogGateway, MeterEventGateway
 
 # Stripe's answer to an identifier it has seen: the event was delivered earlier (a lost answer, a crash).
 DUPLICATE_MESSAGE = "An event already exists with identifier"

@@ -28,8 +28,9 @@ from chalicelib.bootstrap import Container, from_environment
 from chalicelib.core.cutover.checks import StageFlags
 from chalicelib.core.stage_config import StageConfigError, read_stage
 from chalicelib.observability import logger
-from chalicelib.ports import GatewayError, StoreRejected, StoreUnavailable
+from chalicelib.ports import StoreRejected, StoreUnavailable
 from chalicelib.settings import SettingsError, load_settings
+from chalicelib.stripe_ports import GatewayError
 
 if TYPE_CHECKING:
     from chalicelib.entrypoints.cli_cutover import LocalStack

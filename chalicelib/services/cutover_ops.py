@@ -21,8 +21,9 @@ from chalicelib.core.cutover import verify as verify_phase
 from chalicelib.core.cutover.checks import EXIT_OK, Check, StageFlags, exit_code
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import AggregateStore, CatalogStore, CellStore, CutoverStripe, OutboxStore, SeamReader
+from chalicelib.ports import AggregateStore, CatalogStore, CellStore, OutboxStore, SeamReader
 from chalicelib.settings import Settings, SettingsError, load_settings
+from chalicelib.stripe_ports import CutoverStripe
 
 
 class CutoverRecords(AggregateStore, OutboxStore, Protocol):

@@ -13,15 +13,20 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.money import exact
 from chalicelib.core.pricing import gb_seconds
-from chalicelib.ports import BillingStore, TaskQueue
+from chalicelib.ports import LateStore, TaskQueue
+from chalicelib.services.rollup_fanout import ShardedStore
 from chalicelib.services.settlement import request_settle, settled
 from chalicelib.settings import Settings
 
 MAX_WINDOW_SECONDS = 7 * 86400
+
+
+class ParityStore(ShardedStore, LateStore, Protocol):
+    """The billing store's roles parity reads: settled aggregates and the stragglers not swept into them."""
 
 
 class WindowError(ValueError):
@@ -79,7 +84,7 @@ def aligned(window: Window, width: int) -> Window:
     return window
 
 
-def usage_parity(store: BillingStore, settings: Settings, window: Window, now: int,
+def usage_parity(store: ParityStore, settings: Settings, window: Window, now: int,
                  queue: TaskQueue | None = None) -> dict[str, Any]:
     width = settings.BUCKET_SECONDS
     buckets = list(range(aligned(window, width).start, window.end, width))

@@ -18,7 +18,8 @@ from chalicelib.core.catalog import (
     plan_catalog,
     price_specs,
 )
-from chalicelib.ports import CatalogGateway, CatalogStore
+from chalicelib.ports import CatalogStore
+from chalicelib.stripe_ports import CatalogGateway
 
 
 @dataclass(frozen=True)

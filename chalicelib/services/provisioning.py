@@ -41,7 +41,8 @@ from chalicelib.core.subscriptions import (
     to_cancel,
 )
 from chalicelib.observability import logger
-from chalicelib.ports import AccountGateway, AccountStore
+from chalicelib.ports import AccountStore
+from chalicelib.stripe_ports import AccountGateway
 
 # Longer than the API Lambda's timeout (30 s, .chalice/config.json): once a lease has expired its
 # holder is certainly dead, and a delivery stuck behind it waits at most this long.

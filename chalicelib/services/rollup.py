@@ -17,39 +17,40 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.late import GSI_LAG_SECONDS, after_sweep, late_sweep_due
 from chalicelib.core.metering import buckets_to_roll, plan_late
 from chalicelib.core.samples import StoredSample
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, Deps, TaskQueue
+from chalicelib.ports import AggregateStore, Clock, LateStore, OrgStore, OutboxStore, RunControl, SampleStore, TaskQueue
 from chalicelib.services.rollup_fanout import InProcessTasks, enqueue_bucket, on_messages, reduce_bucket
 from chalicelib.settings import Settings
+from chalicelib.stripe_ports import MeterEventGateway
 
 LEASE = "rollup"
 CURSOR = "rollup"
 LATE_SAMPLES_PER_RUN = 10_000
 
 
+class RollupStore(OrgStore, SampleStore, AggregateStore, RunControl, OutboxStore, LateStore, Protocol):
+    """The billing store's roles the rollup uses: every one but the quarantine (ingest's)."""
 
 
+class RollupDeps(Protocol):
+    """What a rollup run asks of the container: its store, Stripe's metering, the clock, the task queue."""
 
+    settings: Settings
+    clock: Clock
 
+    @property
+    def store(self) -> RollupStore: ...
 
+    def now(self) -> int: ...
 
+    def stripe_gateway(self) -> MeterEventGateway: ...
 
-
-
-
-
-
-
-
-
-
-
-
+    def rollup_queue(self) -> TaskQueue | None: ...
 
 
 @dataclass
@@ -81,7 +82,7 @@ class RunResult:
         return body
 
 
-def roll_buckets(store: BillingStore, settings: Settings, run_id: str, now: int,
+def roll_buckets(store: RollupStore, settings: Settings, run_id: str, now: int,
                  queue: TaskQueue | None = None) -> dict[str, Any]:
     """The coordinator: every closed bucket from the cursor is rolled, or its shards' tasks enqueued.
 
@@ -119,7 +120,7 @@ class _Walk:
         }
 
 
-def _walk(store: BillingStore, settings: Settings, run_id: str, now: int, queue: TaskQueue, claim: bool) -> _Walk:
+def _walk(store: RollupStore, settings: Settings, run_id: str, now: int, queue: TaskQueue, claim: bool) -> _Walk:
     walk = _Walk()
     for b in buckets_to_roll(store.cursor(CURSOR), now, settings):
         state = store.bucket_state(b)
@@ -138,13 +139,13 @@ def _walk(store: BillingStore, settings: Settings, run_id: str, now: int, queue:
     return walk
 
 
-def _rolled_now(store: BillingStore, b: int) -> bool:
+def _rolled_now(store: RollupStore, b: int) -> bool:
     # None from the reducer also when another reducer marked the bucket a moment ago.
     state = store.bucket_state(b)
     return state is not None and state.rolled
 
 
-def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
+def roll_late(store: RollupStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
     signal = store.late_signal()
     if not late_sweep_due(signal, now, settings.LATE_SWEEP_SECONDS):
         return {"swept": False, "samples": 0, "waiting": 0, "chunks": 0, "rows": 0, "unbilled": []}
@@ -189,7 +190,7 @@ def roll_late(store: BillingStore, settings: Settings, run_id: str, now: int) ->
     }
 
 
-def promote_shadow(store: BillingStore, settings: Settings, now: int) -> int:
+def promote_shadow(store: RollupStore, settings: Settings, now: int) -> int:
     """Arming live with BILL_FROM in the past: rows rolled in shadow at/after it get billed, not skipped."""
     promoted = 0
     while True:
@@ -200,12 +201,12 @@ def promote_shadow(store: BillingStore, settings: Settings, now: int) -> int:
             return promoted
 
 
-def run_rollup(svc: Deps, trigger: str) -> RunResult:
+def run_rollup(svc: RollupDeps, trigger: str) -> RunResult:
     """One rollup run under a lease; a second concurrent run returns at once with `skipped`."""
     from chalicelib.services.sender import send_pending
 
     settings: Settings = svc.settings
-    store: BillingStore = svc.store
+    store = svc.store
     now = svc.now()
     run_id = f"{trigger}-{now}-{uuid.uuid4().hex[:8]}"
     result = RunResult(run_id=run_id, settings=settings, now=now)

@@ -19,20 +19,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.core.aggregation import BucketState, aggregate, combine
 from chalicelib.core.fanout import ShardTask, TaskError, missing_shards, parse_task, tasks_for
 from chalicelib.core.metering import plan_bucket
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, QueueConsumer, TaskQueue
+from chalicelib.ports import AggregateStore, OrgStore, OutboxStore, QueueConsumer, SampleStore, TaskQueue
 from chalicelib.settings import Settings
 
 # What one drain of an in-process queue takes at a time (SQS's own batch is 10).
 DRAIN_BATCH = 100
 
 
-def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, now: int) -> dict[str, Any] | None:
+class ShardedStore(SampleStore, AggregateStore, Protocol):
+    """What the coordinator reads of a bucket: how many shards its samples span and whose partial is in."""
+
+
+class FanoutStore(OrgStore, OutboxStore, ShardedStore, Protocol):
+    """The billing store's roles a shard's worker and the reducer use: a shard's samples, partials and the
+    aggregates, the orgs' billing modes, the bucket's first outbox rows."""
+
+
+def roll_bucket(store: FanoutStore, settings: Settings, b: int, run_id: str, now: int) -> dict[str, Any] | None:
     """A settled bucket's rows, then its mark; None if another reducer marked it first."""
     aggs = store.aggregates(b)
     # Checked after the aggregates were read: once a bucket is rolled, stragglers are added to its stored
@@ -54,7 +63,7 @@ def roll_bucket(store: BillingStore, settings: Settings, b: int, run_id: str, no
 
 
 def reduce_bucket(
-    store: BillingStore, settings: Settings, b: int, run_id: str, now: int, state: BucketState | None = None
+    store: FanoutStore, settings: Settings, b: int, run_id: str, now: int, state: BucketState | None = None
 ) -> dict[str, Any] | None:
     """Settle the bucket from its partials once every one is present, and roll it; None if it is not
     the caller's to roll (a partial missing, or rolled already, or another reducer won the mark)."""
@@ -72,7 +81,7 @@ def reduce_bucket(
 
 
 def handle_task(
-    store: BillingStore, settings: Settings, task: ShardTask, run_id: str, now: int
+    store: FanoutStore, settings: Settings, task: ShardTask, run_id: str, now: int
 ) -> dict[str, Any] | None:
     """A worker's one task: its shard's partial, then the reduce if it was the last one missing."""
     b = task.bucket_start
@@ -86,7 +95,7 @@ def handle_task(
     return reduce_bucket(store, settings, b, run_id, now)
 
 
-def enqueue_bucket(store: BillingStore, queue: TaskQueue, settings: Settings, b: int, now: int,
+def enqueue_bucket(store: ShardedStore, queue: TaskQueue, settings: Settings, b: int, now: int,
                    claim: bool = True) -> int:
     """Enqueue the tasks of a bucket whose partials are missing (unless enqueued lately); how many."""
     if claim and not store.claim_fanout(b, now, settings.FANOUT_RETRY_SECONDS):
@@ -114,7 +123,7 @@ class Drained:
     failed: list[Hashable] = field(default_factory=list)
 
 
-def on_messages(store: BillingStore, settings: Settings, messages: Sequence[tuple[Hashable, str]], run_id: str,
+def on_messages(store: FanoutStore, settings: Settings, messages: Sequence[tuple[Hashable, str]], run_id: str,
                 now: Callable[[], int]) -> Drained:
     """A worker invocation: each (id, body) handled on its own; the ids that failed are retried by the
     queue (partial batch failure), the rest are done. A message that is no task fails every time and
@@ -137,7 +146,7 @@ def on_messages(store: BillingStore, settings: Settings, messages: Sequence[tupl
     return out
 
 
-def drain(store: BillingStore, settings: Settings, queue: QueueConsumer, run_id: str,
+def drain(store: FanoutStore, settings: Settings, queue: QueueConsumer, run_id: str,
           now: Callable[[], int]) -> Drained:
     """Run the workers in this process until the queue is empty (no SQS configured: the CLI, tests)."""
     total = Drained()

@@ -23,8 +23,9 @@ from chalicelib.core.money import wire
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.observability import logger
-from chalicelib.ports import Clock, MeterEventGateway, OrgStore, OutboxStore
+from chalicelib.ports import Clock, OrgStore, OutboxStore
 from chalicelib.settings import STRIPE_BACKDATE_SECONDS, Settings
+from chalicelib.stripe_ports import MeterEventGateway
 
 # Keep clear of Stripe's 35-day edge: a row that would arrive just past it is rejected anyway.
 BACKDATE_MARGIN = 3600

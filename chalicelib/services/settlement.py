@@ -11,19 +11,19 @@ from __future__ import annotations
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.buckets import is_closed
 from chalicelib.observability import logger
-from chalicelib.ports import BillingStore, TaskQueue
-from chalicelib.services.rollup_fanout import enqueue_bucket
+from chalicelib.ports import AggregateStore, TaskQueue
+from chalicelib.services.rollup_fanout import ShardedStore, enqueue_bucket
 from chalicelib.settings import Settings
 
 
-def settled(store: BillingStore, bucket_start: int) -> list[OrgAggregate] | None:
+def settled(store: AggregateStore, bucket_start: int) -> list[OrgAggregate] | None:
     """The stored aggregates of a settled bucket; None while it is not settled."""
     if store.bucket_state(bucket_start) is None:
         return None
     return store.aggregates(bucket_start)
 
 
-def request_settle(store: BillingStore, settings: Settings, queue: TaskQueue | None, bucket_start: int,
+def request_settle(store: ShardedStore, settings: Settings, queue: TaskQueue | None, bucket_start: int,
                    now: int) -> int:
     """Enqueue a closed, unsettled bucket's tasks now rather than at the next scheduled run (at most once
     per FANOUT_RETRY_SECONDS, whoever asks); how many. Nothing without a queue or outside the home region."""

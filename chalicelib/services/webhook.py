@@ -16,8 +16,9 @@ from typing import Any
 from chalicelib.core.limits import MAX_ID_LENGTH, is_printable_id
 from chalicelib.core.subscriptions import Checkout
 from chalicelib.observability import logger
-from chalicelib.ports import AccountGateway, AccountStore
+from chalicelib.ports import AccountStore
 from chalicelib.services.provisioning import Provisioning
+from chalicelib.stripe_ports import AccountGateway
 
 CHECKOUT_COMPLETED = "checkout.session.completed"
 SUBSCRIPTION_CREATED = "customer.subscription.created"

@@ -8,7 +8,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from chalicelib.core.meter_events import MeterEvent, Outcome, SendResult
-from chalicelib.ports import MeterEventGateway
+from chalicelib.stripe_ports import MeterEventGateway
 
 
 class FakeStripe(MeterEventGateway):

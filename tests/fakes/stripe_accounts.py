@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.core.subscriptions import Subscription
-from chalicelib.ports import AccountGateway
+from chalicelib.stripe_ports import AccountGateway
 
 IDEMPOTENCY_TTL = 86400
 

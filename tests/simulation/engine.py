@@ -28,7 +28,7 @@ from cellkit.ports import SendResult as CellSendResult
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.core.meter_events import MeterEvent, Outcome, SendResult
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
-from chalicelib.ports import MeterEventGateway
+from chalicelib.stripe_ports import MeterEventGateway
 
 T = TypeVar("T")
 US = 1_000_000

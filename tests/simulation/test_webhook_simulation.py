@@ -34,9 +34,10 @@ from chalicelib.adapters.memory.accounts import MemoryAccounts
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
-from chalicelib.ports import GatewayError, StoreUnavailable
+from chalicelib.ports import StoreUnavailable
 from chalicelib.services.provisioning import LEASE_SECONDS
 from chalicelib.services.webhook import handle_event
+from chalicelib.stripe_ports import GatewayError
 from tests.fakes.stripe_accounts import FakeAccountsGateway
 from tests.simulation.edge import Edge, check
 from tests.simulation.engine import (

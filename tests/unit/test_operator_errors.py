@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from chalicelib.adapters.stripe_errors import translated
 from chalicelib.entrypoints.cli_output import operator_errors
-from chalicelib.ports import GatewayError, StoreRejected
+from chalicelib.ports import StoreRejected
+from chalicelib.stripe_ports import GatewayError
 
 
 def test_a_stripe_error_leaves_the_adapter_as_a_gateway_error_with_its_status() -> None:

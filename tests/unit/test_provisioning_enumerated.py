@@ -20,9 +20,10 @@ from chalicelib.adapters.memory.accounts import MemoryAccounts
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.orgs import Org
 from chalicelib.core.subscriptions import Subscription
-from chalicelib.ports import GatewayError, StoreUnavailable
+from chalicelib.ports import StoreUnavailable
 from chalicelib.services.provisioning import LEASE_SECONDS
 from chalicelib.services.webhook import handle_event
+from chalicelib.stripe_ports import GatewayError
 from tests.fakes.stripe_accounts import IDEMPOTENCY_TTL, FakeAccountsGateway
 
 T = 1_000_000

@@ -16,8 +16,8 @@ from chalicelib.bootstrap import Container
 from chalicelib.core.meter_error_report import REPORT_TYPES, MalformedReport
 from chalicelib.entrypoints.api.http import Routes, answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
-from chalicelib.ports import GatewayError
 from chalicelib.services.meter_errors import receive
+from chalicelib.stripe_ports import GatewayError
 
 routes = Routes(__name__)
 MAX_SIGNATURE_HEADER = 4096

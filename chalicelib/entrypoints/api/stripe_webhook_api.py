@@ -13,10 +13,11 @@ from chalicelib.core.catalog import EmptyCatalog
 from chalicelib.core.limits import JsonBodyError, load_json
 from chalicelib.entrypoints.api.http import Routes, answer, error, json_errors, lowered, raw_body
 from chalicelib.observability import logger
-from chalicelib.ports import GatewayError, StoreRejected
+from chalicelib.ports import StoreRejected
 from chalicelib.services.credits import sync_plan
 from chalicelib.services.provisioning import ProvisioningConflict
 from chalicelib.services.webhook import MalformedEvent, UnusableEvent, handle_event
+from chalicelib.stripe_ports import GatewayError
 
 routes = Routes(__name__)
 TOLERANCE_SECONDS = 300
