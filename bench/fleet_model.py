@@ -11,7 +11,9 @@ docs/capacity.md shows the tables `tables()` prints; nothing here is timed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # --- measured elsewhere (README, bench/ingest, bench/rollup, bench/credits, bench/parity) --------------------------
 WU_PER_TICK = 1.02  # ingest + rollup + send per on-time pro tick (1.0194 measured)
@@ -33,6 +35,7 @@ STRIPE_LIVE_RPS = 1_000  # Stripe's live-mode rate limit (all calls); one concur
 QUERY_PAGE_BYTES = 1 << 20
 WORKER_CONCURRENCY = 50  # app.py: the rollup worker's maximum_concurrency
 WORKER_TIMEOUT_S = 120  # .chalice/config.json, rollup_worker
+WORKER_BATCH = 10  # app.py: SQS messages per worker invocation, handled one after another
 CREDITS_TIMEOUT_S = 60  # the spend pass, every minute
 FREE_SHARDS = 4  # chalicelib/core/credits.py: partitions of a free slot's ledger
 FREE_SLOT_S = 900
@@ -47,7 +50,9 @@ BATCH = 500
 REQUEST_S = 0.010  # one DynamoDB request in region
 STRIPE_CALL_S = 0.25
 SEND_CONCURRENCY = 8  # today's sender: 8 groups at a time, 32 calls/s
-SEND_TARGET_RPS = 500  # issue 19's per-customer send fan-out
+# The send fanned out per customer (issue 19 part 4): 20 workers x 10 customers at 250 ms a call, as its own
+# bench models it (landing beside this model; the in-run sender before it made SEND_CONCURRENCY / STRIPE_CALL_S).
+SEND_FANOUT_RPS = 799
 LAMBDA_CPU_FACTOR = 2.0  # a 1 GB Lambda has a bit over half a vCPU: this machine's CPU seconds x 2
 ORGS_PER_TICKS = 50_000 / 30_000  # 50,000 orgs at the goal (12 sandboxes each)
 SIZES_PER_ORG = 1.5  # memory sizes an org uses in an hour (one partial row each)
@@ -80,6 +85,8 @@ class Measured:
     speedup: float
     reducer_us_per_row: float
     partial_row_bytes: float
+    free_tick_us: float  # the spend pass, per ledger tick read
+    free_tick_bytes: float
 
 
 def shards_for(ticks_per_s: float) -> int:
@@ -88,8 +95,9 @@ def shards_for(ticks_per_s: float) -> int:
     return max(32, math.ceil(need / 16) * 16)
 
 
-def bucket(samples: int, m: Measured, send_rps: float = SEND_TARGET_RPS,
-           schedule_s: int = SCHEDULE_S) -> dict[str, float]:
+def bucket(samples: int, m: Measured, send_rps: float = SEND_FANOUT_RPS, schedule_s: int = SCHEDULE_S,
+           outbox_concurrency: int = OUTBOX_PUT_CONCURRENCY, batch: int = WORKER_BATCH,
+           timeout_s: int = WORKER_TIMEOUT_S) -> dict[str, Any]:
     """One hour bucket of `samples`, rolled by the fan-out: each phase in seconds."""
     ticks = samples / BUCKET_S
     shards = shards_for(ticks)
@@ -97,27 +105,50 @@ def bucket(samples: int, m: Measured, send_rps: float = SEND_TARGET_RPS,
     ru_shard = per_shard * SAMPLE_BYTES / 4096
     cpu_shard = per_shard * m.worker_us_per_sample_n * 1e-6 * LAMBDA_CPU_FACTOR
     read_shard = ru_shard / PARTITION_RCU  # whole pages of 256 RU: the partition's read rate binds, not latency
-    waves = math.ceil(shards / WORKER_CONCURRENCY)
+    # Worst case, every invocation gets a full batch of tasks and handles them one after another.
+    invocation_s = min(batch, shards) * (cpu_shard + read_shard)
+    waves = math.ceil(math.ceil(shards / batch) / WORKER_CONCURRENCY)
     table_read_s = samples * SAMPLE_BYTES / 4096 / TABLE_ONDEMAND_RRU
-    workers_s = max(waves * (cpu_shard + read_shard), table_read_s)
+    workers_s = max(waves * invocation_s, table_read_s)
     orgs = ticks * ORGS_PER_TICKS
     rows = shards * orgs * SIZES_PER_ORG
     reduce_cpu = rows * m.reducer_us_per_row * 1e-6 * LAMBDA_CPU_FACTOR
     reduce_read = rows * m.partial_row_bytes / QUERY_PAGE_BYTES * (256 / PARTITION_RCU)
     aggregates_s = max(orgs / 25 * REQUEST_S, orgs * 1.0 / PARTITION_WCU)  # batches of 25, one partition
     events = orgs * METERS_PER_ORG
-    outbox_s = events * REQUEST_S / OUTBOX_PUT_CONCURRENCY
+    outbox_s = events * REQUEST_S / outbox_concurrency
     reducer_s = reduce_cpu + reduce_read + aggregates_s + outbox_s
     send_s = events / send_rps
     wait_s = GRACE_S + schedule_s  # the bucket's grace, then the next coordinator run (worst case)
+    # The scheduled run offers the rolled bucket's rows to the send: the next run after the reduce (worst case).
+    offer_s = schedule_s
+    # A worker that outlasts its timeout is killed and its tasks delivered again: the same work, never done.
+    fits = invocation_s <= timeout_s and reducer_s <= timeout_s
     return {"samples": samples, "ticks_per_s": round(ticks), "shards": shards, "samples_per_shard": round(per_shard),
             "worker_cpu_s": round(cpu_shard, 1), "worker_read_s": round(read_shard, 1),
-            "worker_run_s": round(cpu_shard + read_shard, 1), "waves": waves, "workers_s": round(workers_s),
+            "worker_run_s": round(cpu_shard + read_shard, 1), "invocation_s": round(invocation_s, 1), "waves": waves,
+            "workers_s": round(workers_s),
             "bucket_ru": round(samples * SAMPLE_BYTES / 4096), "partial_rows": round(rows),
             "reducer_cpu_s": round(reduce_cpu, 1), "reducer_read_s": round(reduce_read, 1),
             "outbox_s": round(outbox_s), "reducer_s": round(reducer_s), "events": round(events),
-            "send_s": round(send_s), "wait_s": wait_s,
-            "billed_after_close_min": round((wait_s + workers_s + reducer_s + send_s) / 60, 1)}
+            "send_s": round(send_s), "wait_s": wait_s, "offer_s": offer_s,
+            "timeout_s": timeout_s, "fits_timeout": fits,
+            "billed_after_close_min": round((wait_s + workers_s + reducer_s + offer_s + send_s) / 60, 1)
+            if fits else None}
+
+
+def fanout_ceiling(m: Measured, batch: int) -> float:
+    """The highest rate (ticks/s) whose full worker batch fits the timeout and whose bucket is read within
+    the hour at the table's read quota (bisection: shards grow with the rate, so a shard's work plateaus)."""
+    def fits(ticks: float) -> bool:
+        b = bucket(round(ticks * BUCKET_S), m, batch=batch)
+        return b["invocation_s"] <= WORKER_TIMEOUT_S and b["workers_s"] <= BUCKET_S
+
+    low, high = 1.0, 10_000_000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 @dataclass(frozen=True)
@@ -134,6 +165,7 @@ class Part:
 def parts(ticks: float, m: Measured) -> list[Part]:
     """Every part at `ticks` per second on default quotas: its ceiling in ticks/s, and what lifts it."""
     b = bucket(round(ticks * BUCKET_S), m)
+    fixed = bucket(round(ticks * BUCKET_S), m, outbox_concurrency=32)
     shards = b["shards"]
     batches = ticks / BATCH
     orgs = ticks * ORGS_PER_TICKS
@@ -141,8 +173,9 @@ def parts(ticks: float, m: Measured) -> list[Part]:
     late_per_hour = ticks * STRAGGLER_SHARE * BUCKET_S
     # The spend pass reads every tick of the open 15-minute slots each minute: up to a slot of free ticks.
     pass_ticks = free * FREE_SLOT_S
-    pass_s = pass_ticks * (m.worker_us_per_sample * 1e-6 * LAMBDA_CPU_FACTOR
-                           + SAMPLE_BYTES / 4096 / (FREE_SHARDS * PARTITION_RCU))
+    # Its shards are read one after another; each page is bound by its partition's read rate.
+    free_shards = math.ceil(free * WU_PER_FREE_TICK / PARTITION_WCU / PARTITION_TARGET)
+    pass_s = pass_ticks * (m.free_tick_us * 1e-6 * LAMBDA_CPU_FACTOR + m.free_tick_bytes / 4096 / PARTITION_RCU)
     return [
         Part("ingest: API Gateway", f"{APIGW_RPS:,} requests/s (account)", f"{batches:,.0f} requests/s of {BATCH}",
              APIGW_RPS * BATCH, "-"),
@@ -155,24 +188,32 @@ def parts(ticks: float, m: Measured) -> list[Part]:
              f"SAMPLE_SHARDS={shards}: {ticks * WU_SAMPLE / shards:,.0f} WCU/s each",
              shards * PARTITION_WCU / WU_SAMPLE, f"SAMPLE_SHARDS (setting; {shards} here, 32 by default: "
              f"{32 * PARTITION_WCU / WU_SAMPLE:,.0f} ticks/s)"),
-        Part("rollup fan-out", f"{WORKER_CONCURRENCY} workers at once, {WORKER_TIMEOUT_S} s each; "
-             f"{TABLE_ONDEMAND_RRU:,} RRU/s per table", f"{shards} shards: {b['worker_run_s']} s per worker, "
-             f"{b['workers_s']} s per bucket", TABLE_ONDEMAND_RRU / (SAMPLE_BYTES / 4096),
-             "table read quota (a bucket read within the hour); the 30-minute target: see the billing table"),
+        Part("rollup fan-out", f"a worker's {WORKER_TIMEOUT_S} s for its batch of up to {WORKER_BATCH} tasks, one "
+             f"after another; {WORKER_CONCURRENCY} workers at once; {TABLE_ONDEMAND_RRU:,} RRU/s per table",
+             f"{shards} shards of {b['worker_run_s']} s each: a full batch {b['invocation_s']:,} s",
+             fanout_ceiling(m, WORKER_BATCH), f"config: the worker's batch_size 10 -> 1 (app.py): "
+             f"{fanout_ceiling(m, 1):,.0f} ticks/s, where the table's read quota binds (a bucket read in the hour)"),
         Part("reducer", f"one worker, {WORKER_TIMEOUT_S} s", f"{b['partial_rows']:,} partial rows, "
              f"{b['events']:,} outbox rows one by one: {b['reducer_s']:,} s", ticks * WORKER_TIMEOUT_S / b["reducer_s"],
-             "code: outbox rows created in parallel (not a quota)"),
+             f"code and config, not a quota: outbox rows created 32 at a time ({fixed['reducer_s']} s) and the "
+             f"worker's timeout to 300 s: {ticks * 300 / fixed['reducer_s']:,.0f} ticks/s"),
         Part("parity", "29 s (API Gateway)", f"{PARITY_CPU_S} s of CPU, no raw sample, any size", math.inf, "-"),
-        Part("send", f"Stripe {STRIPE_LIVE_RPS:,} calls/s live (raisable by Stripe)",
-             f"{orgs * METERS_PER_ORG:,.0f} events per hour", STRIPE_LIVE_RPS * BUCKET_S / METERS_PER_ORG
-             / ORGS_PER_TICKS, f"today's sender: {SEND_CONCURRENCY / STRIPE_CALL_S:.0f} calls/s"),
+        Part("send", f"Stripe {STRIPE_LIVE_RPS:,} calls/s live (Stripe raises it on request)",
+             f"{orgs * METERS_PER_ORG:,.0f} events an hour: {b['send_s']} s at {SEND_FANOUT_RPS} calls/s "
+             "(the send fanned out: 20 workers x 10 customers)", SEND_FANOUT_RPS * BUCKET_S / METERS_PER_ORG
+             / ORGS_PER_TICKS, "send workers 20 -> 25 for Stripe's 1,000/s (the in-run sender of before: "
+             f"{SEND_CONCURRENCY / STRIPE_CALL_S:.0f} calls/s: 52 min an hour)"),
         Part("stragglers", f"{LATE_PER_RUN:,} per rollup run, {BUCKET_S // SCHEDULE_S} runs an hour",
              f"{late_per_hour:,.0f} an hour at {STRAGGLER_SHARE:.0%}",
-             LATE_PER_RUN * BUCKET_S / SCHEDULE_S / STRAGGLER_SHARE / BUCKET_S, "LATE_SAMPLES_PER_RUN (code)"),
+             LATE_PER_RUN * BUCKET_S / SCHEDULE_S / STRAGGLER_SHARE / BUCKET_S,
+             f"code: LATE_SAMPLES_PER_RUN {LATE_PER_RUN:,} -> {late_per_hour * SCHEDULE_S / BUCKET_S:,.0f}, "
+             "or the late path fanned out (issue 19 part 5)"),
         Part("credits", f"{FREE_SHARDS} ledger partitions x {PARTITION_WCU:,} WCU/s; the pass in {CREDITS_TIMEOUT_S} s",
              f"{free:,.0f} free ticks/s ({FREE_SHARE:.0%}); a pass reads {pass_ticks:,.0f} in {pass_s:,.0f} s",
              min(FREE_SHARDS * PARTITION_WCU / WU_PER_FREE_TICK, free * CREDITS_TIMEOUT_S / pass_s) / FREE_SHARE,
-             "FREE_SHARDS (code)"),
+             f"code: FREE_SHARDS {FREE_SHARDS} -> {free_shards} for the writes; the pass re-reads the open "
+             "slot every minute (O(slot)), so past "
+             f"{free * CREDITS_TIMEOUT_S / pass_s / FREE_SHARE:,.0f} ticks/s it must read only new ticks"),
     ]
 
 
@@ -214,7 +255,7 @@ def cost(ticks: float, worker_us_per_sample: float, mode: str, utilization: floa
     return out
 
 
-def markdown(headers: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+def markdown(headers: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
@@ -224,3 +265,52 @@ def cost_table(ticks: float, worker_us_per_sample: float) -> str:
     rows: list[tuple[object, ...]] = [(k.replace("_", " "), f"{od[k]:.4f}", f"{pv[k]:.4f}") for k in od if k != "total"]
     rows.append(("**total**", f"**{od['total']:.3f}**", f"**{pv['total']:.3f}**"))
     return markdown(("$ per million ticks", "on-demand", "provisioned, auto scaling at 70 %"), rows)
+
+
+def bucket_table(sizes: list[int], m: Measured) -> str:
+    rows = []
+    for n in sizes:
+        b = bucket(n, m, batch=1)
+        rows.append((f"{n:,}", f"{b['ticks_per_s']:,}", b["shards"], f"{b['samples_per_shard']:,}",
+                     f"{b['worker_cpu_s']} + {b['worker_read_s']} = {b['worker_run_s']} s", b["waves"],
+                     f"{b['bucket_ru'] / 1e6:.2f} M RU: {b['workers_s']} s", f"{b['partial_rows']:,}",
+                     f"{b['reducer_cpu_s']} + {b['reducer_read_s']} s"))
+    return markdown(("samples in the hour bucket", "ticks/s", "shards", "samples per shard",
+                     "one shard: CPU + read", "waves of 50 (batch 1)", "the bucket's read (all workers)",
+                     "partial rows", "reducer: CPU + read"), rows)
+
+
+def parts_table(ticks: float, m: Measured) -> str:
+    rows = []
+    for p in parts(ticks, m):
+        ok = "**yes**" if p.max_ticks_per_s >= ticks else "no"
+        ceiling = "no limit" if math.isinf(p.max_ticks_per_s) else f"{p.max_ticks_per_s:,.0f}"
+        rows.append((p.part, p.limit, p.use, ceiling, ok, p.to_raise))
+    return markdown(("part", "binds at (default quota)", f"at {ticks:,.0f} ticks/s", "ceiling, ticks/s",
+                     f">= {ticks:,.0f}", "to raise"), rows)
+
+
+def billing_cases(ticks: float, m: Measured) -> list[tuple[str, dict[str, Any]]]:
+    """When an hour bucket is billed: as the code stands, and as each change the model asks for adds up."""
+    n = round(ticks * BUCKET_S)
+    done = {"batch": 1, "outbox_concurrency": 32, "timeout_s": 300}
+    return [
+        ("as built: worker batches of 10, outbox rows one by one, 120 s, schedule 15 min", bucket(n, m)),
+        ("+ worker batch_size 1", bucket(n, m, batch=1)),
+        ("+ outbox rows created 32 at a time", bucket(n, m, batch=1, outbox_concurrency=32)),
+        ("+ the worker's timeout 300 s", bucket(n, m, **done)),
+        ("+ the schedule every 5 minutes", bucket(n, m, schedule_s=300, **done)),
+        ("(the same with the in-run sender, 32 calls/s)",
+         bucket(n, m, schedule_s=300, send_rps=SEND_CONCURRENCY / STRIPE_CALL_S, **done)),
+    ]
+
+
+def billing_table(ticks: float, m: Measured) -> str:
+    rows = [(name, f"{b['wait_s'] // 60} min", f"{b['workers_s']} s (a batch {b['invocation_s']:,} s)",
+             f"{b['reducer_s']:,} s ({b['outbox_s']:,} s of it outbox rows)", f"{b['offer_s'] // 60} min",
+             f"{b['send_s']:,} s",
+             f"**{b['billed_after_close_min']} min**" if b["fits_timeout"]
+             else f"never: a worker outlasts its {b['timeout_s']} s")
+            for name, b in billing_cases(ticks, m)]
+    return markdown(("case", "grace + wait for the coordinator (worst)", "workers", "reducer",
+                     "wait for the run that offers the rows", "send", "billed after the hour ends"), rows)

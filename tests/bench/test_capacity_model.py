@@ -1,4 +1,5 @@
-"""bench/capacity_model: the measured curve and the model behave (small buckets; `make bench` runs 10 million)."""
+"""bench/capacity_model: the measured figures and the model behave (small buckets; `make bench` runs the
+full sizes)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.capacity_model import (
-    QUERY_PAGE_BYTES,
-    SAMPLE_SHARDS,
-    ingest_limit,
-    read_io,
-    rollup_curve,
-    rollup_limit,
-    send_limit,
-    service_check,
-)
+import pytest
+
+from bench.capacity_model import credit_pass_cpu, org_map, rollup_curve, service_check, wire_pool
+from bench.rollup_workers import measure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,10 +22,6 @@ def test_the_curve_streams_and_plans_the_same_rows_whatever_the_bucket_size() ->
     small, large = curve
     assert small["outbox_rows"] == large["outbox_rows"] >= 40  # rows per (org, meter), not per sample
     assert large["cpu_s"] > small["cpu_s"] > 0
-    assert large["run_s_today"] >= large["run_s_parallel_shards"]
-    limit = rollup_limit(curve)
-    assert limit["lambda_900s"]["ticks_per_s"] > limit["timeout_300s"]["ticks_per_s"] > limit["parity_route_29s"][
-        "ticks_per_s"] > 0
 
 
 def test_the_service_rolls_a_bucket_on_the_memory_store() -> None:
@@ -38,30 +29,33 @@ def test_the_service_rolls_a_bucket_on_the_memory_store() -> None:
     assert got["samples"] == 3_000 and got["rows"] >= 30 and got["cpu_s"] > 0
 
 
-def test_reads_are_paged_per_shard_and_bounded_by_the_partition_rate() -> None:
-    one = read_io(1_000, 300)
-    assert one["pages"] == SAMPLE_SHARDS and one["page_s"] == 0.05  # a small page: latency bound
-    big = read_io(10_000_000, 330)
-    per_shard = 10_000_000 / SAMPLE_SHARDS * 330
-    assert big["pages"] == SAMPLE_SHARDS * -(-int(per_shard) // QUERY_PAGE_BYTES)
-    assert big["page_s"] > 0.08  # a full page costs 256 RU: 3,000 RCU/s per partition -> ~85 ms
-    assert big["sequential_s"] == round(big["parallel_s"] * SAMPLE_SHARDS, 3)
+def test_one_and_n_worker_processes_compute_the_same_partials_and_the_reducer_rolls_them() -> None:
+    runs = measure(wire_pool(30), org_map(30), shards=4, per_shard=500, processes=2, repeat=1)
+    summary = runs.summary()
+    assert summary["one"]["samples"] == summary["n"]["samples"] == 2_000
+    assert summary["one"]["processes"] == 1 and summary["n"]["processes"] == 2
+    assert summary["speedup"] > 0 and summary["one"]["cpu_s"] > 0 and summary["n"]["wall_s"] > 0
+    assert 0 < summary["one"]["cores_used"] <= 1.2  # one process uses at most one core (timer slack)
+    reduce = summary["reducer"]
+    # Every shard's partial has a row per org present; the reducer bills each org once.
+    assert reduce["partial_rows"] == 4 * 30 and reduce["outbox_rows"] >= 30 and reduce["us_per_row"] > 0
 
 
-def test_limits_and_costs() -> None:
-    ingest = ingest_limit()
-    assert ingest["first"].startswith("sample shards") and 30_000 < ingest["ticks_per_s"] < 32_000
-    send = send_limit()
-    assert send["events_per_hour"] == 25_600 and send["at_concurrency_64"] <= 3_600_000
+def test_the_spend_pass_is_measured_per_tick() -> None:
+    got = credit_pass_cpu(2_000, orgs=10)
+    assert got["ticks"] == 2_000 and got["us_per_tick"] > 0 and 60 <= got["item_bytes"] <= 300
 
 
-def test_the_script_prints_json_and_a_table() -> None:
-    out = subprocess.run([sys.executable, "-m", "bench.capacity_model", "--max", "5000", "--orgs", "20",
-                          "--service-samples", "2000"], cwd=ROOT,
+def test_the_script_prints_json_and_the_tables() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.capacity_model", "--max", "3000", "--orgs", "20",
+                          "--service-samples", "1000", "--shards", "4", "--per-shard", "500", "--processes", "2",
+                          "--credit-ticks", "1000", "--repeat", "1"], cwd=ROOT,
                          capture_output=True, text=True, check=True, timeout=120)
-    body = json.loads(out.stdout)
-    assert body["bench"] == "capacity_model" and body["rollup_curve"][-1]["samples"] == 5000
-    assert "rollup limit" in out.stderr
-    costs = body["usd_per_million_ticks"]
+    body = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert body["bench"] == "capacity_model" and body["rollup_curve"][-1]["samples"] == 3000
+    assert body["workers"]["n"]["processes"] == 2 and "speedup" in body["workers"]
+    assert [b["samples"] for b in body["model"]["buckets"]][-2:] == [100_000_000, 108_000_000]
+    costs = body["model"]["usd_per_million_ticks"]
     assert costs["provisioned"]["total"] < costs["on-demand"]["total"]
-    assert "| **total** |" in out.stderr  # the cost table docs/capacity.md shows
+    for heading in ("| samples in the hour bucket |", "| part |", "| case |", "| **total** |"):
+        assert heading in out.stderr

@@ -9,7 +9,7 @@ import pytest
 from bench import fleet_model as fm
 
 M = fm.Measured(worker_us_per_sample=5.0, worker_us_per_sample_n=5.5, processes=2, speedup=1.8,
-                reducer_us_per_row=3.0, partial_row_bytes=70)
+                reducer_us_per_row=3.0, partial_row_bytes=70, free_tick_us=2.0, free_tick_bytes=120)
 
 
 def test_costs_add_up_and_provisioned_is_cheaper_at_a_steady_fleet() -> None:
@@ -35,13 +35,18 @@ def test_shards_keep_ingest_at_half_a_partition() -> None:
 
 
 def test_a_bucket_grows_by_shards_not_by_worker_time() -> None:
-    small, big = fm.bucket(10_000_000, M), fm.bucket(100_000_000, M)
+    fixed = {"batch": 1, "outbox_concurrency": 32, "timeout_s": 300}
+    small, big = fm.bucket(10_000_000, M, **fixed), fm.bucket(100_000_000, M, **fixed)
     assert big["shards"] > small["shards"]
     # A shard never holds more than half a partition's writes for an hour, whatever the bucket.
     assert big["samples_per_shard"] <= fm.PARTITION_WCU * fm.PARTITION_TARGET * fm.BUCKET_S
     assert big["worker_run_s"] < fm.WORKER_TIMEOUT_S
     assert big["workers_s"] >= big["bucket_ru"] / fm.TABLE_ONDEMAND_RRU  # the table's read quota bounds it
     assert big["billed_after_close_min"] > small["billed_after_close_min"]
+    # Today's worker takes 10 tasks a batch, one after another, in 120 s: at 30,000 ticks/s it never finishes.
+    today = fm.bucket(108_000_000, M)
+    assert today["invocation_s"] > fm.WORKER_TIMEOUT_S and today["billed_after_close_min"] is None
+    assert fm.fanout_ceiling(M, 1) > 30_000 > fm.fanout_ceiling(M, fm.WORKER_BATCH)
 
 
 def test_every_part_is_in_the_table_with_a_ceiling() -> None:
