@@ -68,7 +68,8 @@ lint: $(STAMP)
 
 # The fuzz suite (tests/fuzz: every route, the cell kit's forwarder, the cutover CLI) with 30x the CI
 # examples, and at least 10,000 per cell-side route, forwarder and CLI, on every core (the workers' tallies
-# summed); prints how many ran per route. The parity property runs on the in-memory store.
+# summed); prints how many ran per route. The properties that parse, verify and answer run on the in-memory
+# adapters; where a hostile body becomes a DynamoDB item (ingest, orgs, webhooks, stored reports), on moto.
 # Then the seeded simulation with SIM_SCENARIOS in all (2,000 by default, spread over its modules): it
 # prints how many scenarios ran per module and the faults injected by kind (also out/simulation-summary.json).
 soak: $(STAMP)

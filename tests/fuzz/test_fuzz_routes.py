@@ -3,6 +3,11 @@
 Properties: no 5xx unless a store failure was injected; nothing unsigned is accepted (and
 it changes nothing); every non-2xx answer is JSON with "error"; the valid part of a mixed
 ingest batch is always stored, and the answer accounts for every envelope.
+
+Where hostile input becomes a DynamoDB key or item (an ingest batch, an org, a webhook's metadata) the
+property runs on moto, so DynamoDB's own refusals stay in view. Properties about parsing, signatures and
+answers run on the in-memory adapters (each under the contract suite): on moto a soak's 10,000 examples
+of a rollup or a read cost minutes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from hypothesis import strategies as st
 
 from chalicelib.adapters.dynamodb.items import sample_pk
 from chalicelib.adapters.dynamodb.store import DynamoStore
+from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.adapters.memory.archive import MemoryArchive
+from chalicelib.adapters.memory.cells import MemoryCells
+from chalicelib.adapters.memory.credits import MemoryCredits
+from chalicelib.adapters.memory.operator import MemoryMeterErrors
+from chalicelib.adapters.memory.seam import MemorySeam
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.adapters.stripe_gateway import StripeAccountsGateway
 from chalicelib.bootstrap import Container
@@ -76,6 +87,10 @@ def is_stored(store: DynamoStore, event_id: str) -> bool:
     return "Item" in store.client.get_item(TableName=store.samples_table, Key=key, ConsistentRead=True)
 
 
+ORGS = [Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"),
+        Org("org-uni", plan="pro", billing_mode="unified"), Org("org-free", plan="free")]
+
+
 class FlakyStore(DynamoStore):
     """The moto store, with writes that fail on demand (the one 5xx the properties allow)."""
 
@@ -96,11 +111,23 @@ class FlakyStore(DynamoStore):
 def flaky(svc: Container, dynamodb: Any) -> Iterator[FlakyStore]:
     prefix = svc.settings.TABLE_PREFIX
     store = FlakyStore(dynamodb, prefix, svc.settings.sample_retention_seconds)
-    store.put_org(Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"))
-    store.put_org(Org("org-uni", plan="pro", billing_mode="unified"))
-    store.put_org(Org("org-free", plan="free"))
+    for org in ORGS:
+        store.put_org(org)
     svc.store = store
     yield store
+
+
+@pytest.fixture
+def memory(svc: Container) -> MemoryStore:
+    """Every port a route reaches on the in-memory adapters (the free tier's credit store too: /run settles
+    it), with the three orgs `flaky` has."""
+    store = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
+    for org in ORGS:
+        store.put_org(org)
+    svc.store, svc.archive = store, MemoryArchive()
+    svc.account_store, svc.cell_store, svc.seam_reader = MemoryAccounts(), MemoryCells(), MemorySeam(store)
+    svc.meter_error_store, svc.credit_store, svc.free_status = MemoryMeterErrors(), MemoryCredits(), None
+    return store
 
 
 # --- POST /ingest -------------------------------------------------------------------------------
@@ -269,7 +296,7 @@ def usable(pairs: list[tuple[str, str]]) -> bool:
 
 @given(pairs=grouped_pairs(policy_values), style=styles, extra=st.text(min_size=1, max_size=8))
 @fuzz(150, SOAK)
-def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, flaky: FlakyStore,
+def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, memory: MemoryStore,
                                                                pairs: list[tuple[str, str]], style: str,
                                                                extra: str) -> None:
     ran("org-policy")
@@ -283,19 +310,9 @@ def test_org_policy_signed_queries_verify_and_additions_do_not(client: Any, flak
     check_answer(client.http.get(f"{POLICY}?{added}", headers=headers), {401})
 
 
-@pytest.fixture
-def in_memory(svc: Container) -> MemoryStore:
-    """The in-memory store (contract-tested against DynamoStore): the parity property is about the query's
-    signature and the window's parsing, and on moto each of a soak's 10,000 examples read 32 shards per bucket."""
-    store = MemoryStore(retention_seconds=svc.settings.sample_retention_seconds)
-    store.put_org(Org("org-pro", plan="pro", billing_mode="legacy", stripe_customer_id="cus_pro"))
-    svc.store = store
-    return store
-
-
 @given(pairs=grouped_pairs(window_values), style=styles)
 @fuzz(120, SOAK)
-def test_usage_parity_signed(client: Any, in_memory: MemoryStore, pairs: list[tuple[str, str]], style: str) -> None:
+def test_usage_parity_signed(client: Any, memory: MemoryStore, pairs: list[tuple[str, str]], style: str) -> None:
     ran("usage-parity")
     if not usable(pairs):
         return
@@ -310,7 +327,7 @@ def test_usage_parity_signed(client: Any, in_memory: MemoryStore, pairs: list[tu
 @given(path=st.sampled_from([POLICY, PARITY]), pairs=grouped_pairs(policy_values | window_values),
        ts=header_values(), sig=header_values())
 @fuzz(120)
-def test_signed_gets_unsigned(client: Any, flaky: FlakyStore, path: str, pairs: list[tuple[str, str]], ts: str,
+def test_signed_gets_unsigned(client: Any, memory: MemoryStore, path: str, pairs: list[tuple[str, str]], ts: str,
                               sig: str) -> None:
     ran("org-policy" if path == POLICY else "usage-parity")
     if not usable(pairs):
@@ -325,25 +342,25 @@ def test_signed_gets_unsigned(client: Any, flaky: FlakyStore, path: str, pairs: 
 
 @given(body=st.one_of(st.just(b""), raw_bodies))
 @fuzz(12)
-def test_run_signed(client: Any, flaky: FlakyStore, body: bytes) -> None:
+def test_run_signed(client: Any, memory: MemoryStore, body: bytes) -> None:
     ran("run")
     check_answer(post_signed(client, "/run", body), {200})
 
 
 @given(body=raw_bodies, ts=header_values(), sig=header_values())
 @fuzz(80, SOAK)
-def test_run_unsigned(client: Any, flaky: FlakyStore, body: bytes, ts: str, sig: str) -> None:
+def test_run_unsigned(client: Any, memory: MemoryStore, body: bytes, ts: str, sig: str) -> None:
     ran("run")
     res = client.http.post("/run", body=body, headers={"Content-Type": "application/json", "X-Timestamp": ts,
                                                        "X-Signature": sig})
     check_answer(res, {400, 401})
-    assert flaky.cursor("rollup") is None  # no rollup ran
+    assert memory.cursor("rollup") is None  # no rollup ran
 
 
 @given(query=st.text(max_size=30), headers=st.dictionaries(st.text(WORD, min_size=1, max_size=10), st.text(
     max_size=20), max_size=3))
 @fuzz(60, SOAK)
-def test_health_answers_whatever_the_query_and_headers(client: Any, flaky: FlakyStore, query: str,
+def test_health_answers_whatever_the_query_and_headers(client: Any, memory: MemoryStore, query: str,
                                                        headers: dict[str, str]) -> None:
     ran("health")
     if re.search(r"[\ud800-\udfff]", query + "".join(headers.values())):
@@ -361,7 +378,7 @@ ROUTES = ["/ingest", "/run", "/health", "/webhooks/stripe", POLICY, PARITY, "/in
        content_type=st.one_of(st.sampled_from(["application/json", "text/plain", "image/png", ""]), nasty_text),
        body=raw_bodies, query=st.text(max_size=20))
 @fuzz(150, SOAK)
-def test_any_method_any_route_unsigned(client: Any, flaky: FlakyStore, path: str, method: str, content_type: str,
+def test_any_method_any_route_unsigned(client: Any, memory: MemoryStore, path: str, method: str, content_type: str,
                                        body: bytes, query: str) -> None:
     ran("health" if path == "/health" else "any-route")
     if re.search(r"[\ud800-\udfff]", content_type + query):
