@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,9 @@ class Accountant:
     units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)
     enabled: bool = True
+    # Optional: (operation, request) -> a label; the write units of labelled requests are summed per label too.
+    tagger: Callable[[str, dict[str, Any]], str | None] | None = None
+    tagged: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @classmethod
     def for_tables(cls, specs: list[dict[str, Any]]) -> Accountant:
@@ -90,6 +94,7 @@ class Accountant:
         self.wu, self.ru = 0.0, 0.0
         self.requests.clear()
         self.units.clear()
+        self.tagged.clear()
 
     @property
     def request_count(self) -> int:
@@ -106,6 +111,8 @@ class Accountant:
             units = self._write(op, params)
             self.wu += units
             self.units[f"{op} {_tables(params)}"] += units
+            if self.tagger is not None and (tag := self.tagger(op, params)):
+                self.tagged[tag] += units
 
     def _after(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         params = context.get("capacity_params")

@@ -45,7 +45,7 @@ class NullStore:
     def get_orgs(self, org_ids: Iterable[str]) -> dict[str, Org]:
         return {o: self.orgs[o] for o in org_ids if o in self.orgs}
 
-    def put_samples(self, samples: list[Any]) -> int:
+    def put_samples(self, samples: list[Any], late_slot: int | None = None) -> int:
         return 0
 
     def put_quarantine(self, items: list[Any]) -> None:

@@ -3,9 +3,10 @@
 The in-memory store holds the bucket as DynamoDB would after the rollup: the samples (generated on
 read: 10 million objects would not fit, and the route must never ask for them; every read of one is
 counted), its settled aggregates (one item per org, their sample counts summing to the bucket's),
-and stragglers not swept yet on the late index. The route is asked through the Chalice app
+and stragglers in a late slot not swept yet. The route is asked through the Chalice app
 (`chalice.test.Client`, a signed GET), three ways: the bucket settled with stragglers waiting, settled
-and swept, and not settled (503 + Retry-After, its tasks handed to the workers' queue).
+and its late slot swept (the stragglers added into the aggregates), and not settled (503 +
+Retry-After, its tasks handed to the workers' queue).
 
 Usage: python -m bench.parity [--samples N] [--orgs N] [--late N]  (JSON on stdout, a table on stderr)
 """
@@ -27,9 +28,9 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Container
-from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.aggregation import OrgAggregate, aggregate_late
 from chalicelib.core.hmac_auth import sign_get
-from chalicelib.core.late import LateSignal
+from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
 from chalicelib.core.samples import Sample, StoredSample
 from chalicelib.entrypoints.api.edge_app import make_app
@@ -40,6 +41,7 @@ H = 3600
 SECRET = "bench-secret"
 PATH = "/internal/usage-parity"
 TIERS = (1024, 4096, 8192, 16384)
+LATE_SLOT = T0 + H + 600  # the stragglers arrived as the hour closed
 
 
 class CountingStore(MemoryStore):
@@ -75,7 +77,8 @@ def build(samples: int, orgs: int, late: int) -> tuple[CountingStore, list[OrgAg
         store.put_org(Org(a.org_id, plan="pro", stripe_customer_id=f"cus_{a.org_id}"))
     start = Decimal(T0 + 200)
     store.put_samples([Sample(f"late-{i}", f"org-{i % orgs:05d}", "sbx", "cell", "w", 1024, 1, T0, start,
-                              start + 20, Decimal(20), T0 + 60 * 86400, late=True) for i in range(late)])
+                              start + 20, Decimal(20), T0 + 60 * 86400, late=True) for i in range(late)],
+                      late_slot=LATE_SLOT)
     return store, aggs
 
 
@@ -106,9 +109,10 @@ def run(samples: int, orgs: int, late: int) -> dict[str, Any]:
     unsettled = ask(store, now, queue)
     store.save_aggregates(T0, aggs, {"bench": True})
     waiting = ask(store, now)
-    # A sweep folded the stragglers in (their seconds added to the aggregates): the signal says so.
-    version = store.tables.late_signal.version
-    store.tables.late_signal = LateSignal(version, version, now, version, now)
+    # The slot's sweep added the stragglers into the aggregates (naming the slot) and marked it swept.
+    stragglers = (s for k in range(LATE_SHARDS) for s in store.late_slot_samples(LATE_SLOT, k))
+    store.apply_late(LATE_SLOT, aggregate_late(stragglers))
+    store.mark_late_swept(LATE_SLOT, {"bench": True})
     swept = ask(store, now)
     return {"samples": samples, "orgs": orgs, "late": late, "unsettled": unsettled,
             "settled_with_stragglers": waiting, "settled_swept": swept}

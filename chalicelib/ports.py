@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from chalicelib.core.aggregation import BucketState, OrgAggregate
 from chalicelib.core.catalog import CatalogEntry
 from chalicelib.core.cell_reports import CellStatus, ParityReport
-from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.late import LateSlot
 from chalicelib.core.orgs import Org, Plan
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
@@ -70,8 +70,10 @@ class SampleStore(Protocol):
     """Billing samples, one item per (event, bucket)."""
 
     @abstractmethod
-    def put_samples(self, samples: list[Sample]) -> int:
-        """Store samples; returns how many late samples were new (replays of late ones are skipped)."""
+    def put_samples(self, samples: list[Sample], late_slot: int | None = None) -> int:
+        """Store samples; returns how many late samples were new (replays of late ones are skipped). Late
+        samples join `late_slot` (recorded first; refused with StoreUnavailable once that slot is swept);
+        a batch with a late sample and no slot is a programming error (ValueError)."""
 
     @abstractmethod
     def bucket_samples(self, bucket_start: int) -> Iterator[StoredSample]:
@@ -105,21 +107,22 @@ class AggregateStore(Protocol):
     @abstractmethod
     def bucket_state(self, bucket_start: int) -> BucketState | None: ...
 
+    # `late=True`: the same for a late slot (its start in `bucket_start`), apart from the buckets' own.
     @abstractmethod
-    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate]) -> None:
+    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate], late: bool = False) -> None:
         """Store one shard's partial (deterministic content: a second write of it changes nothing);
         it counts as present only once all of it is written."""
 
     @abstractmethod
-    def partial_shards(self, bucket_start: int) -> frozenset[int]:
+    def partial_shards(self, bucket_start: int, late: bool = False) -> frozenset[int]:
         """The shards whose partial is wholly written."""
 
     @abstractmethod
-    def partials(self, bucket_start: int) -> list[OrgAggregate]:
+    def partials(self, bucket_start: int, late: bool = False) -> list[OrgAggregate]:
         """Every written partial's rows, shard after shard (read once every shard's is present)."""
 
     @abstractmethod
-    def claim_fanout(self, bucket_start: int, now: int, every: int) -> bool:
+    def claim_fanout(self, bucket_start: int, now: int, every: int, late: bool = False) -> bool:
         """True for the first caller, and again once `every` seconds have passed: who enqueues the tasks."""
 
     @abstractmethod
@@ -170,25 +173,31 @@ class OutboxStore(Protocol):
 
 
 class LateStore(Protocol):
-    """Stragglers: the late index, the late signal, atomic late commits."""
+    """Stragglers by late slot (core/late.py): the slots, their index partitions, the slot's once-only writes."""
 
     @abstractmethod
-    def late_samples(self, limit: int = 10_000) -> list[StoredSample]: ...
+    def late_slots(self, since: int) -> list[LateSlot]:
+        """The slots with stragglers starting at or after `since`, in order."""
 
     @abstractmethod
-    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
-        """Late samples not yet swept of the buckets in [first_bucket, last_bucket] (the late index by bucket)."""
+    def late_slot(self, slot: int) -> LateSlot | None: ...
 
     @abstractmethod
-    def late_signal(self) -> LateSignal: ...
+    def late_slot_samples(self, slot: int, shard: int) -> Iterator[StoredSample]:
+        """One index partition of a slot: its stragglers (of any buckets)."""
 
     @abstractmethod
-    def save_late_sweep(self, signal: LateSignal) -> None:
-        """Record the rollup's fields of `signal`, leaving the version (ingest's) as it is."""
+    def unswept_late(self, first_bucket: int, last_bucket: int, since: int) -> list[tuple[int, StoredSample]]:
+        """(slot, straggler) of the buckets in [first_bucket, last_bucket], in the slots from `since` not swept."""
 
     @abstractmethod
-    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
-        """Atomically: create the delta rows, add to the aggregate, clear the samples' late flags."""
+    def apply_late(self, slot: int, aggregates: list[OrgAggregate]) -> int:
+        """Add each (bucket, org) aggregate into the stored one, once per slot (the slot joins the stored
+        aggregate's `late_slots` in the same conditional write); how many were added by this call."""
+
+    @abstractmethod
+    def mark_late_swept(self, slot: int, report: dict[str, Any]) -> bool:
+        """open -> swept, once; False if it was swept already."""
 
 
 class BillingStore(OrgStore, SampleStore, QuarantineStore, AggregateStore, RunControl, OutboxStore, LateStore,

@@ -46,15 +46,16 @@ class Settings(BaseModel):
     # local stage's 10 s buckets a day would be 8,640 of them.
     MAX_PARITY_BUCKETS: int = Field(default=24, ge=1, le=168)
 
+    # A free org's first balance, in cents (CONTRACT section 10).
+    FREE_TIER_SEED_CENTS: Decimal = Field(default=Decimal(500), ge=0, le=10**9, decimal_places=6)
     # Ingest marks a sample late when its bucket closes within this margin, so a
     # write in flight can never slip past the rollup's read: it must exceed the
     # API Lambda's timeout (see docs/design.md, "stragglers").
-    # A free org's first balance, in cents (CONTRACT section 10).
-    FREE_TIER_SEED_CENTS: Decimal = Field(default=Decimal(500), ge=0, le=10**9, decimal_places=6)
     LATE_MARGIN_SECONDS: int = 120
-    # The rollup sweeps the late index when a late write bumped the signal, and at least this
-    # often regardless (a backstop that costs 32 small queries).
-    LATE_SWEEP_SECONDS: int = Field(default=3600, ge=0)
+    # Stragglers join the late slot of their arrival (this wide); a slot is swept once closed: its end
+    # plus LATE_MARGIN_SECONDS plus LATE_INDEX_LAG_SECONDS, the late index's (a GSI's) settling allowance.
+    LATE_SLOT_SECONDS: int = Field(default=300, ge=1)
+    LATE_INDEX_LAG_SECONDS: int = Field(default=60, ge=0)
 
     # Partition keys per bucket for the samples (~1,000 ticks/s each); recorded with each bucket, so a
     # change applies to buckets first written after it (docs/capacity.md says how many for a fleet).

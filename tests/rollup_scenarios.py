@@ -16,6 +16,7 @@ import pytest
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.bootstrap import Container
+from chalicelib.core.late import slot_of
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.services.ingest import ingest_batch
@@ -41,6 +42,14 @@ def hour_of_ticks(prefix: str, org: str, hour_start: int, memory_mb: int = 1024,
                   every: int = 20) -> list[dict[str, Any]]:
     return [tick(f"{prefix}{i}", org, iso(hour_start + every * (i + 1)), interval_s=every, memory_mb=memory_mb)
             for i in range(n)]
+
+
+def past_late_slot(svc: Container, clock: FixedClock) -> None:
+    """The clock just past the close of the late slot it is in (every straggler written so far is then in a
+    closed slot: the next run sweeps them)."""
+    s = svc.settings
+    clock.set(slot_of(clock.now(), s.LATE_SLOT_SECONDS) + s.LATE_SLOT_SECONDS + s.LATE_MARGIN_SECONDS
+              + s.LATE_INDEX_LAG_SECONDS)
 
 
 def parity_of(svc: Container, start: int, end: int) -> dict[str, float]:
@@ -109,12 +118,15 @@ def straggler_is_billed_as_a_delta_once(svc: Container, clock: FixedClock, fake:
     late = [tick("late1", "leg", iso(T0 + 3000)), tick("late2", "leg", iso(T0 + 3020), memory_mb=4096)]
     send_ticks(armed, late)
     send_ticks(armed, late)  # the forwarder retries: still once
+    assert run_rollup(armed, "test").body()["roll"]["late"]["slots"] == [], "the slot is still open"
+    past_late_slot(svc, clock)
     result = run_rollup(armed, "test").body()
     assert result["roll"]["late"]["samples"] == 2 and result["roll"]["late"]["rows"] == 2
     assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("2020")
     assert fake.totals[("cus_leg", "sandbox_compute_sandbox_4gb")] == Decimal("20")
     # Replays of the stragglers and of on-time ticks after the roll bill nothing more.
     send_ticks(armed, late + hour_of_ticks("l", "leg", T0, n=5))
+    past_late_slot(svc, clock)
     after = run_rollup(armed, "test").body()
     assert after["roll"]["late"]["samples"] == 0 and after["send"]["calls"] == 0
     assert sum(fake.totals.values()) == Decimal("2040")
@@ -137,10 +149,9 @@ def parity_counts_a_backlog_delivered_after_its_hour_closed(svc: Container, cloc
     send_ticks(svc, hour_of_ticks("l", "leg", T0, 1024, n=60, every=60))  # a cell's whole hour, delivered late
     expected = {"leg": 3600.0, "uni": 1200.0}
     assert parity_of(svc, T0, T0 + H) == expected, "before any sweep"
-    run_rollup(svc, "test")  # sweeps and bills the stragglers; the signal is not yet settled
-    assert parity_of(svc, T0, T0 + H) == expected, "after the sweep"
-    clock.set(T0 + H + 1800)
-    run_rollup(svc, "test")  # a later sweep marks the signal swept: the cheap path is back
-    signal = svc.store.late_signal()
-    assert signal.swept_version == signal.version
-    assert parity_of(svc, T0, T0 + H) == expected, "from the aggregates, stragglers folded in"
+    run_rollup(svc, "test")  # their late slot is still open: nothing swept
+    assert parity_of(svc, T0, T0 + H) == expected, "a run later, the slot open"
+    past_late_slot(svc, clock)
+    run_rollup(svc, "test")  # the slot closed: swept, its stragglers added into the aggregates
+    assert [s.swept for s in svc.store.late_slots(0)] == [True]
+    assert parity_of(svc, T0, T0 + H) == expected, "from the aggregates, stragglers added in"

@@ -23,6 +23,8 @@ class OrgAggregate:
     bucket_start: int
     seconds_by_memory: dict[int, Decimal]
     samples: int
+    # The late slots already added into this stored aggregate (parity counts their stragglers once).
+    late_slots: frozenset[int] = frozenset()
 
     @property
     def gb_seconds(self) -> Decimal:
@@ -67,6 +69,27 @@ def combine(bucket_start: int, partials: Iterable[OrgAggregate]) -> list[OrgAggr
         OrgAggregate(org, bucket_start, {mb: exact(v) for mb, v in sorted(by_mb.items())}, counts[org])
         for org, by_mb in sorted(seconds.items())
     ]
+
+
+def aggregate_late(samples: Iterable[StoredSample]) -> list[OrgAggregate]:
+    """A late slot's stragglers (of any buckets) per (bucket, org): every one counts, they are all late."""
+    seconds: dict[tuple[int, str], dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for s in samples:
+        seconds[(s.bucket_start, s.org_id)][s.memory_mb] += s.seconds
+        counts[(s.bucket_start, s.org_id)] += 1
+    return [
+        OrgAggregate(org, b, {mb: exact(v) for mb, v in sorted(by_mb.items())}, counts[(b, org)])
+        for (b, org), by_mb in sorted(seconds.items())
+    ]
+
+
+def combine_by_bucket(partials: Iterable[OrgAggregate]) -> list[OrgAggregate]:
+    """`combine` for partials of several buckets (a late slot's): one aggregate per (bucket, org)."""
+    by_bucket: dict[int, list[OrgAggregate]] = defaultdict(list)
+    for p in partials:
+        by_bucket[p.bucket_start].append(p)
+    return [a for b in sorted(by_bucket) for a in combine(b, by_bucket[b])]
 
 
 @dataclass(frozen=True)

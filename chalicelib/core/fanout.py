@@ -1,14 +1,16 @@
 """The rollup fanned out: what a coordinator hands a worker, on the wire of a queue.
 
 One task per (bucket, shard): a worker reads that one shard and writes its partial; the worker that
-finds every partial present reduces them (services/rollup_fanout.py). Tasks are plain JSON, so a
+finds every partial present reduces them (services/rollup_fanout.py). A closed late slot's stragglers go
+the same way, one task per index partition (services/late_fanout.py). Tasks are plain JSON, so a
 duplicate, a reordering or a redrive from the dead-letter queue is the same task again.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 MAX_SHARDS = 1000
 
@@ -19,10 +21,15 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class ShardTask:
-    bucket_start: int
+    """One shard of a bucket (`late` False) or one index partition of a late slot (`late` True)."""
+
+    bucket_start: int  # the bucket's start, or the late slot's
     shard: int
+    late: bool = False
 
     def body(self) -> str:
+        if self.late:
+            return json.dumps({"kind": "late", "slot": self.bucket_start, "shard": self.shard}, sort_keys=True)
         return json.dumps({"kind": "shard", "bucket": self.bucket_start, "shard": self.shard}, sort_keys=True)
 
 
@@ -31,19 +38,33 @@ def parse_task(body: str) -> ShardTask:
         data = json.loads(body)
     except ValueError:
         raise TaskError(f"not JSON: {body[:80]!r}") from None
-    if not isinstance(data, dict) or data.get("kind") != "shard":
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in ("shard", "late"):
         raise TaskError(f"not a shard task: {body[:80]!r}")
-    bucket, shard = data.get("bucket"), data.get("shard")
-    if type(bucket) is not int or type(shard) is not int or bucket < 0 or not 0 <= shard < MAX_SHARDS:
+    start, shard = data.get("slot" if kind == "late" else "bucket"), data.get("shard")
+    if type(start) is not int or type(shard) is not int or start < 0 or not 0 <= shard < MAX_SHARDS:
         raise TaskError(f"bad bucket or shard: {body[:80]!r}")
-    return ShardTask(bucket, shard)
+    return ShardTask(start, shard, kind == "late")
 
 
-def tasks_for(bucket_start: int, shards: int, done: frozenset[int] = frozenset()) -> list[ShardTask]:
-    """The tasks of a bucket whose partial is not written yet."""
-    return [ShardTask(bucket_start, k) for k in range(shards) if k not in done]
+def tasks_for(start: int, shards: int, done: frozenset[int] = frozenset(), late: bool = False) -> list[ShardTask]:
+    """The tasks of a bucket (or late slot) whose partial is not written yet."""
+    return [ShardTask(start, k, late) for k in range(shards) if k not in done]
 
 
 def missing_shards(shards: int, done: frozenset[int]) -> list[int]:
     """Every shard must have its partial before the reduce: the bucket's usage is their sum."""
     return [k for k in range(shards) if k not in done]
+
+
+@dataclass
+class Walk:
+    """What one coordinator's walk did: the reduces it ran (reports by bucket or slot start), what it left
+    with the workers, and how many tasks it enqueued. A walk, the workers in process, a walk again: merged."""
+
+    reports: dict[int, dict[str, Any]] = field(default_factory=dict)
+    waiting: list[int] = field(default_factory=list)
+    enqueued: int = 0
+
+    def merge(self, later: Self) -> Self:
+        return type(self)(self.reports | later.reports, later.waiting, self.enqueued + later.enqueued)

@@ -1,65 +1,36 @@
-"""Stragglers: samples written after their bucket could be read, billed later as deltas.
+"""Stragglers: samples written after their bucket could be read, billed later as deltas, one late slot at a time.
 
-The late signal tells the rollup whether the late index can hold anything new,
-so a quiet run costs one read instead of a sweep.
+A straggler is written once, into its bucket's partition (conditionally: a replay of a sample already
+counted is no straggler), and indexed under the LATE SLOT of its arrival: the ingest's clock floored to
+LATE_SLOT_SECONDS, spread over LATE_SHARDS index partitions. Every write of slot s lands by
+s + width + LATE_MARGIN_SECONDS (a write outlives no API Lambda timeout) and shows in the index
+LATE_INDEX_LAG_SECONDS later: from then on the slot is CLOSED, nothing joins it, and the rollup sweeps it
+fanned out like a bucket (services/late_fanout.py). Nothing is written per straggler after its ingest: the
+sweep's writes are per slot and per (org, bucket, meter), so a straggler costs its item and its index entry
+plus a share of those.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
-from chalicelib.core.outbox import OutboxRow
-
-
-@dataclass(frozen=True)
-class LateChunk:
-    """Late samples of one (org, bucket), billed together: delta rows, aggregate update and
-    flag removal commit atomically, so a crash or a racing run can never bill them twice."""
-
-    org_id: str
-    bucket_start: int
-    rows: list[OutboxRow]
-    seconds_by_memory: dict[int, Decimal]
-    event_ids: list[str]
+# Index partitions per slot (each takes ~1,000 writes/s): stragglers are a few percent of the ticks.
+LATE_SHARDS = 8
 
 
 @dataclass(frozen=True)
-class LateSignal:
-    """Whether the late index can hold anything new since the rollup last swept it.
+class LateSlot:
+    """A slot that received stragglers; `swept` once its delta rows and aggregate additions are written."""
 
-    `version` is bumped before every write that may add a late sample; the rest
-    is the rollup's own record of what it observed and when.
-    """
-
-    version: int = 0
-    seen_version: int | None = None
-    seen_at: int = 0
-    swept_version: int | None = None
-    swept_at: int = 0
+    slot: int
+    swept: bool = False
 
 
-# Allowance for the late index to show a write: a GSI is eventually consistent (in practice
-# it lags well under a second).
-GSI_LAG_SECONDS = 60
+def slot_of(now: int, width: int) -> int:
+    """The slot a straggler written at `now` joins."""
+    return now - now % width
 
 
-def late_sweep_due(signal: LateSignal, now: int, interval: int) -> bool:
-    """Sweep unless the current version was already swept completely, and not too long ago.
-
-    The periodic sweep is a backstop only: every late write bumps the version first.
-    """
-    return signal.swept_version != signal.version or now - signal.swept_at >= interval
-
-
-def after_sweep(signal: LateSignal, now: int, settle: int) -> LateSignal:
-    """The signal after a complete sweep at `now` (nothing waiting, nothing left over).
-
-    A version counts as swept only by a sweep starting `settle` seconds after the
-    rollup first saw it: by then every write that bumped it has finished (a write
-    outlives no API Lambda timeout) and its index entries are visible.
-    """
-    seen_at = signal.seen_at if signal.seen_version == signal.version else now
-    if now - seen_at >= settle:
-        return LateSignal(signal.version, signal.version, seen_at, signal.version, now)
-    return LateSignal(signal.version, signal.version, seen_at, signal.swept_version, signal.swept_at)
+def slot_closed(slot: int, width: int, settle: int, now: int) -> bool:
+    """Every straggler of the slot is written and visible in the index (settle = margin + index lag)."""
+    return now >= slot + width + settle

@@ -14,18 +14,12 @@ from typing import Any
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.billing_flags import BillingFlags
 from chalicelib.core.buckets import bucket_of
-from chalicelib.core.late import LateChunk
 from chalicelib.core.money import exact
 from chalicelib.core.orgs import Org
-from chalicelib.core.outbox import Kind, OutboxRow, State, delta_identifier, first_identifier
+from chalicelib.core.outbox import Kind, OutboxRow, State, first_identifier, late_identifier
 from chalicelib.core.pricing import OVERAGE_METER, TIERS, gb_seconds
-from chalicelib.core.samples import StoredSample
 
 MAX_BUCKETS_PER_RUN = 240
-
-
-# Room in one TransactWriteItems (100 actions) for the samples, up to 6 tier rows and the aggregate.
-LATE_CHUNK = 90
 
 
 @dataclass(frozen=True)
@@ -78,17 +72,17 @@ class BucketPlan:
 
 def outbox_rows(
     org_id: str, bucket_start: int, width: int, values: dict[str, Decimal], state: State, samples: int,
-    run_id: str, now: int, late_ids: list[str] | None = None,
+    run_id: str, now: int, late_slot: int | None = None,
 ) -> list[OutboxRow]:
-    """One row per meter with a value, in meter order: a bucket's first rows, or with `late_ids` (the
-    stragglers it carries) a late chunk's deltas, each under its deterministic identifier."""
+    """One row per meter with a value, in meter order: a bucket's first rows, or with `late_slot` the
+    deltas of the stragglers that arrived in that slot, each under its deterministic identifier."""
     rows = []
     kind: Kind
     for meter, value in sorted(values.items()):
-        if late_ids is None:
+        if late_slot is None:
             row_id, kind = first_identifier(org_id, bucket_start, meter), "first"
         else:
-            row_id, kind = delta_identifier(org_id, bucket_start, meter, late_ids), "delta"
+            row_id, kind = late_identifier(org_id, bucket_start, meter, late_slot), "delta"
         rows.append(OutboxRow(id=row_id, org_id=org_id, bucket_start=bucket_start, bucket_end=bucket_start + width,
                               meter=meter, value=value, kind=kind, state=state, samples=samples, run_id=run_id,
                               created_at=now))
@@ -117,31 +111,22 @@ def plan_bucket(
     return BucketPlan(rows=rows, unknown=unknown, consumed=state is None)
 
 
-def plan_late(
-    samples: Iterable[StoredSample], orgs: dict[str, Org], settings: BillingFlags, run_id: str, now: int
-) -> tuple[list[LateChunk], list[dict[str, Any]]]:
-    """Group stragglers by (org, bucket) into chunks small enough for one transaction each."""
-    groups: dict[tuple[str, int], list[StoredSample]] = defaultdict(list)
-    for s in samples:
-        groups[(s.org_id, s.bucket_start)].append(s)
-    chunks: list[LateChunk] = []
+def plan_late_slot(
+    slot: int, aggregates: Iterable[OrgAggregate], orgs: dict[str, Org], settings: BillingFlags, run_id: str,
+    now: int,
+) -> BucketPlan:
+    """A late slot's stragglers, per (bucket, org), as delta rows named by (org, bucket, meter, slot)."""
+    rows: list[OutboxRow] = []
     unknown: list[dict[str, Any]] = []
-    for (org_id, bucket), group in sorted(groups.items()):
-        group.sort(key=lambda s: s.event_id)
-        for i in range(0, len(group), LATE_CHUNK):
-            part = group[i : i + LATE_CHUNK]
-            by_mb: dict[int, Decimal] = defaultdict(Decimal)
-            for s in part:
-                by_mb[s.memory_mb] += s.seconds
-            mode = orgs[org_id].billing_mode if org_id in orgs else "legacy"
-            mv = meter_values(dict(by_mb), mode)
-            unknown += unbilled(org_id, mv, bucket_start=bucket, late=True)
-            state = row_state(bucket, settings)
-            ids = [s.event_id for s in part]
-            rows = outbox_rows(org_id, bucket, settings.BUCKET_SECONDS, mv.values, state, len(part), run_id, now,
-                               ids) if state else []
-            chunks.append(LateChunk(org_id, bucket, rows, {mb: exact(v) for mb, v in by_mb.items()}, ids))
-    return chunks, unknown
+    for agg in sorted(aggregates, key=lambda a: (a.bucket_start, a.org_id)):
+        mode = orgs[agg.org_id].billing_mode if agg.org_id in orgs else "legacy"
+        mv = meter_values(agg.seconds_by_memory, mode)
+        unknown += unbilled(agg.org_id, mv, bucket_start=agg.bucket_start, late=True)
+        state = row_state(agg.bucket_start, settings)
+        if state is not None:  # before BILL_FROM (live): the cells bill it
+            rows += outbox_rows(agg.org_id, agg.bucket_start, settings.BUCKET_SECONDS, mv.values, state, agg.samples,
+                                run_id, now, late_slot=slot)
+    return BucketPlan(rows=rows, unknown=unknown, consumed=False)
 
 
 def buckets_to_roll(cursor: int | None, now: int, settings: BillingFlags) -> list[int]:

@@ -14,7 +14,6 @@ States and their only transitions (each a conditional write):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
@@ -56,7 +55,7 @@ def first_identifier(org_id: str, bucket_start: int, meter: str) -> str:
     return f"{org_id}:{bucket_start}:{meter}"
 
 
-def delta_identifier(org_id: str, bucket_start: int, meter: str, sample_ids: list[str]) -> str:
-    """A straggler delta, named by the exact set of late samples it bills (so it is replay-safe)."""
-    digest = hashlib.sha256("\n".join(sorted(sample_ids)).encode()).hexdigest()[:16]
-    return f"{org_id}:{bucket_start}:{meter}:late:{digest}"
+def late_identifier(org_id: str, bucket_start: int, meter: str, slot: int) -> str:
+    """A straggler delta: the stragglers of (org, bucket, meter) that arrived in one late slot (replay-safe:
+    a slot is closed before it is billed, so the same identifier always carries the same value)."""
+    return f"{org_id}:{bucket_start}:{meter}:late:{slot}"

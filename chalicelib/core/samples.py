@@ -18,8 +18,6 @@ from chalicelib.core.envelopes import Tick
 # so 32 shards carry ~32,000 ticks/s per bucket. The count is a setting (SAMPLE_SHARDS) recorded with
 # each bucket when its first sample is written; a bucket with no record was written before that, with 32.
 SAMPLE_SHARDS = 32
-# The late index's partitions: stragglers are few, so a fixed count (and every sweep reads all of them).
-LATE_SHARDS = 32
 
 
 @dataclass(frozen=True)

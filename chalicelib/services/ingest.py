@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from chalicelib.core.credits import FreeTick, free_late_cutoff, free_tick
 from chalicelib.core.envelopes import Rejected, Tick, TickEnvelope, UsageTick, validate_batch
+from chalicelib.core.late import slot_of
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import legacy_meter
 from chalicelib.core.quarantine import QuarantineItem
@@ -174,7 +175,7 @@ def ingest_batch(
     orgs = lookup_orgs(store, validated.ticks)
     routed = route_ticks(validated.ticks, orgs, settings, now)
     quarantine = _quarantine_items(items, validated.rejected, routed.held, cell_id, now)
-    late = store.put_samples(routed.samples)
+    late = store.put_samples(routed.samples, late_slot=slot_of(now, settings.LATE_SLOT_SECONDS))
     if credits is not None and routed.free:
         credits.put_free_ticks(routed.free)
     if quarantine:

@@ -1,8 +1,8 @@
 """The edge half of the parity check: GB-seconds of pro samples per org in [from, to), from aggregates only.
 
 Every stored pro sample counts, on time or late, swept or not: a window is whole buckets, answered from
-each bucket's settled aggregates plus the stragglers not folded into them yet (the late index, read by
-bucket range, and only while the late signal says some may be waiting). No raw sample of a bucket is
+each bucket's settled aggregates plus the stragglers not added into them yet (the late index of the late
+slots not swept, read by bucket range; with no such slot, nothing more is read). No raw sample of a bucket is
 ever read here, so the answer costs the same for a bucket of ten samples or of a hundred million. A
 bucket not settled yet is answered 503 with Retry-After (CONTRACT section 2), and a closed one is
 handed to the pipeline at once (`request_settle`).
@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from chalicelib.core.money import exact
 from chalicelib.core.pricing import gb_seconds
-from chalicelib.ports import LateStore, TaskQueue
+from chalicelib.ports import LateStore, RunControl, TaskQueue
+from chalicelib.services.late_fanout import CURSOR as LATE_CURSOR
 from chalicelib.services.rollup_fanout import ShardedStore
 from chalicelib.services.settlement import request_settle, settled
 from chalicelib.settings import Settings
@@ -25,8 +26,9 @@ from chalicelib.settings import Settings
 MAX_WINDOW_SECONDS = 7 * 86400
 
 
-class ParityStore(ShardedStore, LateStore, Protocol):
-    """The billing store's roles parity reads: settled aggregates and the stragglers not swept into them."""
+class ParityStore(ShardedStore, LateStore, RunControl, Protocol):
+    """The billing store's roles parity reads: settled aggregates, the stragglers not swept into them and
+    the late cursor."""
 
 
 class WindowError(ValueError):
@@ -94,17 +96,18 @@ def usage_parity(store: ParityStore, settings: Settings, window: Window, now: in
             request_settle(store, settings, queue, b, now)
         raise NotSettled(waiting, retry_after(waiting, settings, now))
     usage: dict[str, OrgUsage] = defaultdict(OrgUsage)
+    applied: dict[tuple[int, str], frozenset[int]] = {}
     for b in buckets:
         for agg in settled(store, b) or []:
             usage[agg.org_id].gb_seconds += agg.gb_seconds
             usage[agg.org_id].samples += agg.samples
-    # Aggregates leave out stragglers until a sweep folds them in; a swept signal means none is waiting.
-    signal = store.late_signal()
-    if not (signal.version == 0 or signal.swept_version == signal.version):
-        for s in store.late_samples_between(buckets[0], buckets[-1]):
-            if s.late:
-                usage[s.org_id].gb_seconds += gb_seconds(s.memory_mb, s.seconds)
-                usage[s.org_id].samples += 1
+            applied[(b, agg.org_id)] = agg.late_slots
+    # Aggregates leave out a late slot's stragglers until its sweep adds them (once, naming the slot): the
+    # slots not swept yet are read by bucket range; with none since the late cursor, one read.
+    for slot, s in store.unswept_late(buckets[0], buckets[-1], store.cursor(LATE_CURSOR) or 0):
+        if slot not in applied.get((s.bucket_start, s.org_id), frozenset()):
+            usage[s.org_id].gb_seconds += gb_seconds(s.memory_mb, s.seconds)
+            usage[s.org_id].samples += 1
     return {
         "window": {"from": window.start, "to": window.end},
         "orgs": [

@@ -1,14 +1,13 @@
 """The rollup: closed buckets' samples become outbox rows (meter events), exactly once.
 
-Pure planning (`meter_values`, `plan_bucket`, `plan_late`) over plain data,
+Pure planning (`meter_values`, `plan_bucket`, `plan_late_slot`) over plain data,
 and `run_rollup`, the shell that holds the lease and walks the buckets:
 
-1. ROLL   every closed bucket from the cursor on: settle its aggregates (one
-          read of its samples), write one row per (org, meter), mark it rolled.
-2. LATE   stragglers (samples written after their bucket could be read) are
-          billed as delta rows, atomically with clearing their late flag. The
-          late index is swept only when the late signal says it may hold
-          something new (`late_sweep_due`), so a quiet run costs one read.
+1. ROLL   every closed bucket from the cursor on: settled from its shards'
+          partials (services/rollup_fanout.py), one row per (org, meter), marked rolled.
+2. LATE   every closed late slot from the late cursor on: its stragglers (samples
+          written after their bucket could be read) billed as delta rows, fanned out
+          the same way (services/late_fanout.py); a quiet run reads one partition.
 3. PROMOTE (live only) shadow rows of buckets at or after BILL_FROM -> pending.
 4. SEND   (live only) pending rows to Stripe, see sender.py.
 """
@@ -19,18 +18,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chalicelib.core.late import GSI_LAG_SECONDS, after_sweep, late_sweep_due
-from chalicelib.core.metering import buckets_to_roll, plan_late
-from chalicelib.core.samples import StoredSample
+from chalicelib.core.fanout import Walk
+from chalicelib.core.metering import buckets_to_roll
 from chalicelib.observability import logger
 from chalicelib.ports import AggregateStore, Clock, LateStore, OrgStore, OutboxStore, RunControl, SampleStore, TaskQueue
+from chalicelib.services.late_fanout import walk_late
 from chalicelib.services.rollup_fanout import InProcessTasks, enqueue_bucket, on_messages, reduce_bucket
 from chalicelib.settings import Settings
 from chalicelib.stripe_ports import MeterEventGateway
 
 LEASE = "rollup"
 CURSOR = "rollup"
-LATE_SAMPLES_PER_RUN = 10_000
 
 
 class RollupStore(OrgStore, SampleStore, AggregateStore, RunControl, OutboxStore, LateStore, Protocol):
@@ -90,22 +88,22 @@ def roll_buckets(store: RollupStore, settings: Settings, run_id: str, now: int,
     own, drains it in process, and walks again; the same tasks, the same reducer.
     """
     if queue is not None:
-        return _walk(store, settings, run_id, now, queue, claim=True).body()
+        walk = _walk(store, settings, run_id, now, queue, claim=True)
+        return walk.body() | {"late": walk_late(store, settings, run_id, now, queue, claim=True).body()}
     own = InProcessTasks()
     first = _walk(store, settings, run_id, now, own, claim=False)
     first.reports |= on_messages(store, settings, list(enumerate(own.bodies)), run_id, lambda: now).rolled
-    return first.merge(_walk(store, settings, run_id, now, own, claim=False)).body()
+    body = first.merge(_walk(store, settings, run_id, now, own, claim=False)).body()
+    # The late slots after the buckets: a slot waits for the buckets it touches to be rolled.
+    own.bodies.clear()
+    first_late = walk_late(store, settings, run_id, now, own, claim=False)
+    if not own.bodies:
+        return body | {"late": first_late.body()}  # a quiet run: one read of the slots since the cursor
+    first_late.reports |= on_messages(store, settings, list(enumerate(own.bodies)), run_id, lambda: now).swept
+    return body | {"late": first_late.merge(walk_late(store, settings, run_id, now, own, claim=False)).body()}
 
 
-@dataclass
-class _Walk:
-    reports: dict[int, dict[str, Any]] = field(default_factory=dict)
-    waiting: list[int] = field(default_factory=list)
-    enqueued: int = 0
-
-    def merge(self, later: _Walk) -> _Walk:
-        return _Walk(self.reports | later.reports, later.waiting, self.enqueued + later.enqueued)
-
+class _Walk(Walk):
     def body(self) -> dict[str, Any]:
         rolled = sorted(b for b, r in self.reports.items() if r["orgs"])
         unknown = [u | {"bucket_start": b} for b, r in sorted(self.reports.items()) for u in r["unknown"]]
@@ -145,51 +143,6 @@ def _rolled_now(store: RollupStore, b: int) -> bool:
     return state is not None and state.rolled
 
 
-def roll_late(store: RollupStore, settings: Settings, run_id: str, now: int) -> dict[str, Any]:
-    signal = store.late_signal()
-    if not late_sweep_due(signal, now, settings.LATE_SWEEP_SECONDS):
-        return {"swept": False, "samples": 0, "waiting": 0, "chunks": 0, "rows": 0, "unbilled": []}
-    late = store.late_samples(LATE_SAMPLES_PER_RUN)
-    rolled_buckets: dict[int, bool] = {}
-    ready: list[StoredSample] = []
-    for s in late:
-        if s.bucket_start not in rolled_buckets:
-            state = store.bucket_state(s.bucket_start)
-            rolled_buckets[s.bucket_start] = state is not None and state.rolled
-        # Stragglers of a bucket not rolled yet wait: its first emission must come first.
-        if rolled_buckets[s.bucket_start]:
-            ready.append(s)
-    orgs = store.get_orgs({s.org_id for s in ready})
-    chunks, unknown = plan_late(ready, orgs, settings, run_id, now)
-    committed = rows = 0
-    for chunk in chunks:
-        if store.commit_late_chunk(chunk, now):
-            committed += 1
-            rows += len(chunk.rows)
-            logger.info(
-                "late_samples_billed",
-                extra={
-                    "run_id": run_id,
-                    "org_id": chunk.org_id,
-                    "bucket_start": chunk.bucket_start,
-                    "samples": len(chunk.event_ids),
-                    "rows": len(chunk.rows),
-                },
-            )
-    for u in unknown:
-        logger.error("usage_not_billed", extra={"run_id": run_id, **u})
-    if len(ready) == len(late) < LATE_SAMPLES_PER_RUN and committed == len(chunks):
-        store.save_late_sweep(after_sweep(signal, now, settings.LATE_MARGIN_SECONDS + GSI_LAG_SECONDS))
-    return {
-        "swept": True,
-        "samples": len(ready),
-        "waiting": len(late) - len(ready),
-        "chunks": committed,
-        "rows": rows,
-        "unbilled": unknown,
-    }
-
-
 def promote_shadow(store: RollupStore, settings: Settings, now: int) -> int:
     """Arming live with BILL_FROM in the past: rows rolled in shadow at/after it get billed, not skipped."""
     promoted = 0
@@ -219,7 +172,6 @@ def run_rollup(svc: RollupDeps, trigger: str) -> RunResult:
         return result
     try:
         result.roll = roll_buckets(store, settings, run_id, now, svc.rollup_queue())
-        result.roll["late"] = roll_late(store, settings, run_id, now)
         if not settings.SHADOW:
             result.roll["promoted"] = promote_shadow(store, settings, now)
             result.send = send_pending(store, svc.stripe_gateway(), settings, svc.clock, run_id).body()

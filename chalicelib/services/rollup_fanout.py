@@ -25,7 +25,8 @@ from chalicelib.core.aggregation import BucketState, aggregate, combine
 from chalicelib.core.fanout import ShardTask, TaskError, missing_shards, parse_task, tasks_for
 from chalicelib.core.metering import plan_bucket
 from chalicelib.observability import logger
-from chalicelib.ports import AggregateStore, OrgStore, OutboxStore, QueueConsumer, SampleStore, TaskQueue
+from chalicelib.ports import AggregateStore, LateStore, OrgStore, OutboxStore, QueueConsumer, SampleStore, TaskQueue
+from chalicelib.services.late_fanout import handle_late_task
 from chalicelib.settings import Settings
 
 # What one drain of an in-process queue takes at a time (SQS's own batch is 10).
@@ -36,9 +37,10 @@ class ShardedStore(SampleStore, AggregateStore, Protocol):
     """What the coordinator reads of a bucket: how many shards its samples span and whose partial is in."""
 
 
-class FanoutStore(OrgStore, OutboxStore, ShardedStore, Protocol):
+class FanoutStore(OrgStore, OutboxStore, ShardedStore, LateStore, Protocol):
     """The billing store's roles a shard's worker and the reducer use: a shard's samples, partials and the
-    aggregates, the orgs' billing modes, the bucket's first outbox rows."""
+    aggregates, the orgs' billing modes, the bucket's first outbox rows; a late slot's too (a queue's
+    message may be either)."""
 
 
 def roll_bucket(store: FanoutStore, settings: Settings, b: int, run_id: str, now: int) -> dict[str, Any] | None:
@@ -117,9 +119,11 @@ class InProcessTasks(TaskQueue):
 
 @dataclass
 class Drained:
-    """What one drain of a queue did: the reduces that rolled a bucket, and the messages left to retry."""
+    """What one drain of a queue did: the reduces that rolled a bucket or swept a late slot, and the
+    messages left to retry."""
 
     rolled: dict[int, dict[str, Any]] = field(default_factory=dict)
+    swept: dict[int, dict[str, Any]] = field(default_factory=dict)  # late slots billed
     failed: list[Hashable] = field(default_factory=list)
 
 
@@ -132,7 +136,10 @@ def on_messages(store: FanoutStore, settings: Settings, messages: Sequence[tuple
     for message_id, body in messages:
         try:
             task = parse_task(body)
-            report = handle_task(store, settings, task, run_id, now())
+            if task.late:
+                report = handle_late_task(store, settings, task, run_id, now())
+            else:
+                report = handle_task(store, settings, task, run_id, now())
         except TaskError as exc:
             logger.error("rollup_task_unusable", extra={"message_id": message_id, "error": str(exc)})
             out.failed.append(message_id)
@@ -142,7 +149,7 @@ def on_messages(store: FanoutStore, settings: Settings, messages: Sequence[tuple
             out.failed.append(message_id)
             continue
         if report is not None:
-            out.rolled[task.bucket_start] = report
+            (out.swept if task.late else out.rolled)[task.bucket_start] = report
     return out
 
 
@@ -153,6 +160,7 @@ def drain(store: FanoutStore, settings: Settings, queue: QueueConsumer, run_id: 
     while batch := queue.receive(DRAIN_BATCH):
         done = on_messages(store, settings, batch, run_id, now)
         total.rolled |= done.rolled
+        total.swept |= done.swept
         total.failed += done.failed
         queue.delete([receipt for receipt, _ in batch if receipt not in done.failed])
         if done.failed:

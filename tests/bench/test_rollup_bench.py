@@ -11,6 +11,8 @@ def test_one_stripe_call_per_org_bucket_meter_plus_deltas() -> None:
     assert result["stragglers"] > 0 and result["delta_events"] > 0
     assert result["first_events_match"], result
     assert result["stripe_calls"] == result["first_events"] + result["delta_events"]
+    # The stragglers' writes are told apart: their samples and slots, and their delta rows created and sent.
+    assert result["late_wu"]["late"] >= 2 * result["stragglers"] and result["late_wu"]["late_send"] > 0
 
 
 def test_aggregation_memory_does_not_grow_with_samples() -> None:

@@ -12,16 +12,17 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.core.aggregation import BucketState, OrgAggregate
-from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.late import LATE_SHARDS, LateSlot
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, shard_of
-from chalicelib.ports import BillingStore, StoreRejected
+from chalicelib.ports import BillingStore, StoreUnavailable
 from tests.contract.conftest import RETENTION
 
 B = 1795564800  # a bucket start
 H = 3600
+SLOT = B + 2 * H  # a late slot (stragglers arrive after their bucket closed)
 
 
 def sample(event_id: str, bucket: int = B, org: str = "o1", mb: int = 1024, seconds: str = "20",
@@ -34,10 +35,6 @@ def sample(event_id: str, bucket: int = B, org: str = "o1", mb: int = 1024, seco
 def row(row_id: str, bucket: int = B, state: State = "pending", value: str = "10") -> OutboxRow:
     return OutboxRow(row_id, "o1", bucket, bucket + H, "m", Decimal(value), "first", state, samples=3,
                      run_id="run-1", created_at=bucket + H)
-
-
-def chunk(event_ids: list[str], rows: list[OutboxRow], seconds: dict[int, Decimal] | None = None) -> LateChunk:
-    return LateChunk("o1", B, rows, seconds if seconds is not None else {1024: Decimal(20)}, event_ids)
 
 
 # --- orgs -------------------------------------------------------------------
@@ -88,25 +85,34 @@ def test_bucket_samples_read_back_every_field_in_shard_then_id_order(store: Bill
         "o1", 1024, B, Decimal(B + 100), Decimal(B + 100) + Decimal("12.5"), Decimal("12.5"), False)
 
 
-def test_late_samples_are_flagged_counted_once_and_found_by_late_samples(store: BillingStore) -> None:
-    assert store.late_signal() == LateSignal()
-    assert store.put_samples([sample("on"), sample("l1", late=True), sample("l2", late=True, bucket=B + H)]) == 2
-    assert store.put_samples([sample("l1", late=True)]) == 0, "a replay of a late sample is not new"
-    assert store.put_samples([sample("on", late=True)]) == 0, "nor is a late copy of an on-time one"
-    late = store.late_samples()
-    assert sorted((s.event_id, s.bucket_start, s.late) for s in late) == [("l1", B, True), ("l2", B + H, True)]
+def test_late_samples_are_flagged_counted_once_and_indexed_under_their_slot(store: BillingStore) -> None:
+    assert store.late_slots(0) == []
+    assert store.put_samples([sample("on"), sample("l1", late=True), sample("l2", late=True, bucket=B + H)],
+                             late_slot=SLOT) == 2
+    assert store.put_samples([sample("l1", late=True)], late_slot=SLOT + 300) == 0, "a replay is not new"
+    assert store.put_samples([sample("on", late=True)], late_slot=SLOT + 300) == 0, "nor a late copy of an on-time one"
     assert {s.event_id: s.late for s in store.bucket_samples(B)} == {"on": False, "l1": True}
-    assert store.late_signal().version == 3, "every write carrying a late sample bumps, replays too"
+    # Each write carrying a late sample records its slot first, replays too (a slot with nothing new is cheap).
+    assert store.late_slots(0) == [LateSlot(SLOT), LateSlot(SLOT + 300)]
+    assert store.late_slots(SLOT + 1) == [LateSlot(SLOT + 300)] and store.late_slot(SLOT + 600) is None
+    indexed = [s for k in range(LATE_SHARDS) for s in store.late_slot_samples(SLOT, k)]
+    assert sorted((s.event_id, s.bucket_start, s.late) for s in indexed) == [("l1", B, True), ("l2", B + H, True)]
+    assert [s for k in range(LATE_SHARDS) for s in store.late_slot_samples(SLOT + 300, k)] == []
 
 
-def test_late_samples_order_and_limit(store: BillingStore) -> None:
-    ids = [f"late-{i}" for i in range(12)]
-    store.put_samples([sample(e, bucket=B + (i % 2) * H, late=True) for i, e in enumerate(ids)])
-    got = store.late_samples()
-    assert [(s.event_id, s.bucket_start) for s in got] == sorted(
-        ((s.event_id, s.bucket_start) for s in got), key=lambda k: (shard_of(k[0]), f"{k[1]:012d}#{k[0]}"))
-    assert len(got) == 12
-    assert store.late_samples(limit=5) == got[:5]
+def test_a_late_slot_partition_is_ordered_by_bucket_then_event(store: BillingStore) -> None:
+    ids = [f"late-{i}" for i in range(24)]
+    store.put_samples([sample(e, bucket=B + (i % 2) * H, late=True) for i, e in enumerate(ids)], late_slot=SLOT)
+    got = {k: [(s.bucket_start, s.event_id) for s in store.late_slot_samples(SLOT, k)] for k in range(LATE_SHARDS)}
+    assert all(v == sorted(v) for v in got.values()) and sum(map(len, got.values())) == 24
+    assert {shard_of(e, LATE_SHARDS) for v in got.values() for _, e in v} == {k for k, v in got.items() if v}
+    assert {k for k, v in got.items() for _, e in v if shard_of(e, LATE_SHARDS) != k} == set()
+
+
+def test_late_samples_need_their_slot(store: BillingStore) -> None:
+    with pytest.raises(ValueError):
+        store.put_samples([sample("l1", late=True)])
+    assert store.late_slots(0) == [] and list(store.bucket_samples(B)) == []
 
 
 def test_an_on_time_put_overwrites_the_stored_sample(store: BillingStore) -> None:
@@ -116,9 +122,9 @@ def test_an_on_time_put_overwrites_the_stored_sample(store: BillingStore) -> Non
     assert s.seconds == Decimal(7)
 
 
-def test_on_time_writes_leave_the_late_signal_alone(store: BillingStore) -> None:
-    store.put_samples([sample("a"), sample("b")])
-    assert store.late_signal().version == 0 and store.late_samples() == []
+def test_on_time_writes_record_no_late_slot(store: BillingStore) -> None:
+    store.put_samples([sample("a"), sample("b")], late_slot=SLOT)
+    assert store.late_slots(0) == []
 
 
 # --- quarantine -------------------------------------------------------------
@@ -259,65 +265,54 @@ def test_outbox_queue_limit_below_one_still_returns_one_row(store: BillingStore)
 
 # --- stragglers ---------------------------------------------------------------
 def late_setup(store: BillingStore) -> None:
-    store.put_samples([sample("on"), sample("l1", late=True), sample("l2", late=True, mb=4096)])
+    store.put_samples([sample("on"), sample("l1", late=True), sample("l2", late=True, mb=4096)], late_slot=SLOT)
     store.save_aggregates(B, [OrgAggregate("o1", B, {1024: Decimal(20)}, 1)], {})
 
 
-def test_commit_late_chunk_applies_everything_once(store: BillingStore) -> None:
+def test_apply_late_adds_each_aggregate_once_per_slot(store: BillingStore) -> None:
     late_setup(store)
-    delta = row("o1:late:1", state="pending")
-    committed = chunk(["l1", "l2"], [delta], {1024: Decimal(20), 4096: Decimal(20)})
-    assert store.commit_late_chunk(committed, now=1)
-    assert store.get_outbox_row(delta.id) == delta
-    assert store.aggregates(B) == [OrgAggregate("o1", B, {1024: Decimal(40), 4096: Decimal(20)}, 3)]
-    assert store.late_samples() == [] and all(not s.late for s in store.bucket_samples(B))
-    assert not store.commit_late_chunk(committed, now=2), "a second commit of the same chunk is refused"
-    assert store.aggregates(B)[0].samples == 3
+    late = [OrgAggregate("o1", B, {1024: Decimal(20), 4096: Decimal("2.5")}, 2),
+            OrgAggregate("o2", B, {8192: Decimal(1)}, 1)]
+    assert store.apply_late(SLOT, late) == 2
+    assert store.apply_late(SLOT, late) == 0, "a retry or a second reducer adds nothing"
+    assert store.aggregates(B) == [
+        OrgAggregate("o1", B, {1024: Decimal(40), 4096: Decimal("2.5")}, 3, frozenset({SLOT})),
+        OrgAggregate("o2", B, {8192: Decimal(1)}, 1, frozenset({SLOT})),
+    ]
+    assert store.apply_late(SLOT + 300, late[:1]) == 1
+    [o1, _] = store.aggregates(B)
+    assert o1.seconds_by_memory == {1024: Decimal(60), 4096: Decimal(5)} and o1.late_slots == {SLOT, SLOT + 300}
 
 
-def test_commit_late_chunk_is_all_or_nothing(store: BillingStore) -> None:
+def test_a_slot_is_swept_once_and_then_refuses_writes(store: BillingStore) -> None:
     late_setup(store)
-    store.create_outbox_rows([row("taken")])
-    # One row exists already: nothing of the chunk applies, not even the flags or the aggregate.
-    assert not store.commit_late_chunk(chunk(["l1"], [row("fresh"), row("taken")]), now=1)
-    # One sample is no longer late (or was never written): likewise.
-    assert not store.commit_late_chunk(chunk(["l1", "on"], [row("fresh")]), now=1)
-    assert not store.commit_late_chunk(chunk(["l1", "ghost"], [row("fresh")]), now=1)
-    assert store.get_outbox_row("fresh") is None
-    assert store.aggregates(B) == [OrgAggregate("o1", B, {1024: Decimal(20)}, 1)]
-    assert sorted(s.event_id for s in store.late_samples()) == ["l1", "l2"]
+    assert store.mark_late_swept(SLOT, {"rows": 2})
+    assert not store.mark_late_swept(SLOT, {"rows": 3}), "swept already"
+    assert not store.mark_late_swept(SLOT + 300, {}), "no such slot"
+    assert store.late_slots(0) == [LateSlot(SLOT, swept=True)]
+    # A write that outlived the margin would join a swept slot: refused, the cell sends it again later.
+    with pytest.raises(StoreUnavailable):
+        store.put_samples([sample("l3", late=True)], late_slot=SLOT)
+    assert store.put_samples([sample("l3", late=True)], late_slot=SLOT + 300) == 1
 
 
-def test_commit_late_chunk_without_rows_or_stored_aggregate(store: BillingStore) -> None:
-    # A consumed bucket bills nothing but still folds the stragglers in; the aggregate may not exist yet.
-    store.put_samples([sample("l1", late=True)])
-    assert store.commit_late_chunk(chunk(["l1"], [], {1024: Decimal("2.5")}), now=1)
-    assert store.aggregates(B) == [OrgAggregate("o1", B, {1024: Decimal("2.5")}, 1)]
-    assert store.late_samples() == []
+def test_unswept_late_reads_the_window_s_buckets_in_slots_not_swept(store: BillingStore) -> None:
+    store.put_samples([sample("a", late=True), sample("b", late=True, bucket=B + H),
+                       sample("c", late=True, bucket=B + 2 * H)], late_slot=SLOT)
+    store.put_samples([sample("d", late=True, bucket=B + H)], late_slot=SLOT + 300)
+    got = store.unswept_late(B + H, B + 2 * H, since=0)
+    assert sorted((slot, s.event_id) for slot, s in got) == [(SLOT, "b"), (SLOT, "c"), (SLOT + 300, "d")]
+    store.mark_late_swept(SLOT, {})
+    assert [(slot, s.event_id) for slot, s in store.unswept_late(B, B + 2 * H, since=0)] == [(SLOT + 300, "d")]
+    assert store.unswept_late(B, B + 2 * H, since=SLOT + 301) == []
 
 
-def test_commit_late_chunk_naming_a_sample_twice_is_refused_as_a_failure(store: BillingStore) -> None:
-    store.put_samples([sample("l1", late=True)])
-    with pytest.raises(StoreRejected):
-        store.commit_late_chunk(chunk(["l1", "l1"], []), now=1)
-    assert [s.event_id for s in store.late_samples()] == ["l1"]
+def test_late_partials_and_claims_are_apart_from_the_buckets(store: BillingStore) -> None:
+    parts = [OrgAggregate("o1", B, {1024: Decimal(1)}, 1), OrgAggregate("o1", B + H, {1024: Decimal(2)}, 1)]
+    store.put_partial(SLOT, 3, parts, late=True)
+    assert store.partial_shards(SLOT, late=True) == {3} and store.partial_shards(SLOT) == frozenset()
+    assert store.partials(SLOT, late=True) == parts, "each row keeps its own bucket"
+    assert store.claim_fanout(SLOT, 10, 60, late=True) and store.claim_fanout(SLOT, 10, 60)
+    assert not store.claim_fanout(SLOT, 11, 60, late=True)
 
 
-def test_late_sweep_is_recorded_without_touching_the_version(store: BillingStore) -> None:
-    store.put_samples([sample("l1", late=True)])
-    store.save_late_sweep(LateSignal(version=99, seen_version=1, seen_at=10, swept_version=None, swept_at=0))
-    assert store.late_signal() == LateSignal(1, 1, 10, None, 0)
-    store.save_late_sweep(LateSignal(version=99, seen_version=1, seen_at=10, swept_version=1, swept_at=20))
-    store.put_samples([sample("l2", late=True)])
-    assert store.late_signal() == LateSignal(2, 1, 10, 1, 20)
-    store.save_late_sweep(LateSignal(seen_version=None, seen_at=30, swept_version=None, swept_at=40))
-    assert store.late_signal() == LateSignal(2, 1, 30, 1, 40), "None fields keep what is stored"
-
-
-def test_commit_late_chunk_over_the_transaction_limit_is_refused_as_a_failure(store: BillingStore) -> None:
-    # 100 samples + the aggregate = 101 actions: DynamoDB refuses the whole transaction (the rollup chunks by 90).
-    ids = [f"l{i}" for i in range(100)]
-    store.put_samples([sample(e, late=True) for e in ids])
-    with pytest.raises(StoreRejected):
-        store.commit_late_chunk(chunk(ids, []), now=1)
-    assert len(store.late_samples()) == 100 and store.aggregates(B) == []

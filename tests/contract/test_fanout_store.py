@@ -4,7 +4,6 @@ per bucket, one shard's samples, partials, the fan-out claim, the late index by 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.memory.store import MemoryStore
@@ -65,12 +64,3 @@ def test_claim_fanout_once_then_again_after_the_retry_interval(store: BillingSto
     assert store.claim_fanout(B + H, now=1599, every=600), "per bucket"
     assert store.claim_fanout(B, now=1600, every=600)
     assert not store.claim_fanout(B, now=1601, every=600)
-
-
-def test_late_samples_between_reads_the_late_index_by_bucket(store: BillingStore) -> None:
-    store.put_samples([sample("on"), sample("l1", late=True), sample("l2", bucket=B + H, late=True),
-                       sample("l3", bucket=B + 3 * H, late=True), sample("l0", bucket=B - H, late=True)])
-    got: Any = sorted((s.event_id, s.bucket_start) for s in store.late_samples_between(B, B + H))
-    assert got == [("l1", B), ("l2", B + H)]
-    assert [s.event_id for s in store.late_samples_between(B + 3 * H, B + 3 * H)] == ["l3"]
-    assert store.late_samples_between(B + 4 * H, B + 9 * H) == []

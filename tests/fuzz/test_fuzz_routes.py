@@ -96,10 +96,10 @@ class FlakyStore(DynamoStore):
 
     failing = False
 
-    def put_samples(self, samples: list[Sample]) -> int:
+    def put_samples(self, samples: list[Sample], late_slot: int | None = None) -> int:
         if self.failing:
             raise StoreUnavailable("injected")
-        return super().put_samples(samples)
+        return super().put_samples(samples, late_slot)
 
     def put_quarantine(self, items: list[QuarantineItem]) -> None:
         if self.failing:

@@ -70,10 +70,10 @@ def captured() -> Iterator[Everything]:
 class OutageStore(DynamoStore):
     down = False
 
-    def put_samples(self, samples: list[Any]) -> int:
+    def put_samples(self, samples: list[Any], late_slot: int | None = None) -> int:
         if self.down:
             raise StoreUnavailable(f"injected outage (table {self.samples_table})")
-        return super().put_samples(samples)
+        return super().put_samples(samples, late_slot)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from chalicelib.adapters.clock import FixedClock
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Container
+from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.services.rollup import LEASE, run_rollup
@@ -30,6 +31,7 @@ from tests.rollup_scenarios import (
     live_run_sends_once_and_replay_changes_nothing,
     parity_counts_a_backlog_delivered_after_its_hour_closed,
     parity_of,
+    past_late_slot,
     send_ticks,
     shadow_roll_writes_rows_and_sends_nothing,
     straggler_is_billed_as_a_delta_once,
@@ -93,53 +95,80 @@ def test_straggler_updates_parity_aggregates(svc: Container, clock: FixedClock, 
     clock.set(T0 + H + 900)
     run_rollup(svc, "test")
     send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
+    past_late_slot(svc, clock)
     run_rollup(svc, "test")
     body = usage_parity(svc.store, svc.settings, Window(T0, T0 + H), svc.now())
     assert body["orgs"] == [{"org_id": "leg", "gb_seconds": 220.0, "samples": 11}]
+    assert svc.store.aggregates(T0)[0].samples == 11, "the straggler is in the stored aggregate"
 
 
-def test_quiet_runs_skip_the_late_index_and_a_straggler_wakes_it(
+def test_quiet_runs_read_one_partition_and_a_straggler_s_slot_is_swept_once_closed(
     svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
 ) -> None:
     clock.set(T0 + H + 10)
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     armed = live(svc)
     memory: MemoryStore = svc.store  # type: ignore[assignment]
-    for minutes in (15, 30):  # first sight of the signal, then a sweep settled after it
+    for minutes in (15, 30):
         clock.set(T0 + H + 60 * minutes)
-        assert run_rollup(armed, "test").roll["late"]["swept"] is True
-    swept = memory.faults.calls("late_samples")
-    clock.set(T0 + H + 45 * 60)
-    assert run_rollup(armed, "quiet").roll["late"]["swept"] is False
-    assert memory.faults.calls("late_samples") == swept  # a quiet run reads one control item, not the index
+        assert run_rollup(armed, "quiet").roll["late"] == {"slots": [], "samples": 0, "rows": 0, "unbilled": [],
+                                                           "waiting": 0, "tasks": 0}
+    assert memory.faults.calls("late_slots") == 2 and memory.faults.calls("late_slot_samples") == 0
     send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
-    clock.set(T0 + 2 * H)
-    result = run_rollup(armed, "woken").roll["late"]
-    assert result["swept"] is True and result["samples"] == 1
+    assert run_rollup(armed, "open").roll["late"]["slots"] == [], "its slot is still filling"
+    past_late_slot(svc, clock)
+    result = run_rollup(armed, "closed").roll["late"]
+    assert result["slots"] == [T0 + H + 30 * 60] and result["samples"] == 1 and result["rows"] == 1
+    assert memory.faults.calls("late_slot_samples") == LATE_SHARDS, "one task per index partition"
     assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("220")
+    calls = memory.faults.calls("late_slots")
+    assert run_rollup(armed, "quiet again").roll["late"]["slots"] == []
+    assert memory.faults.calls("late_slots") == calls + 1 and memory.faults.calls("late_slot_samples") == LATE_SHARDS
 
 
-def test_on_time_writes_leave_the_late_signal_alone(svc: Container, clock: FixedClock, orgs: None) -> None:
-    clock.set(T0 + 10)
-    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
-    assert svc.store.late_signal().version == 0
-    clock.set(T0 + 2 * H)
-    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
-    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])  # a replay may be late too: it bumps again
-    assert svc.store.late_signal().version == 2
-
-
-def test_the_backstop_sweeps_a_quiet_index_every_late_sweep_seconds(
+def test_on_time_writes_record_no_slot_and_each_late_write_records_its_own(
     svc: Container, clock: FixedClock, orgs: None
 ) -> None:
-    memory: MemoryStore = svc.store  # type: ignore[assignment]
-    for minutes in (0, 15, 30, 45):
-        clock.set(T0 + H + 60 * minutes)
-        run_rollup(svc, "test")
-    quiet = memory.faults.calls("late_samples")
-    clock.set(T0 + H + 15 * 60 + svc.settings.LATE_SWEEP_SECONDS)
-    assert run_rollup(svc, "backstop").roll["late"]["swept"] is True
-    assert memory.faults.calls("late_samples") == quiet + 1
+    clock.set(T0 + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    assert svc.store.late_slots(0) == []
+    clock.set(T0 + 2 * H)
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])
+    clock.set(T0 + 2 * H + svc.settings.LATE_SLOT_SECONDS)
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])  # a replay may be late too: its slot is recorded
+    assert [s.slot for s in svc.store.late_slots(0)] == [T0 + 2 * H, T0 + 2 * H + svc.settings.LATE_SLOT_SECONDS]
+
+
+def test_a_late_slot_waits_for_the_buckets_it_touches_to_be_rolled(
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    """Stragglers of a bucket that is not rolled yet (its workers slow) wait: its first emission comes first."""
+    from chalicelib.adapters.memory.queue import MemoryQueue
+    from chalicelib.services.rollup_fanout import on_messages
+
+    queue = MemoryQueue(clock.now, visibility=60)
+    armed = live(svc)
+    with_queue = Container(armed.settings, svc.store, svc.archive, svc.clock, meter_gateway=armed.meter_gateway,
+                           task_queue=queue)
+    svc.store.advance_cursor("rollup", T0)  # the hours before are not this story
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
+    clock.set(T0 + H + 700)
+    send_ticks(svc, [tick("late", "leg", iso(T0 + 3000))])  # the hour is closed: a straggler, its bucket unrolled
+    past_late_slot(svc, clock)
+    first = run_rollup(with_queue, "coordinator").roll
+    assert first["waiting"] == [T0] and first["late"]["waiting"] == 1
+    messages = queue.receive(100)
+    late_tasks = [m for m in messages if '"late"' in m[1]]
+    bucket_tasks = [m for m in messages if m not in late_tasks]
+    assert len(late_tasks) == LATE_SHARDS and bucket_tasks
+    done = on_messages(svc.store, armed.settings, late_tasks, "late worker", clock.now)
+    assert done.swept == {} and done.failed == [], "every late partial written, the reduce waits for the bucket"
+    assert on_messages(svc.store, armed.settings, bucket_tasks, "worker", clock.now).rolled.keys() == {T0}
+    second = run_rollup(with_queue, "coordinator").roll
+    assert second["late"]["slots"] == [T0 + H + 600] and second["late"]["samples"] == 1
+    run_rollup(with_queue, "send")
+    assert fake.totals[("cus_leg", "sandbox_compute_sandbox_1gb")] == Decimal("220")
 
 
 def test_bill_from_consumes_earlier_buckets(svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe) -> None:
@@ -176,8 +205,9 @@ CRASH_POINTS = [
     "mark_bucket_rolled",
     "advance_cursor",
     "transition",
-    "commit_late_chunk",
-    "save_late_sweep",
+    "put_partial",
+    "apply_late",
+    "mark_late_swept",
     "release_lease",
 ]
 
@@ -195,7 +225,7 @@ def test_crash_at_any_step_then_rerun_bills_exactly_once(
     send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
     clock.set(T0 + 2 * H + 10)
     send_ticks(armed, hour_of_ticks("n", "uni", T0 + H, n=30))
-    clock.set(T0 + 2 * H + 900)
+    clock.set(T0 + 2 * H + 900)  # the straggler's slot (T0 + H + 900) is closed by then
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     # A second process on the same tables, killed at its first call of `method` (before or after it wrote).
     doomed = memory.handle()
@@ -264,8 +294,9 @@ def test_a_run_that_read_settled_aggregates_after_another_billed_stragglers_into
     send_ticks(armed, hour_of_ticks("l", "leg", T0, n=10))
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     slow = memory.handle()
-    other = Container(armed.settings, memory.handle(), svc.archive, FixedClock(clock.now() + 361),
-                     meter_gateway=fake)
+    # Run B comes once A's lease lapsed and the stragglers' late slot closed.
+    other = Container(armed.settings, memory.handle(), svc.archive,
+                      FixedClock(clock.now() + 361 + armed.settings.LATE_SLOT_SECONDS), meter_gateway=fake)
     # Run A (its lease about to lapse) stops just before settling the hour; run B does it all. A reads
     # each bucket's state twice (is it rolled? is it settled?), the hour last of the look-back.
     last = 2 * armed.settings.ROLLUP_LOOKBACK_BUCKETS

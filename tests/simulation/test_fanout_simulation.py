@@ -1,8 +1,10 @@
 """The fanned-out rollup under its delivery faults: enumerated, and seeded, on the in-memory adapters.
 
-Each seed builds three hours of a fleet's usage (stragglers included) over 2 sample shards, runs the
-coordinator (one task per bucket and shard on a queue with SQS's semantics) and hands every task to one
-worker invocation A, as a batch the queue shuffled and partly duplicated (standard SQS: at least once,
+Each seed builds three hours of a fleet's usage over 2 sample shards, delivered after the first two hours
+closed (their ticks are stragglers of one closed late slot; the third hour's bucket is not rolled yet, and a
+last batch of stragglers of every hour fills a slot still open). It runs the coordinator (one task per
+bucket and shard, and per index partition of the closed slot, on a queue with SQS's semantics) and hands
+every task to one worker invocation A, as a batch the queue shuffled and partly duplicated (standard SQS: at least once,
 any order). A's store calls are counted; for EVERY call k of A, one scenario does one thing there:
 
 - kills A before or after the call (its messages come back after the visibility timeout);
@@ -33,6 +35,8 @@ from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.adapters.memory.tables import MemoryTables
+from chalicelib.core.fanout import ShardTask
+from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
 from chalicelib.ports import StoreUnavailable
 from chalicelib.services.rollup_fanout import on_messages
@@ -53,6 +57,7 @@ from tests.simulation.engine import (
 
 T0 = 1_795_564_800
 SHARDS = 2
+LATE_SLOT = T0 + 3 * BUCKET  # closed when the coordinator runs; the last stragglers' slot is still open
 PRO = [OrgPlan("acme", "legacy", "cus_acme"), OrgPlan("initech", "unified", "cus_initech"),
        OrgPlan("hooli", "legacy", "cus_hooli")]
 FREE = OrgPlan("free-co", "legacy", "cus_free")
@@ -97,7 +102,7 @@ def _ingested(seed: int) -> tuple[MemoryTables, list[Tick]]:
     ticks = Usage([*PRO, FREE], T0, rng, period_s=300, per_org=2).ticks_until(T0 + 3 * BUCKET)
     rng.shuffle(ticks)
     late = {t.envelope["id"] for t in ticks if rng.random() < 0.1}
-    edge.clock.set(T0 + 3 * BUCKET + 100)
+    edge.clock.set(T0 + 3 * BUCKET + 100)  # the first two hours are closed: their ticks are stragglers (LATE_SLOT)
     assert edge.ingest([t.envelope for t in ticks if t.envelope["id"] not in late])
     edge.clock.set(T0 + 3 * BUCKET + GRACE)
     assert edge.ingest([t.envelope for t in ticks if t.envelope["id"] in late])  # stragglers of every hour
@@ -114,8 +119,8 @@ def world(seed: int) -> World:
     clock = FixedClock(T0 + 3 * BUCKET + GRACE)
     queue = MemoryQueue(clock.now, visibility=120)
     edge = Edge(clock, store=MemoryStore(_copy(tables), sample_shards=SHARDS), shadow=False, queue=queue)
-    edge.rollup()  # the coordinator: tasks for the closed buckets
-    assert len(queue) == 3 * SHARDS
+    edge.rollup()  # the coordinator: tasks for the closed buckets, and for the closed late slot
+    assert len(queue) == 3 * SHARDS + LATE_SHARDS
     return World(edge, queue, ticks, FaultLog(), random.Random(seed))
 
 
@@ -149,8 +154,8 @@ def call_fails(w: World) -> Action:
 
 def _again(w: World) -> None:
     # Every task again, as a redelivery would hand it to a second worker (A's are hidden: send copies).
-    w.queue.send([f'{{"bucket": {b}, "kind": "shard", "shard": {k}}}'
-                  for b in (T0, T0 + BUCKET, T0 + 2 * BUCKET) for k in range(SHARDS)])
+    w.queue.send([ShardTask(b, k).body() for b in (T0, T0 + BUCKET, T0 + 2 * BUCKET) for k in range(SHARDS)]
+                 + [ShardTask(LATE_SLOT, k, late=True).body() for k in range(LATE_SHARDS)])
 
 
 def b_runs(w: World) -> Action:
@@ -224,4 +229,4 @@ def test_a_worker_invocation_has_steps_worth_enumerating() -> None:
     w.worker(steps, duplicate=0.3)
     assert steps.count >= 3 * SHARDS * 4, steps.names
     assert {"shard_samples", "put_partial", "partials", "save_aggregates", "create_outbox_rows",
-            "mark_bucket_rolled"} <= set(steps.names), steps.names
+            "mark_bucket_rolled", "late_slot_samples"} <= set(steps.names), steps.names

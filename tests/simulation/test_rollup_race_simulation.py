@@ -187,5 +187,5 @@ def test_run_a_has_steps_worth_enumerating() -> None:
     steps = Steps()
     w.a(steps)
     assert steps.count >= 20, steps.names
-    assert {"acquire_lease", "create_outbox_rows", "commit_late_chunk", "send_meter_event",
+    assert {"acquire_lease", "create_outbox_rows", "apply_late", "mark_late_swept", "send_meter_event",
             "transition", "release_lease"} <= set(steps.names), steps.names

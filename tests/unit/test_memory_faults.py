@@ -62,11 +62,11 @@ def test_a_crash_kills_the_handle_but_not_the_tables() -> None:
 def test_calls_are_counted_per_method_and_handle() -> None:
     store = MemoryStore()
     other = store.handle()
-    store.late_signal()
-    store.late_signal()
-    other.late_signal()
-    assert (store.faults.calls("late_signal"), store.faults.calls("late_samples")) == (2, 0)
-    assert other.faults.calls("late_signal") == 1
+    store.late_slots(0)
+    store.late_slots(0)
+    other.late_slots(0)
+    assert (store.faults.calls("late_slots"), store.faults.calls("late_slot_samples")) == (2, 0)
+    assert other.faults.calls("late_slots") == 1
 
 
 def test_hooks_may_run_any_action_and_names_are_checked() -> None:

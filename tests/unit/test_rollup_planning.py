@@ -7,9 +7,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.core.aggregation import OrgAggregate, aggregate
-from chalicelib.core.late import LateSignal, after_sweep, late_sweep_due
-from chalicelib.core.metering import LATE_CHUNK, buckets_to_roll, meter_values, plan_bucket, plan_late
+from chalicelib.core.aggregation import OrgAggregate, aggregate, aggregate_late, combine_by_bucket
+from chalicelib.core.late import slot_closed, slot_of
+from chalicelib.core.metering import buckets_to_roll, meter_values, plan_bucket, plan_late_slot
 from chalicelib.core.money import exact
 from chalicelib.core.orgs import Org
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
@@ -64,22 +64,42 @@ def sample(i: int, org: str = "o", bucket: int = 7200, mb: int = 1024, secs: str
     )
 
 
-def test_late_chunks_fit_a_transaction_and_keep_every_sample() -> None:
+def test_a_late_slot_plans_one_delta_per_org_bucket_and_meter_and_keeps_every_second() -> None:
     samples = [sample(i) for i in range(200)] + [sample(i, mb=4096) for i in range(200, 210)]
-    chunks, unknown = plan_late(samples, {"o": Org("o", plan="pro")}, LIVE, "r", 0)
-    assert unknown == []
-    assert sum(len(c.event_ids) for c in chunks) == 210
-    assert all(len(c.event_ids) + len(c.rows) + 1 <= 100 and len(c.event_ids) <= LATE_CHUNK for c in chunks)
-    total = sum((r.value for c in chunks for r in c.rows), Decimal(0))
-    assert total == Decimal(210 * 20)
-    assert len({r.id for c in chunks for r in c.rows}) == sum(len(c.rows) for c in chunks)
+    samples += [sample(i, bucket=10800, org="u") for i in range(210, 215)]
+    aggs = aggregate_late(samples)
+    assert [(a.bucket_start, a.org_id, a.samples) for a in aggs] == [(7200, "o", 210), (10800, "u", 5)]
+    plan = plan_late_slot(20_000, aggs, {"o": Org("o", plan="pro"), "u": Org("u", billing_mode="unified")}, LIVE,
+                          "r", 0)
+    assert plan.unknown == []
+    assert [(r.id, r.value, r.kind, r.samples) for r in plan.rows] == [
+        ("o:7200:sandbox_compute_sandbox_1gb:late:20000", Decimal(4000), "delta", 210),
+        ("o:7200:sandbox_compute_sandbox_4gb:late:20000", Decimal(200), "delta", 210),
+        ("u:10800:sandbox_compute_sandbox_overage:late:20000", Decimal(100), "delta", 5),
+    ]
 
 
-def test_late_delta_identifier_is_deterministic() -> None:
-    a, _ = plan_late([sample(1), sample(2)], {}, LIVE, "r1", 0)
-    b, _ = plan_late([sample(2), sample(1)], {}, LIVE, "r2", 5)
-    assert [r.id for r in a[0].rows] == [r.id for r in b[0].rows]
-    assert a[0].rows[0].id.startswith("o:7200:sandbox_compute_sandbox_1gb:late:")
+def test_a_late_slot_before_bill_from_plans_no_row_and_an_unknown_size_is_reported() -> None:
+    aggs = aggregate_late([sample(1, bucket=3600), sample(2, mb=512)])
+    plan = plan_late_slot(20_000, aggs, {}, LIVE, "r", 0)
+    assert plan.rows == [] and [(u["bucket_start"], u["memory_mb"], u["late"]) for u in plan.unknown] == [
+        (7200, 512, True)]
+    again = plan_late_slot(20_000, list(reversed(aggs)), {}, LIVE, "r2", 5)
+    assert [r.id for r in again.rows] == [r.id for r in plan.rows], "named by the slot, not by the run"
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([1024, 4096]), st.integers(1, 40)), max_size=40),
+       st.integers(1, 4))
+def test_late_partials_combine_to_the_slot_s_aggregate(parts: list[tuple[int, int, int]], shards: int) -> None:
+    samples = [sample(i, bucket=7200 + 3600 * (b % 2), org=f"o{b}", mb=mb, secs=str(secs))
+               for i, (b, mb, secs) in enumerate(parts)]
+    partials = [a for k in range(shards) for a in aggregate_late(s for i, s in enumerate(samples) if i % shards == k)]
+    assert combine_by_bucket(partials) == aggregate_late(samples)
+
+
+def test_a_slot_closes_after_its_end_the_margin_and_the_index_lag() -> None:
+    assert slot_of(1234, 300) == 1200
+    assert not slot_closed(1200, 300, 180, 1679) and slot_closed(1200, 300, 180, 1680)
 
 
 def test_aggregate_skips_late_unless_asked() -> None:
@@ -95,38 +115,3 @@ def test_buckets_to_roll_walks_from_the_cursor_to_the_last_closed() -> None:
     assert buckets_to_roll(None, now, s) == [8 * 3600, 9 * 3600]
     assert buckets_to_roll(5 * 3600, now, s) == [5 * 3600, 6 * 3600, 7 * 3600, 8 * 3600, 9 * 3600]
     assert buckets_to_roll(10 * 3600, now, s) == []
-
-
-SETTLE, INTERVAL = 180, 3600
-
-
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2000)), min_size=1, max_size=30))
-def test_a_version_is_swept_only_by_a_sweep_settle_seconds_after_it_was_first_seen(
-    steps: list[tuple[int, int]],
-) -> None:
-    """Runs observe (version bumps, seconds since the previous run); complete sweeps update the signal."""
-    signal, now, version = LateSignal(), 0, 0
-    first_seen: dict[int, int] = {}
-    for bumps, gap in steps:
-        version += bumps
-        now += gap
-        signal = LateSignal(version, signal.seen_version, signal.seen_at, signal.swept_version, signal.swept_at)
-        first_seen.setdefault(version, now)
-        if not late_sweep_due(signal, now, INTERVAL):
-            # Skipping is only ever right for a version a settled sweep covered, recently.
-            assert signal.swept_version == version and now - signal.swept_at < INTERVAL
-            continue
-        signal = after_sweep(signal, now, SETTLE)
-        if signal.swept_version == version:
-            assert now - first_seen[version] >= SETTLE
-
-
-def test_quiet_signal_is_skipped_until_the_backstop() -> None:
-    seen = after_sweep(LateSignal(version=4), now=1000, settle=SETTLE)
-    assert (seen.seen_version, seen.swept_version) == (4, None) and late_sweep_due(seen, 1900, INTERVAL)
-    swept = after_sweep(seen, now=1900, settle=SETTLE)
-    assert swept.swept_version == 4 and swept.swept_at == 1900
-    assert not late_sweep_due(swept, 1900 + INTERVAL - 1, INTERVAL)
-    assert late_sweep_due(swept, 1900 + INTERVAL, INTERVAL)
-    bumped = LateSignal(5, swept.seen_version, swept.seen_at, swept.swept_version, swept.swept_at)
-    assert late_sweep_due(bumped, 1901, INTERVAL)

@@ -6,11 +6,21 @@ import json
 from typing import Any
 
 from chalicelib.adapters.dynamodb.common import Tables, conditional_write, from_item, guarded, to_item
-from chalicelib.adapters.dynamodb.items import aggregate_from_item, aggregate_to_item, partial_rows, partial_to_items
+from chalicelib.adapters.dynamodb.items import (
+    aggregate_from_item,
+    aggregate_to_item,
+    partial_prefix,
+    partial_rows,
+    partial_to_items,
+)
 from chalicelib.core.aggregation import BucketState, OrgAggregate
 
 # Orgs per partial item: ~150 bytes each leaves an item well under DynamoDB's 400 KB.
 PARTIAL_ORGS_PER_ITEM = 1000
+
+
+def _done(start: int, late: bool) -> str:
+    return f"{'latedone' if late else 'partdone'}#{start}"
 
 
 class ControlRecords(Tables):
@@ -26,42 +36,43 @@ class ControlRecords(Tables):
         d = from_item(out["Item"])
         return BucketState(bucket_start, "rolled" if d["state"] == "rolled" else "aggregated", int(d.get("orgs", 0)))
 
+    # A late slot's partials and claim live beside the buckets' under their own keys (`late=True`).
     @guarded
-    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate]) -> None:
+    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate], late: bool = False) -> None:
         expires = bucket_start + self.retention_seconds
-        items = partial_to_items(bucket_start, shard, aggregates, expires, PARTIAL_ORGS_PER_ITEM)
+        items = partial_to_items(bucket_start, shard, aggregates, expires, PARTIAL_ORGS_PER_ITEM, late)
         self._batch_write(self.control_table, [{"PutRequest": {"Item": i}} for i in items])
         # The marker last: a worker killed before it leaves the shard absent, and its retry rewrites the same items.
         self.client.put_item(TableName=self.control_table, Item=to_item(
-            {"pk": f"partdone#{bucket_start}", "sk": f"{shard:04d}", "items": len(items), "expires_at": expires}))
+            {"pk": _done(bucket_start, late), "sk": f"{shard:04d}", "items": len(items), "expires_at": expires}))
 
     @guarded
-    def partial_shards(self, bucket_start: int) -> frozenset[int]:
+    def partial_shards(self, bucket_start: int, late: bool = False) -> frozenset[int]:
         items = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk",
-                            ExpressionAttributeValues={":pk": {"S": f"partdone#{bucket_start}"}}, ConsistentRead=True)
+                            ExpressionAttributeValues={":pk": {"S": _done(bucket_start, late)}}, ConsistentRead=True)
         return frozenset(int(i["sk"]["S"]) for i in items)
 
     @guarded
-    def partials(self, bucket_start: int) -> list[OrgAggregate]:
+    def partials(self, bucket_start: int, late: bool = False) -> list[OrgAggregate]:
         markers = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk",
-                              ExpressionAttributeValues={":pk": {"S": f"partdone#{bucket_start}"}}, ConsistentRead=True)
+                              ExpressionAttributeValues={":pk": {"S": _done(bucket_start, late)}}, ConsistentRead=True)
         found: list[OrgAggregate] = []
         for marker in markers:
             shard, count = int(marker["sk"]["S"]), int(marker["items"]["N"])
+            pk = f"{partial_prefix(late)}#{bucket_start}#{shard:04d}"
             items = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk",
-                                ExpressionAttributeValues={":pk": {"S": f"part#{bucket_start}#{shard:04d}"}},
-                                ConsistentRead=True)
+                                ExpressionAttributeValues={":pk": {"S": pk}}, ConsistentRead=True)
             for item in items:
                 if int(item["sk"]["S"]) < count:
                     found += partial_rows(bucket_start, item)
         return found
 
     @guarded
-    def claim_fanout(self, bucket_start: int, now: int, every: int) -> bool:
+    def claim_fanout(self, bucket_start: int, now: int, every: int, late: bool = False) -> bool:
         return conditional_write(
             self.client.put_item,
             TableName=self.control_table,
-            Item=to_item({"pk": "fanout", "sk": f"{bucket_start:012d}", "at": now,
+            Item=to_item({"pk": "latefanout" if late else "fanout", "sk": f"{bucket_start:012d}", "at": now,
                           "expires_at": bucket_start + self.retention_seconds}),
             ConditionExpression="attribute_not_exists(pk) OR #at <= :due",
             ExpressionAttributeNames={"#at": "at"},

@@ -7,12 +7,10 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.common import from_item, to_item
 from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
-from chalicelib.core.samples import LATE_SHARDS, Sample, StoredSample, shard_of
-
-LATE_SIGNAL_KEY = {"pk": {"S": "late"}, "sk": {"S": "signal"}}
-
+from chalicelib.core.samples import Sample, StoredSample, shard_of
 
 QUARANTINE_SHARDS = 8
 
@@ -58,15 +56,20 @@ def bucket_shards_key(bucket_start: int) -> dict[str, Any]:
     return {"pk": {"S": "shards"}, "sk": {"S": f"{bucket_start:012d}"}}
 
 
-def late_pk(event_id: str) -> str:
-    return f"late#{shard_of(event_id, LATE_SHARDS):02d}"
+def late_pk(slot: int, event_id: str) -> str:
+    """The late index's partition of a straggler: its slot, and one of LATE_SHARDS within it."""
+    return f"late#{slot}#{shard_of(event_id, LATE_SHARDS):02d}"
+
+
+def late_slot_key(slot: int) -> dict[str, Any]:
+    return {"pk": {"S": "lateslot"}, "sk": {"S": f"{slot:012d}"}}
 
 
 def late_sk(bucket_start: int, event_id: str) -> str:
     return f"{bucket_start:012d}#{event_id}"
 
 
-def sample_to_item(s: Sample, shards: int) -> dict[str, Any]:
+def sample_to_item(s: Sample, shards: int, late_slot: int | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "pk": sample_pk(s.bucket_start, shard_of(s.event_id, shards)),
         "sk": s.event_id,
@@ -82,9 +85,9 @@ def sample_to_item(s: Sample, shards: int) -> dict[str, Any]:
         "seconds": s.seconds,
         "expires_at": s.expires_at,
     }
-    if s.late:
+    if s.late and late_slot is not None:
         # Sparse index: only late samples are projected, so only they pay the index write.
-        data["late_pk"] = late_pk(s.event_id)
+        data["late_pk"] = late_pk(late_slot, s.event_id)
         data["late_sk"] = late_sk(s.bucket_start, s.event_id)
     return to_item(data)
 
@@ -107,15 +110,21 @@ def aggregate_key(bucket_start: int, org_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"agg#{bucket_start}"}, "sk": {"S": org_id}}
 
 
+def partial_prefix(late: bool) -> str:
+    return "latepart" if late else "part"
+
+
 def partial_to_items(bucket_start: int, shard: int, aggs: list[OrgAggregate], expires_at: int,
-                     per_item: int) -> list[dict[str, Any]]:
+                     per_item: int, late: bool = False) -> list[dict[str, Any]]:
     """A shard's partial as items of at most `per_item` orgs each (an item holds 400 KB), always the same
     items for the same partial: a second write of it puts identical items."""
     import json
 
-    rows = [[a.org_id, {str(mb): str(s) for mb, s in a.seconds_by_memory.items()}, a.samples] for a in aggs]
+    # A late slot's partial spans buckets: each row then names its own.
+    rows = [[a.org_id, {str(mb): str(s) for mb, s in a.seconds_by_memory.items()}, a.samples]
+            + ([a.bucket_start] if late else []) for a in aggs]
     return [
-        to_item({"pk": f"part#{bucket_start}#{shard:04d}", "sk": f"{i // per_item:05d}",
+        to_item({"pk": f"{partial_prefix(late)}#{bucket_start}#{shard:04d}", "sk": f"{i // per_item:05d}",
                  "rows": json.dumps(rows[i : i + per_item], separators=(",", ":")), "expires_at": expires_at})
         for i in range(0, len(rows), per_item)
     ]
@@ -125,8 +134,9 @@ def partial_rows(bucket_start: int, item: dict[str, Any]) -> list[OrgAggregate]:
     import json
 
     return [
-        OrgAggregate(org, bucket_start, {int(mb): Decimal(s) for mb, s in by_mb.items()}, int(n))
-        for org, by_mb, n in json.loads(item["rows"]["S"])
+        OrgAggregate(org, int(rest[0]) if rest else bucket_start, {int(mb): Decimal(s) for mb, s in by_mb.items()},
+                     int(n))
+        for org, by_mb, n, *rest in json.loads(item["rows"]["S"])
     ]
 
 
@@ -150,6 +160,7 @@ def aggregate_from_item(item: dict[str, Any]) -> OrgAggregate:
         bucket_start=int(d["pk"].split("#", 1)[1]),
         seconds_by_memory={int(k[3:]): Decimal(v) for k, v in sorted(d.items()) if k.startswith("mb_")},
         samples=int(d.get("samples", 0)),
+        late_slots=frozenset(int(x) for x in d.get("late_slots", ())),
     )
 
 

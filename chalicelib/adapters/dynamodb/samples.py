@@ -1,31 +1,25 @@
-"""Samples, the late flag and signal, and the atomic late commit."""
+"""Samples, and stragglers by late slot: the slot records, the late index, the slot's once-only additions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
-from chalicelib.adapters.dynamodb.common import (
-    Tables,
-    conditional_transaction,
-    conditional_write,
-    from_item,
-    guarded,
-    to_item,
-)
+from chalicelib.adapters.dynamodb.common import Tables, conditional_write, guarded, to_item
 from chalicelib.adapters.dynamodb.items import (
-    LATE_SIGNAL_KEY,
     aggregate_key,
     bucket_shards_key,
     late_sk,
-    outbox_to_item,
+    late_slot_key,
     sample_pk,
     sample_to_item,
     stored_sample,
-    transaction_token,
 )
-from chalicelib.core.late import LateChunk, LateSignal
-from chalicelib.core.samples import LATE_SHARDS, Sample, StoredSample, shard_of, unrecorded_shards
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LATE_SHARDS, LateSlot
+from chalicelib.core.samples import Sample, StoredSample, unrecorded_shards
+from chalicelib.ports import StoreUnavailable
 
 # Buckets whose shard count a process remembers (a count never changes once recorded).
 _REMEMBERED_BUCKETS = 256
@@ -33,27 +27,43 @@ _REMEMBERED_BUCKETS = 256
 
 class SampleRecords(Tables):
     @guarded
-    def put_samples(self, samples: list[Sample]) -> int:
+    def put_samples(self, samples: list[Sample], late_slot: int | None = None) -> int:
         # BatchWriteItem refuses a request naming one key twice; a batch may carry one envelope twice.
         unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
         shards = {b: self._shards_for_write(b) for b in sorted({s.bucket_start for s in unique})}
         on_time = [{"PutRequest": {"Item": sample_to_item(s, shards[s.bucket_start])}} for s in unique if not s.late]
         self._batch_write(self.samples_table, on_time)
-        if any(s.late for s in unique):
-            # Before the late writes, never after: a crash between the two then costs one needless
-            # sweep, while the other order could leave a late sample the rollup never looks for.
-            self._bump_late_signal()
+        late = [s for s in unique if s.late]
+        if late:
+            if late_slot is None:
+                raise ValueError("late samples need the late slot of their arrival")
+            # The slot before its stragglers, never after: a sweep that finds a straggler always finds its
+            # slot. Refused once the slot is swept (a write that outlived the margin): the cell retries later.
+            if not self._open_slot(late_slot, min(s.bucket_start for s in late)):
+                raise StoreUnavailable(f"late slot {late_slot} is swept already: this write came too late")
         new_late = 0
-        for s in (s for s in unique if s.late):
+        for s in late:
             # A late sample may replay one the rollup already counted: only a first write may
             # enter the late path, hence the condition (cost stays proportional to stragglers).
             new_late += conditional_write(
                 self.client.put_item,
                 TableName=self.samples_table,
-                Item=sample_to_item(s, shards[s.bucket_start]),
+                Item=sample_to_item(s, shards[s.bucket_start], late_slot),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         return new_late
+
+    def _open_slot(self, slot: int, first_bucket: int) -> bool:
+        return self._slot_update(slot, "SET swept = if_not_exists(swept, :f), #e = if_not_exists(#e, :e)",
+                                 "attribute_not_exists(swept) OR swept = :f", {"#e": "expires_at"},
+                                 {":e": {"N": str(first_bucket + self.retention_seconds)}})
+
+    def _slot_update(self, slot: int, update: str, condition: str, names: dict[str, str],
+                     values: dict[str, Any]) -> bool:
+        """A conditional update of the slot's record while it is not swept (ingest's open, the sweep's mark)."""
+        return conditional_write(self.client.update_item, TableName=self.control_table, Key=late_slot_key(slot),
+                                 UpdateExpression=update, ConditionExpression=condition, ExpressionAttributeNames=names,
+                                 ExpressionAttributeValues={":f": {"BOOL": False}} | values)
 
     def _shards_for_write(self, bucket_start: int) -> int:
         """The bucket's shard count: this process's setting if it writes the bucket's first record, else
@@ -109,113 +119,61 @@ class SampleRecords(Tables):
         yield from map(stored_sample, items)
 
     @guarded
-    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
-        found: list[StoredSample] = []
-        for shard in range(LATE_SHARDS):
-            found += map(stored_sample, self._query(
-                TableName=self.samples_table,
-                IndexName="late",
-                KeyConditionExpression="late_pk = :p AND late_sk BETWEEN :lo AND :hi",
-                ExpressionAttributeValues={":p": {"S": f"late#{shard:02d}"}, ":lo": {"S": late_sk(first_bucket, "")},
-                                           ":hi": {"S": late_sk(last_bucket + 1, "")}},
-            ))
-        return found
+    def late_slots(self, since: int) -> list[LateSlot]:
+        items = self._query(TableName=self.control_table, KeyConditionExpression="pk = :pk AND sk >= :since",
+                            ExpressionAttributeValues={":pk": {"S": "lateslot"}, ":since": {"S": f"{since:012d}"}},
+                            ConsistentRead=True)
+        return [LateSlot(int(i["sk"]["S"]), bool(i.get("swept", {}).get("BOOL"))) for i in items]
 
     @guarded
-    def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
-        found: list[StoredSample] = []
-        for shard in range(LATE_SHARDS):
-            items = self._query(
-                TableName=self.samples_table,
-                IndexName="late",
-                KeyConditionExpression="late_pk = :p",
-                ExpressionAttributeValues={":p": {"S": f"late#{shard:02d}"}},
+    def late_slot(self, slot: int) -> LateSlot | None:
+        out = self.client.get_item(TableName=self.control_table, Key=late_slot_key(slot), ConsistentRead=True)
+        return LateSlot(slot, bool(out["Item"].get("swept", {}).get("BOOL"))) if "Item" in out else None
+
+    def late_slot_samples(self, slot: int, shard: int) -> Iterator[StoredSample]:
+        return self._late_index(slot, shard)
+
+    def _late_index(self, slot: int, shard: int, first_bucket: int = 0,
+                    last_bucket: int | None = None) -> Iterator[StoredSample]:
+        hi = late_sk(last_bucket + 1, "") if last_bucket is not None else "~"
+        items = self._query(
+            TableName=self.samples_table,
+            IndexName="late",
+            KeyConditionExpression="late_pk = :p AND late_sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":p": {"S": f"late#{slot}#{shard:02d}"}, ":lo": {"S": late_sk(first_bucket, "")},
+                                       ":hi": {"S": hi}},
+        )
+        yield from map(stored_sample, items)
+
+    @guarded
+    def unswept_late(self, first_bucket: int, last_bucket: int, since: int) -> list[tuple[int, StoredSample]]:
+        return [(s.slot, sample) for s in self.late_slots(since) if not s.swept for k in range(LATE_SHARDS)
+                for sample in self._late_index(s.slot, k, first_bucket, last_bucket)]
+
+    @guarded
+    def apply_late(self, slot: int, aggregates: list[OrgAggregate]) -> int:
+        added = 0
+        for a in aggregates:
+            adds = {f"mb_{mb}": s for mb, s in a.seconds_by_memory.items()}
+            names = {f"#a{i}": k for i, k in enumerate(adds)} | {"#n": "samples", "#e": "expires_at",
+                                                                 "#l": "late_slots"}
+            values = to_item({f":a{i}": v for i, v in enumerate(adds.values())}
+                             | {":n": a.samples, ":e": a.bucket_start + self.retention_seconds, ":slot": slot})
+            values[":slots"] = {"NS": [str(slot)]}
+            add_expr = ", ".join([f"#a{i} :a{i}" for i in range(len(adds))] + ["#n :n", "#l :slots"])
+            # Once per slot: the slot joins the aggregate's set in the same write that adds its seconds.
+            added += conditional_write(
+                self.client.update_item,
+                TableName=self.control_table,
+                Key=aggregate_key(a.bucket_start, a.org_id),
+                UpdateExpression=f"ADD {add_expr} SET #e = if_not_exists(#e, :e)",
+                ConditionExpression="attribute_not_exists(#l) OR NOT contains(#l, :slot)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
-            for item in items:
-                found.append(stored_sample(item))
-                if len(found) >= limit:
-                    return found
-        return found
-
-    def _bump_late_signal(self) -> None:
-        self.client.update_item(
-            TableName=self.control_table,
-            Key=LATE_SIGNAL_KEY,
-            UpdateExpression="ADD #v :one",
-            ExpressionAttributeNames={"#v": "version"},
-            ExpressionAttributeValues={":one": {"N": "1"}},
-        )
+        return added
 
     @guarded
-    def late_signal(self) -> LateSignal:
-        out = self.client.get_item(TableName=self.control_table, Key=LATE_SIGNAL_KEY, ConsistentRead=True)
-        d = from_item(out.get("Item", {}))
-        return LateSignal(
-            version=int(d.get("version", 0)),
-            seen_version=int(d["seen_version"]) if "seen_version" in d else None,
-            seen_at=int(d.get("seen_at", 0)),
-            swept_version=int(d["swept_version"]) if "swept_version" in d else None,
-            swept_at=int(d.get("swept_at", 0)),
-        )
-
-    @guarded
-    def save_late_sweep(self, signal: LateSignal) -> None:
-        fields = {
-            "seen_version": signal.seen_version,
-            "seen_at": signal.seen_at,
-            "swept_version": signal.swept_version,
-            "swept_at": signal.swept_at,
-        }
-        fields = {k: v for k, v in fields.items() if v is not None}
-        self.client.update_item(
-            TableName=self.control_table,
-            Key=LATE_SIGNAL_KEY,
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
-            ExpressionAttributeNames={f"#{k}": k for k in fields},
-            ExpressionAttributeValues=to_item({f":{k}": v for k, v in fields.items()}),
-        )
-
-    @guarded
-    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
-        shards = self.bucket_shard_count(chunk.bucket_start)
-        actions: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.outbox_table,
-                    "Item": outbox_to_item(r),
-                    "ConditionExpression": "attribute_not_exists(id)",
-                }
-            }
-            for r in chunk.rows
-        ]
-        adds = {f"mb_{mb}": s for mb, s in chunk.seconds_by_memory.items()}
-        names = {f"#a{i}": k for i, k in enumerate(adds)} | {"#n": "samples", "#e": "expires_at"}
-        values = {f":a{i}": v for i, v in enumerate(adds.values())} | {
-            ":n": len(chunk.event_ids),
-            ":e": chunk.bucket_start + self.retention_seconds,
-        }
-        add_expr = ", ".join([f"#a{i} :a{i}" for i in range(len(adds))] + ["#n :n"])
-        actions.append(
-            {
-                "Update": {
-                    "TableName": self.control_table,
-                    "Key": aggregate_key(chunk.bucket_start, chunk.org_id),
-                    "UpdateExpression": f"ADD {add_expr} SET #e = :e",
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": to_item(values),
-                }
-            }
-        )
-        for event_id in chunk.event_ids:
-            actions.append(
-                {
-                    "Update": {
-                        "TableName": self.samples_table,
-                        "Key": {"pk": {"S": sample_pk(chunk.bucket_start, shard_of(event_id, shards))},
-                                "sk": {"S": event_id}},
-                        "UpdateExpression": "REMOVE late_pk, late_sk",
-                        "ConditionExpression": "attribute_exists(late_pk)",
-                    }
-                }
-            )
-        return conditional_transaction(self.client, actions, transaction_token(actions))
+    def mark_late_swept(self, slot: int, report: dict[str, Any]) -> bool:
+        return self._slot_update(slot, "SET swept = :t, #r = :r", "swept = :f", {"#r": "report"},
+                                 {":t": {"BOOL": True}, ":r": {"S": json.dumps(report, sort_keys=True, default=str)}})

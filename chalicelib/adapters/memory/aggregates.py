@@ -34,28 +34,33 @@ class MemoryAggregates:
 
         return self._run("bucket_state", read)
 
-    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate]) -> None:
+    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate], late: bool = False) -> None:
         def put() -> None:
-            self.tables.partials[(bucket_start, shard)] = list(aggregates)
+            self._partials(late)[(bucket_start, shard)] = list(aggregates)
 
         self._run("put_partial", put)
 
-    def partial_shards(self, bucket_start: int) -> frozenset[int]:
-        return self._run("partial_shards", lambda: frozenset(k for b, k in self.tables.partials if b == bucket_start))
+    def _partials(self, late: bool) -> dict[tuple[int, int], list[OrgAggregate]]:
+        return self.tables.late_partials if late else self.tables.partials
 
-    def partials(self, bucket_start: int) -> list[OrgAggregate]:
+    def partial_shards(self, bucket_start: int, late: bool = False) -> frozenset[int]:
+        return self._run("partial_shards",
+                         lambda: frozenset(k for b, k in self._partials(late) if b == bucket_start))
+
+    def partials(self, bucket_start: int, late: bool = False) -> list[OrgAggregate]:
         def read() -> list[OrgAggregate]:
-            keys = sorted(k for k in self.tables.partials if k[0] == bucket_start)
-            return [a for k in keys for a in self.tables.partials[k]]
+            keys = sorted(k for k in self._partials(late) if k[0] == bucket_start)
+            return [a for k in keys for a in self._partials(late)[k]]
 
         return self._run("partials", read)
 
-    def claim_fanout(self, bucket_start: int, now: int, every: int) -> bool:
+    def claim_fanout(self, bucket_start: int, now: int, every: int, late: bool = False) -> bool:
         def claim() -> bool:
-            at = self.tables.fanout_claims.get(bucket_start)
+            claims = self.tables.late_claims if late else self.tables.fanout_claims
+            at = claims.get(bucket_start)
             if at is not None and at > now - every:
                 return False
-            self.tables.fanout_claims[bucket_start] = now
+            claims[bucket_start] = now
             return True
 
         return self._run("claim_fanout", claim)
@@ -76,7 +81,8 @@ class MemoryAggregates:
     def aggregates(self, bucket_start: int) -> list[OrgAggregate]:
         def read() -> list[OrgAggregate]:
             found = sorted((org, agg) for (b, org), agg in self.tables.aggregates.items() if b == bucket_start)
-            return [OrgAggregate(org, bucket_start, _mb_order(a.seconds_by_memory), a.samples) for org, a in found]
+            return [OrgAggregate(org, bucket_start, _mb_order(a.seconds_by_memory), a.samples, frozenset(a.late_slots))
+                    for org, a in found]
 
         return self._run("aggregates", read)
 

@@ -14,6 +14,7 @@ TTL is not modelled (nothing deletes on expiry).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields, replace
 from decimal import Decimal
@@ -22,24 +23,27 @@ from typing import Any, TypeVar
 from chalicelib.adapters.memory.aggregates import MemoryAggregates
 from chalicelib.adapters.memory.faults import Faults, hooked
 from chalicelib.adapters.memory.tables import Aggregate, Lease, MemoryTables
-from chalicelib.core.late import LateChunk, LateSignal
+from chalicelib.core.aggregation import OrgAggregate
+from chalicelib.core.late import LATE_SHARDS, LateSlot
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
-from chalicelib.core.samples import LATE_SHARDS, SAMPLE_SHARDS, Sample, StoredSample, shard_of, unrecorded_shards
-from chalicelib.ports import BillingStore, StoreRejected
+from chalicelib.core.samples import SAMPLE_SHARDS, Sample, StoredSample, shard_of, unrecorded_shards
+from chalicelib.ports import BillingStore, StoreUnavailable
 
 T = TypeVar("T")
 # Mirrors of DynamoStore's layout where it shows in answers (orders, the bucket item).
 QUARANTINE_SHARDS = 8
-# DynamoDB's TransactWriteItems limit: a bigger late chunk is refused, not half-applied.
-MAX_TRANSACTION_ACTIONS = 100
 DEFAULT_RETENTION_SECONDS = 45 * 86400
 _ORG_FIELDS = frozenset(f.name for f in fields(Org)) - {"org_id"}
 
 
 def _stored(s: Sample) -> StoredSample:
     return StoredSample(s.event_id, s.org_id, s.memory_mb, s.bucket_start, s.start, s.end, s.seconds, s.late)
+
+
+def late_index_key(s: Sample) -> str:
+    return f"{s.bucket_start:012d}#{s.event_id}"
 
 
 def _at_least_one(items: list[T], limit: int) -> list[T]:
@@ -96,11 +100,18 @@ class MemoryStore(MemoryAggregates, BillingStore):
         return self._run("update_org", update)
 
     # --- samples -------------------------------------------------------
-    def put_samples(self, samples: list[Sample]) -> int:
-        return self._run("put_samples", lambda: self._put_samples(samples))
+    def put_samples(self, samples: list[Sample], late_slot: int | None = None) -> int:
+        return self._run("put_samples", lambda: self._put_samples(samples, late_slot))
 
-    def _put_samples(self, samples: list[Sample]) -> int:
+    def _put_samples(self, samples: list[Sample], late_slot: int | None) -> int:
         unique = list({(s.bucket_start, s.event_id): s for s in samples}.values())
+        if any(s.late for s in unique):
+            if late_slot is None:
+                raise ValueError("late samples need the late slot of their arrival")
+            # The slot first (as DynamoStore does): a sweep that sees a straggler always sees its slot.
+            record = self.tables.late_slots.setdefault(late_slot, {"swept": False, "report": None})
+            if record["swept"]:
+                raise StoreUnavailable(f"late slot {late_slot} is swept already: this write came too late")
         for b in {s.bucket_start for s in unique}:
             # The first write records this process's count; later ones (another setting) keep it.
             self.tables.shard_counts.setdefault(b, self.sample_shards)
@@ -108,13 +119,14 @@ class MemoryStore(MemoryAggregates, BillingStore):
             if not s.late:
                 # An unconditional put: it replaces whatever was stored under the key.
                 self.tables.samples.setdefault(s.bucket_start, {})[s.event_id] = s
-        if any(s.late for s in unique):
-            self.tables.late_signal = replace(self.tables.late_signal, version=self.tables.late_signal.version + 1)
         new_late = 0
         for s in unique:
             bucket = self.tables.samples.setdefault(s.bucket_start, {})
             if s.late and s.event_id not in bucket:
                 bucket[s.event_id] = s
+                assert late_slot is not None
+                index = self.tables.late_index.setdefault(late_slot, {})
+                index[late_index_key(s)] = (s.bucket_start, s.event_id)
                 new_late += 1
         return new_late
 
@@ -234,62 +246,61 @@ class MemoryStore(MemoryAggregates, BillingStore):
         return self._run("transition", move)
 
     # --- stragglers ------------------------------------------------------
-    def late_samples(self, limit: int = 10_000) -> list[StoredSample]:
-        def read() -> list[StoredSample]:
-            late = [s for bucket in self.tables.samples.values() for s in bucket.values() if s.late]
-            # The late index: one partition per shard, sorted by "<bucket:012d>#<event id>".
-            late.sort(key=lambda s: (shard_of(s.event_id, LATE_SHARDS), f"{s.bucket_start:012d}#{s.event_id}"))
-            return _at_least_one([_stored(s) for s in late], limit)
+    def late_slots(self, since: int) -> list[LateSlot]:
+        def read() -> list[LateSlot]:
+            found = sorted((slot, r) for slot, r in self.tables.late_slots.items() if slot >= since)
+            return [LateSlot(slot, r["swept"]) for slot, r in found]
 
-        return self._run("late_samples", read)
+        return self._run("late_slots", read)
 
-    def late_samples_between(self, first_bucket: int, last_bucket: int) -> list[StoredSample]:
-        def read() -> list[StoredSample]:
-            late = [s for b, bucket in self.tables.samples.items() if first_bucket <= b <= last_bucket
-                    for s in bucket.values() if s.late]
-            late.sort(key=lambda s: (shard_of(s.event_id, LATE_SHARDS), f"{s.bucket_start:012d}#{s.event_id}"))
-            return [_stored(s) for s in late]
+    def late_slot(self, slot: int) -> LateSlot | None:
+        def read() -> LateSlot | None:
+            record = self.tables.late_slots.get(slot)
+            return None if record is None else LateSlot(slot, record["swept"])
 
-        return self._run("late_samples_between", read)
+        return self._run("late_slot", read)
 
-    def late_signal(self) -> LateSignal:
-        return self._run("late_signal", lambda: self.tables.late_signal)
+    def _index(self, slot: int, shard: int, first_bucket: int = 0,
+               last_bucket: int | None = None) -> list[StoredSample]:
+        index = self.tables.late_index.get(slot, {})
+        # One index partition per (slot, shard), sorted by "<bucket:012d>#<event id>", as DynamoStore's GSI.
+        keys = sorted(k for k, (b, e) in index.items() if shard_of(e, LATE_SHARDS) == shard
+                      and first_bucket <= b and (last_bucket is None or b <= last_bucket))
+        return [_stored(self.tables.samples[index[k][0]][index[k][1]]) for k in keys]
 
-    def save_late_sweep(self, signal: LateSignal) -> None:
-        def save() -> None:
-            mine = {
-                "seen_version": signal.seen_version,
-                "seen_at": signal.seen_at,
-                "swept_version": signal.swept_version,
-                "swept_at": signal.swept_at,
-            }
-            self.tables.late_signal = replace(
-                self.tables.late_signal, **{k: v for k, v in mine.items() if v is not None}
-            )
+    def late_slot_samples(self, slot: int, shard: int) -> Iterator[StoredSample]:
+        return iter(self._run("late_slot_samples", lambda: self._index(slot, shard)))
 
-        self._run("save_late_sweep", save)
+    def unswept_late(self, first_bucket: int, last_bucket: int, since: int) -> list[tuple[int, StoredSample]]:
+        def read() -> list[tuple[int, StoredSample]]:
+            slots = sorted(s for s, r in self.tables.late_slots.items() if s >= since and not r["swept"])
+            return [(slot, s) for slot in slots for k in range(LATE_SHARDS)
+                    for s in self._index(slot, k, first_bucket, last_bucket)]
 
-    def commit_late_chunk(self, chunk: LateChunk, now: int) -> bool:
-        return self._run("commit_late_chunk", lambda: self._commit_late_chunk(chunk))
+        return self._run("unswept_late", read)
 
-    def _commit_late_chunk(self, chunk: LateChunk) -> bool:
-        row_ids = [r.id for r in chunk.rows]
-        # DynamoDB rejects such a transaction for good (a ValidationException: StoreRejected there too).
-        if len(set(row_ids)) < len(row_ids) or len(set(chunk.event_ids)) < len(chunk.event_ids):
-            raise StoreRejected("commit_late_chunk: one item named twice in a transaction")
-        if len(row_ids) + len(chunk.event_ids) + 1 > MAX_TRANSACTION_ACTIONS:
-            raise StoreRejected("commit_late_chunk: more than 100 actions in a transaction")
-        bucket = self.tables.samples.get(chunk.bucket_start, {})
-        if any(r in self.tables.outbox for r in row_ids) or not all(
-            e in bucket and bucket[e].late for e in chunk.event_ids
-        ):
-            return False  # a condition failed: the whole transaction is cancelled
-        for row in chunk.rows:
-            self.tables.outbox[row.id] = row
-        agg = self.tables.aggregates.setdefault((chunk.bucket_start, chunk.org_id), Aggregate({}, 0))
-        for mb, seconds in chunk.seconds_by_memory.items():
-            agg.seconds_by_memory[mb] = agg.seconds_by_memory.get(mb, Decimal(0)) + seconds
-        agg.samples += len(chunk.event_ids)
-        for e in chunk.event_ids:
-            bucket[e] = replace(bucket[e], late=False)
-        return True
+    def apply_late(self, slot: int, aggregates: list[OrgAggregate]) -> int:
+        def apply() -> int:
+            added = 0
+            for a in aggregates:
+                agg = self.tables.aggregates.setdefault((a.bucket_start, a.org_id), Aggregate({}, 0))
+                if slot in agg.late_slots:
+                    continue  # this slot was added already (a retry, or another reducer)
+                for mb, seconds in a.seconds_by_memory.items():
+                    agg.seconds_by_memory[mb] = agg.seconds_by_memory.get(mb, Decimal(0)) + seconds
+                agg.samples += a.samples
+                agg.late_slots.add(slot)
+                added += 1
+            return added
+
+        return self._run("apply_late", apply)
+
+    def mark_late_swept(self, slot: int, report: dict[str, Any]) -> bool:
+        def mark() -> bool:
+            record = self.tables.late_slots.get(slot)
+            if record is None or record["swept"]:
+                return False
+            record.update(swept=True, report=json.dumps(report, sort_keys=True, default=str))
+            return True
+
+        return self._run("mark_late_swept", mark)

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.core.aggregation import OrgAggregate
-from chalicelib.core.late import LateSignal
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.quarantine import QuarantineItem
@@ -19,6 +18,7 @@ from chalicelib.core.samples import Sample
 class Aggregate:
     seconds_by_memory: dict[int, Decimal]
     samples: int
+    late_slots: set[int] = field(default_factory=set)  # the late slots added into it
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,11 @@ class MemoryTables:
     leases: dict[str, Lease] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)
     outbox: dict[str, OutboxRow] = field(default_factory=dict)
-    late_signal: LateSignal = field(default_factory=LateSignal)
+    late_slots: dict[int, dict[str, Any]] = field(default_factory=dict)  # slot -> {"swept", "report"}
+    late_index: dict[int, dict[str, tuple[int, str]]] = field(default_factory=dict)  # slot -> late_sk -> key
     shard_counts: dict[int, int] = field(default_factory=dict)  # bucket -> shards it was written over
     partials: dict[tuple[int, int], list[OrgAggregate]] = field(default_factory=dict)  # (bucket, shard)
     fanout_claims: dict[int, int] = field(default_factory=dict)  # bucket -> when its tasks were last enqueued
+    late_partials: dict[tuple[int, int], list[OrgAggregate]] = field(default_factory=dict)  # (slot, shard)
+    late_claims: dict[int, int] = field(default_factory=dict)  # slot -> when its tasks were last enqueued
     lock: threading.RLock = field(default_factory=threading.RLock)
