@@ -39,7 +39,7 @@ WORKER_BATCH = 10  # app.py: SQS messages per worker invocation, handled one aft
 CREDITS_TIMEOUT_S = 60  # the spend pass, every minute
 FREE_SHARDS = 4  # chalicelib/core/credits.py: partitions of a free slot's ledger
 FREE_SLOT_S = 900
-LATE_PER_RUN = 10_000  # chalicelib/services/rollup.py LATE_SAMPLES_PER_RUN
+LATE_INDEX_PARTITIONS = 8  # chalicelib/core/late.py LATE_SHARDS: a late slot's index partitions (one task each)
 GRACE_S = 600  # GRACE_SECONDS
 SCHEDULE_S = 900  # the rollup's schedule, rate(15 minutes)
 BUCKET_S = 3600
@@ -203,11 +203,11 @@ def parts(ticks: float, m: Measured) -> list[Part]:
              "(the send fanned out: 20 workers x 10 customers)", SEND_FANOUT_RPS * BUCKET_S / METERS_PER_ORG
              / ORGS_PER_TICKS, "send workers 20 -> 25 for Stripe's 1,000/s (the in-run sender of before: "
              f"{SEND_CONCURRENCY / STRIPE_CALL_S:.0f} calls/s: 52 min an hour)"),
-        Part("stragglers", f"{LATE_PER_RUN:,} per rollup run, {BUCKET_S // SCHEDULE_S} runs an hour",
+        # Stragglers are swept per closed late slot, fanned out (one task per index partition), no cap per run:
+        # what binds is the late index's partitions taking a slot's writes (one index write per straggler).
+        Part("stragglers", f"{LATE_INDEX_PARTITIONS} late-index partitions x {PARTITION_WCU:,} WCU/s",
              f"{late_per_hour:,.0f} an hour at {STRAGGLER_SHARE:.0%}",
-             LATE_PER_RUN * BUCKET_S / SCHEDULE_S / STRAGGLER_SHARE / BUCKET_S,
-             f"code: LATE_SAMPLES_PER_RUN {LATE_PER_RUN:,} -> {late_per_hour * SCHEDULE_S / BUCKET_S:,.0f}, "
-             "or the late path fanned out (issue 19 part 5)"),
+             LATE_INDEX_PARTITIONS * PARTITION_WCU / STRAGGLER_SHARE, "LATE_SHARDS (code)"),
         Part("credits", f"{FREE_SHARDS} ledger partitions x {PARTITION_WCU:,} WCU/s; the pass in {CREDITS_TIMEOUT_S} s",
              f"{free:,.0f} free ticks/s ({FREE_SHARE:.0%}); a pass reads {pass_ticks:,.0f} in {pass_s:,.0f} s",
              min(FREE_SHARDS * PARTITION_WCU / WU_PER_FREE_TICK, free * CREDITS_TIMEOUT_S / pass_s) / FREE_SHARE,

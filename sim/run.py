@@ -125,10 +125,12 @@ def rollup(edge: EdgeClient, report: Report, until_rolled: bool = False) -> None
         if answer.status != 200:
             raise SystemExit(f"/run answered {answer.status}: {answer.body}")
         report.runs.append(answer.body)
-        if not until_rolled or not answer.body["roll"].get("waiting"):
+        roll, late = answer.body["roll"], answer.body["roll"].get("late") or {}
+        # Buckets or late slots with the workers, or a late slot still filling: its stragglers are not billed yet.
+        if not until_rolled or not (roll.get("waiting") or late.get("waiting") or late.get("open")):
             return
         time.sleep(0.5)
-    raise SystemExit(f"buckets never rolled: {answer.body['roll'].get('waiting')}")
+    raise SystemExit(f"buckets or late slots never billed: {answer.body['roll']}")
 
 
 def drive(edge: EdgeClient, fleet: SandboxFleet, seconds: int, bucket: int, grace: int, report: Report) -> None:

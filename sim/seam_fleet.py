@@ -62,7 +62,8 @@ class SeamLoop:
     done: list[str] = field(default_factory=list)
     rolled_through: int = 0  # buckets ending at or before it have had their POST /run
     last_run_us: int = 0
-    workers_busy: bool = False  # the last run left buckets with the rollup's workers
+    workers_busy: bool = False  # the last run left buckets (or late slots) with the rollup's workers
+    late_open: bool = False  # the last run saw a late slot still filling (its stragglers billed once it closes)
     runs: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
@@ -151,14 +152,16 @@ class SeamLoop:
         self.runs.append(answer.body)
         self.last_run_us = now_us
         roll = answer.body.get("roll") or {}
-        self.workers_busy = bool(roll.get("waiting") or (roll.get("late") or {}).get("waiting"))
+        late = roll.get("late") or {}
+        self.workers_busy = bool(roll.get("waiting") or late.get("waiting"))
+        self.late_open = bool(late.get("open"))
         self.rolled_through = max(self.rolled_through, (now_us // US - self.grace) // self.bucket * self.bucket)
 
     def rollup_idle(self, through: int, timeout_s: float = 60.0) -> bool:
         """Wait until a run past `through` (a bucket end + grace) found nothing left with the workers."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self.workers_busy and self.last_run_us >= (through + self.grace) * US:
+            if not (self.workers_busy or self.late_open) and self.last_run_us >= (through + self.grace) * US:
                 return True
             time.sleep(0.25)
         return False

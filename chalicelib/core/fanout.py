@@ -9,7 +9,7 @@ duplicate, a reordering or a redrive from the dead-letter queue is the same task
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 MAX_SHARDS = 1000
@@ -67,4 +67,4 @@ class Walk:
     enqueued: int = 0
 
     def merge(self, later: Self) -> Self:
-        return type(self)(self.reports | later.reports, later.waiting, self.enqueued + later.enqueued)
+        return replace(later, reports=self.reports | later.reports, enqueued=self.enqueued + later.enqueued)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.core.aggregation import aggregate_late, combine_by_bucket
@@ -83,12 +84,15 @@ def enqueue_late(store: LateFanoutStore, queue: TaskQueue, settings: Settings, s
     return len(tasks)
 
 
+@dataclass
 class LateWalk(Walk):
+    open: int = 0  # slots with stragglers still filling (not closed yet)
+
     def body(self) -> dict[str, Any]:
         unknown = [u | {"slot": s} for s, r in sorted(self.reports.items()) for u in r["unknown"]]
         return {"slots": sorted(self.reports), "samples": sum(r["samples"] for r in self.reports.values()),
                 "rows": sum(r["created"] for r in self.reports.values()), "unbilled": unknown,
-                "waiting": len(self.waiting), "tasks": self.enqueued}
+                "waiting": len(self.waiting), "tasks": self.enqueued, "open": self.open}
 
 
 def walk_late(store: LateWalkStore, settings: Settings, run_id: str, now: int, queue: TaskQueue,
@@ -97,9 +101,11 @@ def walk_late(store: LateWalkStore, settings: Settings, run_id: str, now: int, q
     A quiet run reads one partition: no slot since the cursor."""
     walk = LateWalk()
     settle = settings.LATE_MARGIN_SECONDS + settings.LATE_INDEX_LAG_SECONDS
-    for s in store.late_slots(store.cursor(CURSOR) or 0):
+    slots = store.late_slots(store.cursor(CURSOR) or 0)
+    for i, s in enumerate(slots):
         if not s.swept:
             if not slot_closed(s.slot, settings.LATE_SLOT_SECONDS, settle, now):
+                walk.open = sum(1 for later in slots[i:] if not later.swept)
                 break  # still filling (and every later slot too): the cursor waits here
             report = reduce_late(store, settings, s.slot, run_id, now)
             if report is not None:

@@ -112,10 +112,11 @@ def test_quiet_runs_read_one_partition_and_a_straggler_s_slot_is_swept_once_clos
     for minutes in (15, 30):
         clock.set(T0 + H + 60 * minutes)
         assert run_rollup(armed, "quiet").roll["late"] == {"slots": [], "samples": 0, "rows": 0, "unbilled": [],
-                                                           "waiting": 0, "tasks": 0}
+                                                           "waiting": 0, "tasks": 0, "open": 0}
     assert memory.faults.calls("late_slots") == 2 and memory.faults.calls("late_slot_samples") == 0
     send_ticks(armed, [tick("late", "leg", iso(T0 + 3000))])
-    assert run_rollup(armed, "open").roll["late"]["slots"] == [], "its slot is still filling"
+    still_open = run_rollup(armed, "open").roll["late"]
+    assert still_open["slots"] == [] and still_open["open"] == 1, "its slot is still filling"
     past_late_slot(svc, clock)
     result = run_rollup(armed, "closed").roll["late"]
     assert result["slots"] == [T0 + H + 30 * 60] and result["samples"] == 1 and result["rows"] == 1
