@@ -65,11 +65,11 @@ def roll_bucket(store: FanoutStore, settings: Settings, b: int, run_id: str, now
 
 
 def reduce_bucket(
-    store: FanoutStore, settings: Settings, b: int, run_id: str, now: int, state: BucketState | None = None
+    store: FanoutStore, settings: Settings, b: int, run_id: str, now: int, state: BucketState | None
 ) -> dict[str, Any] | None:
     """Settle the bucket from its partials once every one is present, and roll it; None if it is not
-    the caller's to roll (a partial missing, or rolled already, or another reducer won the mark)."""
-    state = state or store.bucket_state(b)
+    the caller's to roll (a partial missing, or rolled already, or another reducer won the mark).
+    `state` is the bucket's as the caller read it (None: not settled), not read again here."""
     if state is not None and state.rolled:
         return None
     if state is None:
@@ -94,7 +94,10 @@ def handle_task(
         if task.shard >= store.bucket_shard_count(b):
             raise TaskError(f"bucket {b} has no shard {task.shard}")
         store.put_partial(b, task.shard, aggregate(b, store.shard_samples(b, task.shard)))
-    return reduce_bucket(store, settings, b, run_id, now)
+    # The state read above is handed on, not read again (a read per task): if another reducer settled the
+    # bucket meanwhile, this one's save_aggregates is refused by its condition and roll_bucket reads the
+    # state afresh before any row or mark.
+    return reduce_bucket(store, settings, b, run_id, now, state)
 
 
 def enqueue_bucket(store: ShardedStore, queue: TaskQueue, settings: Settings, b: int, now: int,
