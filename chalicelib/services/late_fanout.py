@@ -70,8 +70,8 @@ def handle_late_task(store: LateFanoutStore, settings: Settings, task: ShardTask
         raise TaskError(f"no late slot {slot}")
     if state.swept:
         return None
-    if task.shard not in store.partial_shards(slot, late=True):
-        store.put_partial(slot, task.shard, aggregate_late(store.late_slot_samples(slot, task.shard)), late=True)
+    # Written without asking first whether it is there (a read per task): deterministic content, as a bucket's.
+    store.put_partial(slot, task.shard, aggregate_late(store.late_slot_samples(slot, task.shard)), late=True)
     return reduce_late(store, settings, slot, run_id, now)
 
 

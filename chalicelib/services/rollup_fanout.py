@@ -90,9 +90,11 @@ def handle_task(
     state = store.bucket_state(b)
     if state is not None and state.rolled:
         return None  # a duplicate, or a redrive after the bucket was rolled: nothing left to do
-    if state is None and task.shard not in store.partial_shards(b):
+    if state is None:
         if task.shard >= store.bucket_shard_count(b):
             raise TaskError(f"bucket {b} has no shard {task.shard}")
+        # Written without asking first whether it is there (a read per task): the partial's content is
+        # deterministic, so a duplicate delivery writes the same items again; the reduce reads the markers.
         store.put_partial(b, task.shard, aggregate(b, store.shard_samples(b, task.shard)))
     # The state read above is handed on, not read again (a read per task): if another reducer settled the
     # bucket meanwhile, this one's save_aggregates is refused by its condition and roll_bucket reads the

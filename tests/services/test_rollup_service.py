@@ -441,7 +441,8 @@ def test_a_shard_task_reads_its_bucket_state_once_before_the_reduce(
     svc: Container, clock: FixedClock, orgs: None
 ) -> None:
     """The fan-out's coordination reads are bench/rollup's read budget: a task hands the state it read to the
-    reducer rather than reading it again (roll_bucket still reads it afresh before any row or mark)."""
+    reducer rather than reading it again (roll_bucket still reads it afresh before any row or mark), and
+    writes its deterministic partial without first asking whether it is there."""
     from chalicelib.core.fanout import ShardTask
     from chalicelib.services.rollup_fanout import handle_task
 
@@ -449,10 +450,11 @@ def test_a_shard_task_reads_its_bucket_state_once_before_the_reduce(
     send_ticks(svc, hour_of_ticks("l", "leg", T0, n=10))
     memory: MemoryStore = svc.store  # type: ignore[assignment]
     shards = memory.bucket_shard_count(T0)
-    before = memory.faults.calls("bucket_state")
+    before, markers = memory.faults.calls("bucket_state"), memory.faults.calls("partial_shards")
     for k in range(shards - 1):
         assert handle_task(memory, svc.settings, ShardTask(T0, k), "worker", clock.now()) is None
     assert memory.faults.calls("bucket_state") == before + shards - 1, "one read per task that does not reduce"
+    assert memory.faults.calls("partial_shards") == markers + shards - 1, "the markers once, by the reduce"
     report = handle_task(memory, svc.settings, ShardTask(T0, shards - 1), "last", clock.now())
     assert report is not None and report["orgs"] == 1
     assert memory.faults.calls("bucket_state") == before + shards + 1, "the last: its read, then roll_bucket's"
