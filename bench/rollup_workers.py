@@ -53,13 +53,13 @@ class WireShards(MemoryStore):
         wire = itertools.islice(itertools.cycle(self.pool[start:] + self.pool[:start]), self.per_shard)
         return map(stored_sample, wire)
 
-    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate]) -> None:
+    def put_partial(self, bucket_start: int, shard: int, aggregates: list[OrgAggregate], late: bool = False) -> None:
         self.items[shard] = partial_to_items(bucket_start, shard, aggregates, bucket_start + 86400, ORGS_PER_ITEM)
 
-    def partial_shards(self, bucket_start: int) -> frozenset[int]:
+    def partial_shards(self, bucket_start: int, late: bool = False) -> frozenset[int]:
         return frozenset(self.items)
 
-    def partials(self, bucket_start: int) -> list[OrgAggregate]:
+    def partials(self, bucket_start: int, late: bool = False) -> list[OrgAggregate]:
         items = [item for shard in sorted(self.items) for item in self.items[shard]]
         return [a for item in items for a in partial_rows(bucket_start, item)]
 
@@ -105,7 +105,7 @@ def reducer(pool: list[dict[str, Any]], shards: int, items: dict[int, list[dict[
     row_bytes = sum(len(i["rows"]["S"]) for its in items.values() for i in its) / rows
     cfg = settings(SHADOW="false")
     began = time.process_time()
-    report = reduce_bucket(store, cfg, T0, "bench", T0 + BUCKET_S + 3600)
+    report = reduce_bucket(store, cfg, T0, "bench", T0 + BUCKET_S + 3600, state=None)  # not settled yet
     cpu = time.process_time() - began
     assert report is not None and report["rows"] > 0
     return {"partial_rows": rows, "row_bytes": round(row_bytes, 1), "cpu_s": round(cpu, 3),
