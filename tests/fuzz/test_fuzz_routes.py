@@ -82,7 +82,10 @@ def post_signed(client: Any, path: str, body: bytes, method: str = "post", cell:
 
 def is_stored(store: DynamoStore, event_id: str) -> bool:
     """One GetItem: the tick's sample in its (on-time) bucket; scanning the bucket costs 32 moto Queries."""
-    key = {"pk": {"S": sample_pk(ON_TIME_BUCKET, shard_of(event_id, store.bucket_shard_count(ON_TIME_BUCKET)))},
+    shards = store.bucket_shard_count(ON_TIME_BUCKET)
+    if shards == 0:
+        return False  # no count recorded for the bucket: nothing was ever written to it
+    key = {"pk": {"S": sample_pk(ON_TIME_BUCKET, shard_of(event_id, shards))},
            "sk": {"S": event_id}}
     return "Item" in store.client.get_item(TableName=store.samples_table, Key=key, ConsistentRead=True)
 
