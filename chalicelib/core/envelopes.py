@@ -35,6 +35,8 @@ _RFC3339 = re.compile(
 )
 # Bounds what one rejected envelope adds to the answer and to its quarantine item.
 MAX_REASON_LENGTH = 500
+# $10M for one tick of one sandbox: far above any real price, far below Decimal's 28 digits in micro-cents.
+MAX_TICK_COST_CENTS = 10**9
 
 
 def parse_batch(body: bytes) -> list[Any]:
@@ -125,7 +127,9 @@ class UsageTick(BaseModel):
     memory_mb: int = Field(default=0, ge=0, le=4_194_304, strict=True)
     cpu_count: int = Field(default=0, ge=0, le=4096, strict=True)
     interval_s: Decimal
-    cost_cents: Decimal | None = None
+    # Bounded: a tick's cost becomes integer micro-cents in a 28-digit Decimal context (core/credits.py);
+    # an absurd value is one envelope's quarantine, never a 500 that fails the cell's whole batch.
+    cost_cents: Decimal | None = Field(default=None, ge=0, le=MAX_TICK_COST_CENTS)
 
     @field_validator("interval_s", "cost_cents", mode="before")
     @classmethod
