@@ -136,7 +136,7 @@ def test_the_status_page_during_a_cutover_in_chromium(local_stack: stack.StackIn
     assert cells[0].post("/ingest", ticks).status == 202
     wait_until(t + BUCKET + 5)
     # The first run hands the bucket to the rollup's workers (the fan-out); a run after they rolled it sends.
-    # 60 s was once too short on a quiet machine (CI, 2026-12-06: the report had not come; a re-run took 20 s):
+    # 60 s was once too short on a quiet machine (CI, 2026-12-06: the report had not come; a re-run passed):
     # the workers go through moto's one-request-at-a-time server and a poller.
     deadline = time.monotonic() + 180
     while not status(info)["meter_errors"] and time.monotonic() < deadline:
