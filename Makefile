@@ -118,6 +118,7 @@ bench: $(STAMP)
 	bench/cellfleet > bench/results/cellfleet.json
 	bench/capacity_model > bench/results/capacity_model.json
 	bench/parity > bench/results/parity.json
+	bench/send > bench/results/send.json
 
 clean:
 	rm -rf $(VENV) .local

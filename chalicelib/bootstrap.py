@@ -33,7 +33,7 @@ from chalicelib.adapters.stripe_gateway import (
 )
 from chalicelib.credit_ports import CellPusher, CreditStore
 from chalicelib.operator_ports import FreeStatus, MeterErrorGateway, MeterErrorStore, WebhookVerifier
-from chalicelib.ports import AccountStore, Archive, BillingStore, CellStore, Clock, SeamReader, TaskQueue
+from chalicelib.ports import AccountStore, Archive, BillingStore, CellStore, Clock, GroupedQueue, SeamReader, TaskQueue
 from chalicelib.services.credits import CreditFreeStatus
 from chalicelib.settings import Settings, load_settings
 from chalicelib.stripe_ports import CutoverStripe, MeterEventGateway, StripeAccounts
@@ -63,6 +63,7 @@ class Container:
     credit_store: CreditStore | None = None
     cell_pusher: CellPusher | None = None
     task_queue: TaskQueue | None = None
+    send_task_queue: GroupedQueue | None = None
 
     def now(self) -> int:
         return self.clock.now()
@@ -84,6 +85,14 @@ class Container:
 
             self.task_queue = SqsQueue(boto3.client("sqs", config=_BOTO), self.settings.ROLLUP_QUEUE_URL)
         return self.task_queue
+
+    def send_queue(self) -> GroupedQueue | None:
+        """The send's FIFO queue when SEND_QUEUE_URL is set (built on first use); None: the run sends itself."""
+        if self.send_task_queue is None and self.settings.SEND_QUEUE_URL:
+            from chalicelib.adapters.sqs_queue import SqsQueue
+
+            self.send_task_queue = SqsQueue(boto3.client("sqs", config=_BOTO), self.settings.SEND_QUEUE_URL)
+        return self.send_task_queue
 
     def accounts_gateway(self) -> StripeAccounts:
         """Catalog and provisioning calls to Stripe."""

@@ -23,6 +23,7 @@ from chalicelib.core.orgs import Org, Plan
 from chalicelib.core.outbox import OutboxRow, State
 from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.core.samples import Sample, StoredSample
+from chalicelib.core.send_tasks import GroupedMessage
 from chalicelib.core.subscriptions import Subscription
 
 
@@ -221,6 +222,14 @@ class QueueConsumer(TaskQueue, Protocol):
 
     @abstractmethod
     def delete(self, receipts: list[str]) -> None: ...
+
+
+class GroupedQueue(Protocol):
+    """A FIFO queue (the send's): one message of a group in flight at a time, in order; a dedup id seen in
+    the last 5 minutes is dropped. The send's coordinator puts one task per customer there."""
+
+    @abstractmethod
+    def send_grouped(self, messages: list[GroupedMessage]) -> None: ...
 
 
 class CatalogStore(Protocol):

@@ -70,6 +70,16 @@ class Settings(BaseModel):
 
     SEND_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     SEND_BATCH_LIMIT: int = Field(default=5000, ge=1)
+    # The send's FIFO queue (one task per customer, docs/design.md "Send"); empty: the run sends in process.
+    SEND_QUEUE_URL: str = ""
+    # Pending rows one coordinator run offers the workers (each run offers again what is still pending).
+    SEND_ENQUEUE_LIMIT: int = Field(default=500_000, ge=1)
+    # Rows per send task (one SQS message; a worker sends them one after another).
+    SEND_TASK_ROWS: int = Field(default=50, ge=1, le=100)
+    # Customers one send worker invocation serves at once (its batch's message groups, one thread each).
+    SEND_WORKER_THREADS: int = Field(default=10, ge=1, le=10)
+    # How long one send worker invocation may spend before it hands back what it did not finish.
+    SEND_WORKER_BUDGET_SECONDS: int = Field(default=90, ge=1)
     # False in every region but the home region of a global-tables deployment: there the
     # rollup and parity's settling (conditional writes) must not run (docs/deploy.md).
     HOME_REGION: bool = True

@@ -1,10 +1,11 @@
 """The one template `chalice package --merge-template` takes: infra/template.json in the stage's capacity
-mode (infra/capacity.py), then infra/api.json and infra/rollup.json over it.
+mode (infra/capacity.py), then infra/api.json, infra/rollup.json and infra/send.json over it.
 
 template.json is also deployed on its own (the tables' stack, docs/deploy.md), so it cannot name
 Chalice's `RestAPI`; api.json (API Gateway's own 4xx/5xx answers as {"error": ...}) can only be
 merged into Chalice's template; so can rollup.json (the rollup's task queue, its dead-letter queue and
-their alarms, the worker's partial batch failures, the queue's URL for the functions that send to it).
+their alarms, the worker's partial batch failures, the queue's URL for the functions that send to it);
+so can send.json (the same for the send's FIFO queue and its worker).
 Chalice accepts one merge template, hence this deep merge.
 Usage: python -m infra.merge [--stage STAGE] OUT
 """
@@ -31,7 +32,7 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 def merge_template(stage: str = "dev", mode: str | None = None) -> dict[str, Any]:
     base = infra_stack(stage, mode)
-    for name in ("api.json", "rollup.json"):
+    for name in ("api.json", "rollup.json", "send.json"):
         base = deep_merge(base, json.loads((INFRA / name).read_text()))
     merged: dict[str, Any] = base
     return merged

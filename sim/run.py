@@ -133,6 +133,19 @@ def rollup(edge: EdgeClient, report: Report, until_rolled: bool = False) -> None
     raise SystemExit(f"buckets or late slots never billed: {answer.body['roll']}")
 
 
+def sends_settled(edge: EdgeClient, report: Report, patience_s: float = 60.0) -> None:
+    """With the send fanned out (SEND_QUEUE_URL), a run only enqueues: /run again until it finds no pending
+    row left to offer, i.e. the send workers (sim/rollup_poller.py send) sent every row."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        send = report.runs[-1].get("send") or {}
+        if "tasks" not in send or send["rows"] == 0:
+            return
+        time.sleep(1.0)
+        rollup(edge, report)
+    raise SystemExit(f"meter events still pending after {patience_s:.0f} s: {report.runs[-1].get('send')}")
+
+
 def drive(edge: EdgeClient, fleet: SandboxFleet, seconds: int, bucket: int, grace: int, report: Report) -> None:
     """Tick every second; re-send part of each batch; hold one batch back until its bucket was rolled."""
     started = time.time()
@@ -227,6 +240,7 @@ def simulate(info: stack.StackInfo, seconds: int) -> Report:
         console.print(f"waiting {wait:.0f} s for the last bucket to close ...")
         time.sleep(wait)
     rollup(edge, report, until_rolled=True)
+    sends_settled(edge, report)
     console.print({"ingest": report.ingest, "final_run": report.runs[-1]})
     console.print(f"stragglers: {report.ingest['late']} sample(s) arrived after their bucket was rolled")
     reconcile(edge, info, fleet, (int(start) // bucket * bucket, last_end), report)

@@ -1,5 +1,6 @@
 """The local stack: moto (DynamoDB, S3, SQS) in server mode, the Stripe emulator, `chalice local`, and the
-rollup's worker poller (sim/rollup_poller.py: the SQS event source mapping `chalice local` does not run).
+rollup's and the send's worker pollers (sim/rollup_poller.py: the SQS event source mappings `chalice local`
+does not run).
 
 `python -m sim.stack up|down|status`. Everything binds to loopback on free
 ports recorded in `.local/stack.json`, so two checkouts (or a test and a
@@ -52,6 +53,7 @@ class StackInfo:
     pids: dict[str, int]
     events_secret: str = ""  # the emulator's event destination (meter error reports) signs with it
     queue_url: str = ""
+    send_queue_url: str = ""
 
     def app_env(self) -> dict[str, str]:
         """The environment the app (and the operator CLI) needs to talk to this stack."""
@@ -67,6 +69,7 @@ class StackInfo:
             "SESSION_JWT_SECRET": self.jwt_secret,
             "STRIPE_EVENTS_SECRET": self.events_secret,
             "ROLLUP_QUEUE_URL": self.queue_url,
+            "SEND_QUEUE_URL": self.send_queue_url,
         }
 
     def cli_env(self) -> dict[str, str]:
@@ -141,15 +144,17 @@ def _wait_http(name: str, url: str, pid: int, deadline: float) -> None:
     raise StackError(f"{name} did not answer at {url} within {START_TIMEOUT_S:.0f} s")
 
 
-def _provision_aws(info: StackInfo) -> str:
-    """Tables, bucket and the rollup's task queue; returns the queue's URL."""
+def _provision_aws(info: StackInfo) -> tuple[str, str]:
+    """Tables, bucket, the rollup's task queue and the send's FIFO queue; returns the queues' URLs."""
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
     create_tables(session.client("dynamodb", endpoint_url=info.moto_url), info.table_prefix)
     session.client("s3", endpoint_url=info.moto_url).create_bucket(Bucket=info.archive_bucket)
     sqs = session.client("sqs", endpoint_url=info.moto_url)
     created = sqs.create_queue(QueueName="edge-billing-rollup-tasks", Attributes={"VisibilityTimeout": "20"})
     url: str = created["QueueUrl"]
-    return url
+    send = sqs.create_queue(QueueName="edge-billing-send-tasks.fifo",
+                            Attributes={"FifoQueue": "true", "VisibilityTimeout": "20"})
+    return url, str(send["QueueUrl"])
 
 
 def _register_event_destination(info: StackInfo) -> None:
@@ -191,10 +196,14 @@ def up() -> StackInfo:
         pids["stripe"] = _spawn("stripe", [py, "-m", "stripe_emulator", "--port", str(ports["stripe"])], base_env)
         _wait_http("moto", info.moto_url + "/moto-api/", pids["moto"], deadline)
         _wait_http("stripe", info.stripe_url + "/_emulator/totals", pids["stripe"], deadline)
-        info = replace(info, queue_url=_provision_aws(info))  # the same pids dict, filled in below
+        rollup_queue, send_queue = _provision_aws(info)
+        info = replace(info, queue_url=rollup_queue, send_queue_url=send_queue)  # the same pids dict, filled below
         _register_event_destination(info)
         pids["api"] = _spawn("api", _api_argv(str(ports["api"])), base_env | info.app_env())
         pids["rollup_worker"] = _spawn("rollup_worker", [py, "-m", "sim.rollup_poller"], base_env | info.app_env())
+        # One customer at a time: moto answers one request at a time, and the cells' parity GETs wait behind it.
+        pids["send_worker"] = _spawn("send_worker", [py, "-m", "sim.rollup_poller", "send"],
+                                     base_env | info.app_env() | {"SEND_WORKER_THREADS": "1"})
         _wait_http("api", info.api_url + "/health", pids["api"], deadline)
     except BaseException:
         _kill_all(pids)

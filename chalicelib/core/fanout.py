@@ -33,14 +33,20 @@ class ShardTask:
         return json.dumps({"kind": "shard", "bucket": self.bucket_start, "shard": self.shard}, sort_keys=True)
 
 
-def parse_task(body: str) -> ShardTask:
+def task_fields(body: str, *kinds: str) -> dict[str, Any]:
+    """The JSON object of a task of one of `kinds` (the queues' tasks say which they are), or TaskError."""
     try:
         data = json.loads(body)
     except ValueError:
         raise TaskError(f"not JSON: {body[:80]!r}") from None
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in ("shard", "late"):
-        raise TaskError(f"not a shard task: {body[:80]!r}")
+    if not isinstance(data, dict) or data.get("kind") not in kinds:
+        raise TaskError(f"not a {' or '.join(kinds)} task: {body[:80]!r}")
+    return data
+
+
+def parse_task(body: str) -> ShardTask:
+    data = task_fields(body, "shard", "late")
+    kind = data["kind"]
     start, shard = data.get("slot" if kind == "late" else "bucket"), data.get("shard")
     if type(start) is not int or type(shard) is not int or start < 0 or not 0 <= shard < MAX_SHARDS:
         raise TaskError(f"bad bucket or shard: {body[:80]!r}")

@@ -14,6 +14,7 @@ States and their only transitions (each a conditional write):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
@@ -23,6 +24,20 @@ Kind = Literal["first", "delta"]
 QUEUED_STATES = ("shadow", "pending")
 # The `queue` index's partitions: the queued states, and failed rows so an operator can find them.
 INDEXED_STATES = (*QUEUED_STATES, "failed")
+# Each indexed state is spread over this many index partition keys ("pending#0".."pending#7"): every row
+# enters its state's partition and leaves it again, two index writes, and one partition takes at most
+# 1,000 writes/s; one key per state would cap the send at 500 rows/s (docs/capacity.md "Send").
+QUEUE_SHARDS = 8
+
+
+def queue_key(state: str, row_id: str) -> str:
+    """The `queue` index key of a row in an indexed state: its state and a shard fixed by its id."""
+    return f"{state}#{zlib.crc32(row_id.encode()) % QUEUE_SHARDS}"
+
+
+def queue_keys(state: str) -> list[str]:
+    """Every index key a row of `state` may be under: the shards, and the bare state rows written before them."""
+    return [state, *(f"{state}#{k}" for k in range(QUEUE_SHARDS))]
 
 
 @dataclass(frozen=True)

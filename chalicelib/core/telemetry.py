@@ -76,6 +76,11 @@ def rollup_points(run: Mapping[str, Any]) -> list[Point]:
     return points
 
 
+def send_worker_points(counts: Mapping[str, int]) -> list[Point]:
+    """From one send worker invocation's counts: with the send fanned out, Stripe's rejections happen there."""
+    return [Point(METER_EVENTS_REJECTED, _count(counts, "failed"))]
+
+
 def outbox_age_point(oldest_pending_bucket_end: int | None, now: int) -> Point:
     """How long the oldest unsent meter event has waited since its bucket closed (0 when none waits)."""
     age = 0 if oldest_pending_bucket_end is None else max(0, now - oldest_pending_bucket_end)

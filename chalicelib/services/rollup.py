@@ -21,7 +21,17 @@ from typing import Any, Protocol
 from chalicelib.core.fanout import Walk
 from chalicelib.core.metering import buckets_to_roll
 from chalicelib.observability import logger
-from chalicelib.ports import AggregateStore, Clock, LateStore, OrgStore, OutboxStore, RunControl, SampleStore, TaskQueue
+from chalicelib.ports import (
+    AggregateStore,
+    Clock,
+    GroupedQueue,
+    LateStore,
+    OrgStore,
+    OutboxStore,
+    RunControl,
+    SampleStore,
+    TaskQueue,
+)
 from chalicelib.services.late_fanout import walk_late
 from chalicelib.services.rollup_fanout import InProcessTasks, enqueue_bucket, on_messages, reduce_bucket
 from chalicelib.settings import Settings
@@ -49,6 +59,10 @@ class RollupDeps(Protocol):
     def stripe_gateway(self) -> MeterEventGateway: ...
 
     def rollup_queue(self) -> TaskQueue | None: ...
+
+    def send_queue(self) -> GroupedQueue | None:
+        """The send's FIFO queue, or None: the run sends in process."""
+        ...
 
 
 @dataclass
@@ -156,6 +170,7 @@ def promote_shadow(store: RollupStore, settings: Settings, now: int) -> int:
 
 def run_rollup(svc: RollupDeps, trigger: str) -> RunResult:
     """One rollup run under a lease; a second concurrent run returns at once with `skipped`."""
+    from chalicelib.services.send_fanout import enqueue_sends
     from chalicelib.services.sender import send_pending
 
     settings: Settings = svc.settings
@@ -174,7 +189,9 @@ def run_rollup(svc: RollupDeps, trigger: str) -> RunResult:
         result.roll = roll_buckets(store, settings, run_id, now, svc.rollup_queue())
         if not settings.SHADOW:
             result.roll["promoted"] = promote_shadow(store, settings, now)
-            result.send = send_pending(store, svc.stripe_gateway(), settings, svc.clock, run_id).body()
+            send_queue = svc.send_queue()
+            result.send = (enqueue_sends(store, send_queue, settings, svc.now(), run_id) if send_queue is not None
+                           else send_pending(store, svc.stripe_gateway(), settings, svc.clock, run_id).body())
     finally:
         store.release_lease(LEASE, run_id)
     logger.info(

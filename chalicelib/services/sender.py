@@ -10,6 +10,7 @@ window passed, then billed them twice).
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.money import wire
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.send_tasks import backoff_seconds
 from chalicelib.observability import logger
 from chalicelib.ports import Clock, OrgStore, OutboxStore
 from chalicelib.settings import STRIPE_BACKDATE_SECONDS, Settings
@@ -29,7 +31,7 @@ from chalicelib.stripe_ports import MeterEventGateway
 
 # Keep clear of Stripe's 35-day edge: a row that would arrive just past it is rejected anyway.
 BACKDATE_MARGIN = 3600
-MAX_RATE_LIMIT_WAITS = 5
+MAX_RATE_LIMIT_WAITS = 5  # calls per row and attempt; the waits between them are one fewer
 MAX_RETRY_AFTER = 10.0
 
 
@@ -82,9 +84,10 @@ class Sender:
         run_id: str,
         deadline: float,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.store, self.gateway, self.clock, self.run_id = store, gateway, clock, run_id
-        self.deadline, self.sleep = deadline, sleep
+        self.deadline, self.sleep, self.jitter = deadline, sleep, jitter
         self.report = SendReport()
 
     def send_group(self, rows: list[tuple[OutboxRow, str]]) -> None:
@@ -102,16 +105,17 @@ class Sender:
             "meter": row.meter,
             "identifier": row.id,
         }
-        for _ in range(MAX_RATE_LIMIT_WAITS):
+        for attempt in range(MAX_RATE_LIMIT_WAITS):
             self.report.add("calls")
             result = self.gateway.send_meter_event(event)
             if result.outcome is not Outcome.RATE_LIMITED:
                 break
             self.report.add("rateLimited")
-            self.sleep(min(result.retry_after or 1.0, MAX_RETRY_AFTER))
-        else:
-            self.report.add("retryLater")
-            return False
+            # Stripe's Retry-After at least, growing and jittered, bounded: the queue retries the rest later.
+            wait = backoff_seconds(attempt, result.retry_after, self.jitter(), MAX_RETRY_AFTER)
+            if attempt == MAX_RATE_LIMIT_WAITS - 1 or time.monotonic() + wait > self.deadline:
+                break  # no wait that leads to no call: the row goes back to the queue (or the next run)
+            self.sleep(wait)
         if result.outcome in (Outcome.SENT, Outcome.DUPLICATE):
             key = "sent" if result.outcome is Outcome.SENT else "duplicate"
             self.store.transition(row.id, "pending", "sent", self.clock.now(), detail=key)
@@ -128,6 +132,21 @@ class Sender:
         return False
 
 
+def set_aside(store: SendStore, plan: SendPlan, now: int, run_id: str, report: SendReport) -> None:
+    """Rows that cannot go: too old for Stripe (pending -> unbillable, for good), or no customer yet (wait)."""
+    for row in plan.too_old:
+        store.transition(row.id, "pending", "unbillable", now, detail="bucket older than Stripe's 35-day window")
+        report.add("unbillable")
+        logger.error("meter_event_unbillable", extra={"run_id": run_id, "org_id": row.org_id,
+                                                      "bucket_start": row.bucket_start, "identifier": row.id,
+                                                      "value": str(row.value)})
+    if plan.no_customer:
+        report.add("waitingNoCustomer", len(plan.no_customer))
+        logger.warning("meter_events_wait_for_customer", extra={
+            "run_id": run_id, "rows": len(plan.no_customer),
+            "orgs": sorted({r.org_id for r in plan.no_customer})[:50]})
+
+
 def send_pending(
     store: SendStore,
     gateway: MeterEventGateway,
@@ -142,29 +161,7 @@ def send_pending(
     now = clock.now()
     plan = plan_send(rows, orgs, now)
     sender = Sender(store, gateway, clock, run_id, started + settings.SEND_BUDGET_SECONDS, sleep)
-    for row in plan.too_old:
-        store.transition(row.id, "pending", "unbillable", now, detail="bucket older than Stripe's 35-day window")
-        sender.report.add("unbillable")
-        logger.error(
-            "meter_event_unbillable",
-            extra={
-                "run_id": run_id,
-                "org_id": row.org_id,
-                "bucket_start": row.bucket_start,
-                "identifier": row.id,
-                "value": str(row.value),
-            },
-        )
-    if plan.no_customer:
-        sender.report.add("waitingNoCustomer", len(plan.no_customer))
-        logger.warning(
-            "meter_events_wait_for_customer",
-            extra={
-                "run_id": run_id,
-                "rows": len(plan.no_customer),
-                "orgs": sorted({r.org_id for r in plan.no_customer})[:50],
-            },
-        )
+    set_aside(store, plan, now, run_id, sender.report)
     with ThreadPoolExecutor(max_workers=settings.SEND_CONCURRENCY) as pool:
         list(pool.map(sender.send_group, plan.groups.values()))
     sender.report.seconds = time.monotonic() - started

@@ -153,8 +153,9 @@ def test_each_rule_reports_its_mutant(tmp_path: Path, where: str, source: str, r
 def test_app_only_wires() -> None:
     tree = ast.parse((ROOT / "app.py").read_text())
     functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
-    # The schedule handlers and the rollup's queue worker, each delegating in a single statement.
-    assert [f.name for f in functions] == ["scheduled_rollup", "scheduled_credits", "rollup_worker_handler"]
+    # The schedule handlers and the queues' workers, each delegating in a single statement.
+    assert [f.name for f in functions] == ["scheduled_rollup", "scheduled_credits", "rollup_worker_handler",
+                                           "send_worker_handler"]
     assert all(len(f.body) == 1 for f in functions)
 
 

@@ -82,10 +82,14 @@ def test_api_gateways_own_errors_are_json_with_error(packaged: dict[str, Any]) -
 def test_the_merge_keeps_every_infra_resource_and_only_adds_to_chalices_api() -> None:
     infra = infra_stack("dev")  # infra/template.json in dev's capacity mode (tests/integration/test_table_capacity.py)
     rollup = json.loads((ROOT / "infra" / "rollup.json").read_text())["Resources"]
+    send = json.loads((ROOT / "infra" / "send.json").read_text())["Resources"]
     merged = merge_template()
-    chalices = {"RestAPI", "Rollup", "RollupWorker", "APIHandler"}  # no Type: each deep-merges into Chalice's
+    # No Type: each deep-merges into Chalice's.
+    chalices = {"RestAPI", "Rollup", "RollupWorker", "APIHandler", "SendWorker"}
     assert {k: v for k, v in merged["Resources"].items() if k not in chalices} == infra["Resources"] | {
-        k: v for k, v in rollup.items() if k not in chalices}
+        k: v for k, v in (rollup | send).items() if k not in chalices}
+    assert merged["Resources"]["Rollup"]["Properties"]["Environment"]["Variables"] == {
+        "ROLLUP_QUEUE_URL": {"Ref": "RollupTasksQueue"}, "SEND_QUEUE_URL": {"Ref": "SendTasksQueue"}}
     assert all("Type" not in merged["Resources"][k] for k in chalices)
     assert {k: v for k, v in merged.items() if k != "Resources"} == {k: v for k, v in infra.items() if k != "Resources"}
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"c": 3}, "d": [2]}) == {"a": {"b": 1, "c": 3}, "d": [2]}
@@ -102,10 +106,37 @@ def test_the_rollup_workers_queue_redrives_to_a_dead_letter_queue_with_alarms(pa
     assert event["ScalingConfig"]["MaximumConcurrency"] >= 2
     assert event["Queue"]["Fn::Sub"].endswith(":" + queue["QueueName"])
     alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
-              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS"}
+              if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS"
+              and "RollupTasks" in r["Properties"]["AlarmName"]["Fn::Sub"]}
     assert alarms["ApproximateNumberOfMessagesVisible"]["Dimensions"][0]["Value"] == {
         "Fn::GetAtt": ["RollupTasksDeadLetterQueue", "QueueName"]}
     assert "ApproximateAgeOfOldestMessage" in alarms
     for fn in ("Rollup", "APIHandler"):
         env = resources[fn]["Properties"]["Environment"]["Variables"]
         assert env["ROLLUP_QUEUE_URL"] == {"Ref": "RollupTasksQueue"}
+
+
+def test_the_send_workers_fifo_queue_redrives_to_a_dead_letter_queue_with_alarms(packaged: dict[str, Any]) -> None:
+    resources = packaged["template"]["Resources"]
+    queue = resources["SendTasksQueue"]["Properties"]
+    dlq = resources["SendTasksDeadLetterQueue"]["Properties"]
+    worker = resources["SendWorker"]["Properties"]
+    assert queue["FifoQueue"] is True and dlq["FifoQueue"] is True, "a FIFO queue's dead-letter queue is FIFO too"
+    assert queue["QueueName"].endswith(".fifo") and dlq["QueueName"].endswith(".fifo")
+    # High-throughput FIFO: the quota applies per customer (message group), not per queue.
+    assert (queue["DeduplicationScope"], queue["FifoThroughputLimit"]) == ("messageGroup", "perMessageGroupId")
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SendTasksDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"], "AWS's advice for a Lambda event source"
+    event = worker["Events"]["SendWorkerSqsEventSource"]["Properties"]
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # FIFO takes batches of at most 10 and no batching window (Chalice writes the API's default, 0: none).
+    assert event["BatchSize"] <= 10 and event.get("MaximumBatchingWindowInSeconds", 0) == 0
+    # Workers x customers served at once x 4 calls/s (250 ms a call) stays under Stripe's 1,000 calls/s.
+    assert 2 <= event["ScalingConfig"]["MaximumConcurrency"] * 10 * 4 <= 1000
+    assert event["Queue"]["Fn::Sub"].endswith(":" + queue["QueueName"])
+    names = {r["Properties"]["AlarmName"]["Fn::Sub"].rsplit("-", 1)[1]: r["Properties"] for r in resources.values()
+             if r["Type"] == "AWS::CloudWatch::Alarm" and "Fn::Sub" in r["Properties"]["AlarmName"]}
+    assert names["SendTasksDeadLettered"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["SendTasksDeadLetterQueue", "QueueName"]}
+    assert names["SendTasksOld"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert resources["Rollup"]["Properties"]["Environment"]["Variables"]["SEND_QUEUE_URL"] == {"Ref": "SendTasksQueue"}

@@ -125,7 +125,7 @@ def granted(statements: list[dict[str, Any]], service: str) -> tuple[set[str], s
 @pytest.fixture(scope="module")
 def functions(packaged: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     fns = roles(packaged["template"])
-    assert set(fns) == {"APIHandler", "Rollup", "Credits", "RollupWorker"}, fns
+    assert set(fns) == {"APIHandler", "Rollup", "Credits", "RollupWorker", "SendWorker"}, fns
     return fns
 
 
@@ -161,9 +161,10 @@ def test_dynamodb_actions_are_exactly_what_the_code_calls(functions: dict[str, l
         assert actions == needed_ddb, (name, actions ^ needed_ddb)
         granted_indexes = {r.rsplit("/", 1)[1] for r in resources if "/index/" in r}
         # The API handler answers the webhook (orgs by customer); the rollup reads the late and queue indexes;
-        # the rollup's workers read shards and partials by their keys, no index.
+        # the rollup's workers read shards and partials by their keys, the send's workers rows by id: no index.
         assert granted_indexes <= indexes, (name, granted_indexes - indexes)
-        assert {"late", "queue"} <= granted_indexes or (name == "RollupWorker" and not granted_indexes), name
+        assert {"late", "queue"} <= granted_indexes or (name in ("RollupWorker", "SendWorker")
+                                                          and not granted_indexes), name
         assert {r for r in resources if "/index/" not in r} == {
             f"arn:aws:dynamodb:*:*:table/{STAGE_PREFIX}-{t}" for t in TABLES}
 
@@ -176,7 +177,8 @@ def test_only_the_api_writes_the_archive_and_each_reads_only_its_secrets(
     credits_s3, _ = granted(functions["Credits"], "s3")
     assert api_s3 == {"s3:PutObject"} and rollup_s3 == set() == credits_s3
     # The free tier's round signs its halt pushes to the cells: the event secret, nothing else.
-    for name, expected in (("APIHandler", SECRETS), ("Rollup", ("STRIPE_API_KEY",)), ("Credits", ("EVENT_SECRET",))):
+    for name, expected in (("APIHandler", SECRETS), ("Rollup", ("STRIPE_API_KEY",)), ("Credits", ("EVENT_SECRET",)),
+                           ("SendWorker", ("STRIPE_API_KEY",))):
         actions, params = granted(functions[name], "ssm")
         assert actions == {"ssm:GetParameter"}
         assert params == {f"arn:aws:ssm:*:*:parameter/opensandbox-billing/prod/{s}" for s in expected}, name
@@ -192,10 +194,13 @@ def test_the_rollup_tasks_queue_is_sent_to_by_the_coordinator_and_parity_and_rea
     functions: dict[str, list[dict[str, Any]]],
 ) -> None:
     queue = {"arn:aws:sqs:*:*:edge-billing-rollup-tasks"}
+    send = {"arn:aws:sqs:*:*:edge-billing-send-tasks.fifo"}
     assert granted(functions["APIHandler"], "sqs") == ({"sqs:SendMessage"}, queue)
-    assert granted(functions["Rollup"], "sqs") == ({"sqs:SendMessage"}, queue)
+    assert granted(functions["Rollup"], "sqs") == ({"sqs:SendMessage"}, queue | send), "the send's coordinator too"
     assert granted(functions["RollupWorker"], "sqs") == (
         {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}, queue)
+    assert granted(functions["SendWorker"], "sqs") == (
+        {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}, send)
 
 
 def test_config_json_holds_no_secret() -> None:

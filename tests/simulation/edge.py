@@ -22,7 +22,9 @@ from chalicelib.ports import BillingStore, StoreUnavailable
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import RunResult, run_rollup
 from chalicelib.services.rollup_fanout import drain
+from chalicelib.services.send_fanout import on_send_messages
 from chalicelib.settings import Settings, load_settings
+from chalicelib.stripe_ports import MeterEventGateway
 from tests.simulation.engine import SimStripe, Steps, fail
 
 BUCKET = 3600
@@ -35,6 +37,7 @@ def edge_settings(shadow: bool, bill_from: int = 0) -> Settings:
     return load_settings({"SHADOW": "true" if shadow else "false", "BILL_FROM": str(bill_from),
                           "BUCKET_SECONDS": str(BUCKET), "GRACE_SECONDS": str(GRACE),
                           "ROLLUP_LOOKBACK_BUCKETS": "12", "LEASE_SECONDS": str(LEASE), "SEND_CONCURRENCY": "1",
+                          "SEND_WORKER_THREADS": "1",
                           "EVENT_SECRET": "x", "STRIPE_API_KEY": "sk_test_x"})
 
 
@@ -47,6 +50,7 @@ class Edge:
     shadow: bool = True
     bill_from: int = 0
     queue: MemoryQueue | None = None  # the rollup's SQS queue; None: each run drains its own tasks
+    send_queue: MemoryQueue | None = None  # the send's FIFO queue; None: each run sends in process
     stripe: SimStripe = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +79,8 @@ class Edge:
             store, gateway = steps.wrap(store), steps.wrap(gateway)
         try:
             return run_rollup(Container(self.settings(), store, MemoryArchive(), self.clock,
-                                       meter_gateway=gateway, task_queue=self.queue), "sim")
+                                        meter_gateway=gateway, task_queue=self.queue,
+                                        send_task_queue=self.send_queue), "sim")
         except (Crash, StoreUnavailable):
             return None
 
@@ -84,6 +89,24 @@ class Edge:
         if self.queue is not None:
             self.clock.advance(self.queue.visibility)  # what a killed worker left hidden shows again
             drain(self.store.handle(), self.settings(), self.queue, "sim-worker", self.clock.now)
+        if self.send_queue is not None:
+            self.clock.advance(self.send_queue.visibility)
+            while batch := self.send_queue.receive(10):
+                done = self.send_worker(batch)
+                self.send_queue.delete([r for r, _ in batch if r not in done])
+
+    def send_worker(self, batch: list[tuple[str, str]], steps: Steps | None = None) -> set[str]:
+        """One send worker invocation on a batch: the receipts to retry (all of them if it was killed)."""
+        store: BillingStore = self.store.handle()
+        gateway: MeterEventGateway = self.stripe
+        if steps is not None:
+            store, gateway = steps.wrap(store), steps.wrap(gateway)
+        try:
+            done = on_send_messages(store, gateway, self.settings(), self.clock, batch, "sim-send",
+                                    sleep=lambda _: None, jitter=lambda: 0.5)
+        except Crash:
+            return {r for r, _ in batch}
+        return {str(m) for m in done.failed}
 
     def settle(self, rounds: int = 12) -> None:
         self.shadow = False
@@ -93,6 +116,8 @@ class Edge:
             self.workers()
         self.clock.advance(86400 + 3600)
         self.rollup()
+        if self.send_queue is not None:
+            self.workers()  # a send worker a day later too: a row re-sent then would bill twice
 
     def stuck_rows(self) -> dict[str, int]:
         return {q: len(rows) for q in ("pending", "shadow", "failed")

@@ -21,13 +21,14 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from cellkit.core.timeutil import rfc3339, seconds_float
 from cellkit.ports import SendResult as CellSendResult
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.core.meter_events import MeterEvent, Outcome, SendResult
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
+from chalicelib.ports import StoreUnavailable
 from chalicelib.stripe_ports import MeterEventGateway
 
 T = TypeVar("T")
@@ -138,6 +139,33 @@ def crash_before(name: str, run: Callable[[], Any]) -> Any:
 def crash_after(name: str, run: Callable[[], Any]) -> Any:
     run()
     raise Crash(f"killed after {name}")
+
+
+class Logged(Protocol):
+    log: FaultLog
+
+
+def killer(note: str, crash: Action) -> Callable[[Logged], Action]:
+    """A scenario maker: at step k the process is killed (`crash_before` or `crash_after`), noted as `note`."""
+    def make(w: Logged) -> Action:
+        w.log.note(note)
+        return crash
+
+    make.__name__ = f"kill_{crash.__name__.removeprefix('crash_')}"
+    return make
+
+
+def failer(note: str) -> Callable[[Logged], Action]:
+    """A scenario maker: at step k the call raises StoreUnavailable (a throttled store), noted as `note`."""
+    def make(w: Logged) -> Action:
+        def act(name: str, run: Callable[[], Any]) -> Any:
+            w.log.note(note)
+            raise StoreUnavailable(f"injected: {name} failed")
+
+        return act
+
+    make.__name__ = "call_fails"
+    return make
 
 
 # --- Stripe's meter events -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from chalicelib.adapters.dynamodb.common import from_item, to_item
 from chalicelib.core.aggregation import OrgAggregate
 from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
-from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.outbox import OutboxRow, queue_key
 from chalicelib.core.samples import Sample, StoredSample, shard_of
 
 QUARANTINE_SHARDS = 8
@@ -189,7 +189,7 @@ def outbox_to_item(row: OutboxRow) -> dict[str, Any]:
             "value": row.value,
             "kind": row.kind,
             "state": row.state,
-            "queue": row.queue,
+            "queue": queue_key(row.queue, row.id) if row.queue else None,
             "samples": row.samples,
             "run_id": row.run_id or None,
             "created_at": row.created_at,

@@ -6,7 +6,7 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.common import Tables, conditional_update, conditional_write, guarded, to_item
 from chalicelib.adapters.dynamodb.items import outbox_from_item, outbox_to_item
-from chalicelib.core.outbox import INDEXED_STATES, OutboxRow, State
+from chalicelib.core.outbox import INDEXED_STATES, OutboxRow, State, queue_key, queue_keys
 
 
 class OutboxRecords(Tables):
@@ -25,18 +25,21 @@ class OutboxRecords(Tables):
     @guarded
     def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]:
         rows: list[OutboxRow] = []
-        items = self._query(
-            TableName=self.outbox_table,
-            IndexName="queue",
-            KeyConditionExpression="#q = :q AND bucket_start >= :b",
-            ExpressionAttributeNames={"#q": "queue"},
-            ExpressionAttributeValues={":q": {"S": queue}, ":b": {"N": str(min_bucket)}},
-        )
-        for item in items:
-            rows.append(outbox_from_item(item))
-            if len(rows) >= limit:
-                break
-        return rows
+        for key in queue_keys(queue):  # each shard sorted by bucket_start: up to `limit` of each, then merged
+            shard: list[OutboxRow] = []
+            items = self._query(
+                TableName=self.outbox_table,
+                IndexName="queue",
+                KeyConditionExpression="#q = :q AND bucket_start >= :b",
+                ExpressionAttributeNames={"#q": "queue"},
+                ExpressionAttributeValues={":q": {"S": key}, ":b": {"N": str(min_bucket)}},
+            )
+            for item in items:
+                shard.append(outbox_from_item(item))
+                if len(shard) >= limit:
+                    break
+            rows += shard
+        return sorted(rows, key=lambda r: (r.bucket_start, r.id))[: max(limit, 1)]
 
     @guarded
     def get_outbox_row(self, row_id: str) -> OutboxRow | None:
@@ -49,7 +52,8 @@ class OutboxRecords(Tables):
         values: dict[str, Any] = {":new": new, ":expected": expected, ":now": now}
         update = "SET #s = :new, #t = :now"
         if new in INDEXED_STATES:
-            update += ", #q = :new"
+            values[":queue"] = queue_key(new, row_id)
+            update += ", #q = :queue"
         if new == "sent":
             names["#sa"] = "sent_at"
             update += ", #sa = :now"

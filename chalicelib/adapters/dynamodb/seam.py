@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.adapters.dynamodb.common import guarded
 from chalicelib.adapters.dynamodb.items import outbox_from_item, sample_pk
 from chalicelib.adapters.dynamodb.store import DynamoStore
-from chalicelib.core.outbox import OutboxRow
+from chalicelib.core.outbox import OutboxRow, queue_keys
 
 
 class DynamoSeam:
@@ -67,14 +67,16 @@ class DynamoSeam:
 
     @guarded
     def oldest_pending_bucket_end(self) -> int | None:
-        """bucket_end of the oldest pending row (the `queue` index sorts by bucket_start), or None."""
-        out = self.client.query(
-            TableName=self.store.outbox_table,
-            IndexName="queue",
-            KeyConditionExpression="#q = :q",
-            ExpressionAttributeNames={"#q": "queue"},
-            ExpressionAttributeValues={":q": {"S": "pending"}},
-            Limit=1,
-        )
-        items = out.get("Items", [])
-        return int(items[0]["bucket_end"]["N"]) if items else None
+        """bucket_end of the oldest pending row (the `queue` index sorts each shard by bucket_start), or None."""
+        ends = []
+        for key in queue_keys("pending"):
+            out = self.client.query(
+                TableName=self.store.outbox_table,
+                IndexName="queue",
+                KeyConditionExpression="#q = :q",
+                ExpressionAttributeNames={"#q": "queue"},
+                ExpressionAttributeValues={":q": {"S": key}},
+                Limit=1,
+            )
+            ends += [int(item["bucket_end"]["N"]) for item in out.get("Items", [])]
+        return min(ends, default=None)
