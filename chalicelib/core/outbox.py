@@ -10,6 +10,8 @@ States and their only transitions (each a conditional write):
     sent    -> failed       (Stripe's meter error report: accepted, then not applied; services/meter_errors.py)
     failed  -> resent       (operator re-send after such a report: a new row, under a new identifier)
     pending -> shadow       (cutover rollback: a row of a bucket the cells billed must never be sent)
+    shadow  -> sent         (a send in flight as the rollback demoted its row: Stripe holds it, so the row
+                             says so, and a rollback run cancels it)
 """
 
 from __future__ import annotations

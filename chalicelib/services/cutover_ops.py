@@ -162,6 +162,10 @@ def rollback(svc: CutoverDeps, seam_reader: SeamReader, stripe: CutoverStripe, t
             if orgs:
                 org_cells |= seam_reader.org_cells(b, orgs)
     decided = rollback_phase.plan_rollback(rows, cells, now, org_cells)
+    demoted, raced = demote(svc, decided.demote, now)
+    # A row a send worker marked sent since it was read here: Stripe holds it, so it is cancelled like the rest.
+    late = rollback_phase.plan_rollback(raced, cells, now, org_cells)
+    decided = rollback_phase.RollbackPlan(decided.cancel + late.cancel, decided.manual + late.manual, demoted)
     cancelled, manual = carry_out(svc, stripe, decided, now)
     # Written here; applied is the next check's word (the local app restarted, or the deploy still to run).
     checks = [Check("shadow", True, "SHADOW=true written to the stage's config: once applied, the edge sends "
@@ -181,6 +185,20 @@ def rollback(svc: CutoverDeps, seam_reader: SeamReader, stripe: CutoverStripe, t
     return CutoverOutcome("rollback", checks, {"T": t, **body, "cells": [cell_body(c) for c in cells]})
 
 
+def demote(svc: CutoverDeps, rows: list[OutboxRow], now: int) -> tuple[list[OutboxRow], list[OutboxRow]]:
+    """Pending rows of buckets the cells billed go back to shadow; those no longer pending are re-read, and
+    the ones a send worker marked sent meanwhile returned (as they are now) beside the rows demoted."""
+    demoted: list[OutboxRow] = []
+    raced: list[OutboxRow] = []
+    why = "cutover rollback: the cells billed this bucket"
+    for r in rows:
+        if svc.store.transition(r.id, "pending", "shadow", now, detail=why):
+            demoted.append(r)
+        elif (current := svc.store.get_outbox_row(r.id)) is not None and current.state == "sent":
+            raced.append(current)
+    return demoted, raced
+
+
 def carry_out(svc: CutoverDeps, stripe: CutoverStripe, decided: rollback_phase.RollbackPlan,
               now: int) -> tuple[list[OutboxRow], list[tuple[OutboxRow, str]]]:
     cancelled: list[OutboxRow] = []
@@ -197,8 +215,6 @@ def carry_out(svc: CutoverDeps, stripe: CutoverStripe, decided: rollback_phase.R
         else:
             manual.append((r, f"Stripe refused the cancellation: {result.detail}"))
             logger.error("meter_event_cancel_refused", extra=log | {"error": result.detail})
-    for r in decided.demote:
-        svc.store.transition(r.id, "pending", "shadow", now, detail="cutover rollback: the cells billed this bucket")
     for r, why in manual:
         logger.error("meter_event_needs_manual_credit", extra={"org_id": r.org_id, "bucket_start": r.bucket_start,
                                                                 "identifier": r.id, "value": str(r.value),

@@ -118,7 +118,8 @@ class Sender:
             self.sleep(wait)
         if result.outcome in (Outcome.SENT, Outcome.DUPLICATE):
             key = "sent" if result.outcome is Outcome.SENT else "duplicate"
-            self.store.transition(row.id, "pending", "sent", self.clock.now(), detail=key)
+            if not self.store.transition(row.id, "pending", "sent", self.clock.now(), detail=key):
+                self._demoted_meanwhile(row, log)
             self.report.add(key)
             logger.info("meter_event_sent", extra=log | {"outcome": key, "value": str(row.value)})
             return True
@@ -130,6 +131,15 @@ class Sender:
         self.report.add("retryLater")
         logger.warning("meter_event_retry_later", extra=log | {"error": result.detail})
         return False
+
+    def _demoted_meanwhile(self, row: OutboxRow, log: dict[str, Any]) -> None:
+        """Stripe holds the event but the row left pending after it was read: a cutover rollback moved it to
+        shadow during the call. The row must say what Stripe holds (shadow -> sent), or no rollback would ever
+        cancel it and the cells' bill of that bucket would double it. Any other state: another worker marked it."""
+        if self.store.transition(row.id, "shadow", "sent", self.clock.now(), detail="sent as a rollback demoted it"):
+            self.report.add("sentWhileDemoted")
+            logger.error("meter_event_sent_while_demoted", extra=log | {
+                "value": str(row.value), "action": "run cutover rollback again: it cancels this event"})
 
 
 def set_aside(store: SendStore, plan: SendPlan, now: int, run_id: str, report: SendReport) -> None:

@@ -189,3 +189,26 @@ def test_rollback_cancels_demotes_and_lists_the_rest_and_is_safe_to_rerun(svc: C
 
     again = cutover_ops.rollback(svc, svc.seam(), stripe, T)
     assert again.data["cancel"] == [] and stripe.cancelled == [recent.id]
+
+
+def test_a_row_a_send_worker_marks_sent_after_rollback_read_it_pending_is_cancelled_in_the_same_run(
+    svc: Container,
+) -> None:
+    now = T + 40 * H
+    svc.clock.set(now)  # type: ignore[attr-defined]
+    raced = row(svc, "org-a", T + 38 * H, state="pending")
+    status(svc, "cell-a", T + 39 * H, authority="cell", running=True)
+    seam = svc.seam()
+    read = seam.bucket_rows  # the rows as rollback reads them, and then the worker's mark lands
+
+    def read_then_worker_marks(buckets: list[int]) -> list[OutboxRow]:
+        rows = read(buckets)
+        assert svc.store.transition(raced.id, "pending", "sent", now - 5, detail="sent")
+        return rows
+
+    seam.bucket_rows = read_then_worker_marks  # type: ignore[method-assign]
+    stripe = CutoverStripeDouble()
+    outcome = cutover_ops.rollback(svc, seam, stripe, T)
+    assert [r["id"] for r in outcome.data["cancel"]] == [raced.id] and stripe.cancelled == [raced.id]
+    assert outcome.data["demote"] == []
+    assert svc.store.get_outbox_row(raced.id).state == "cancelled"  # type: ignore[union-attr]

@@ -173,6 +173,28 @@ class Throttled(SimStripe):
         return super().send_meter_event(event)
 
 
+@pytest.mark.parametrize("at,when", [(1, "before"), (2, "before"), (3, "before"), (3, "after")],
+                         ids=["before-read", "before-send", "before-mark", "after-mark"])
+def test_a_rollback_demoting_the_row_at_any_step_of_its_send_leaves_the_row_saying_what_stripe_holds(
+    both: Both, at: int, when: str
+) -> None:
+    rows = rows_for(both.store, f"rb{at}{when}", customers=1, hours=1)  # one task: row 0's read, send, mark
+    queue = both.make_queue()
+    enqueue_sends(both.store, queue, settings(), NOW, "run")
+    stripe = SimStripe(lambda: NOW)
+
+    def demote(name: str, run: Callable[[], Any]) -> Any:
+        done = run() if when == "after" else None
+        both.store.transition(rows[0].id, "pending", "shadow", NOW, detail="cutover rollback")
+        return done if when == "after" else run()
+
+    drain(both, queue, stripe, Steps(at, demote))
+    state = both.store.get_outbox_row(rows[0].id).state  # type: ignore[union-attr]
+    held = rows[0].id in billed(stripe)
+    assert (held, state) == ((False, "shadow") if at == 1 else (True, "sent")), "sent iff Stripe holds it"
+    assert billed(stripe).get(rows[1].id) == rows[1].value, "the task's other row went as ever"
+
+
 def test_429s_are_waited_out_at_least_retry_after_growing_and_bounded() -> None:
     store = MemoryStore()
     rows = rows_for(store, "r", customers=1, hours=1)
