@@ -132,7 +132,10 @@ def test_a_worker_killed_at_every_call_changes_nothing_billed(both: Both, crash:
     enqueue_sends(both.store, queue, settings(), NOW, "run")
     drain(both, queue, SimStripe(lambda: NOW), probe)
     assert probe.count == 12, probe.names  # 4 rows: read, send, mark
-    for k in range(1, probe.count + 1):
+    # On moto the first row's read, send and mark (the rest repeat them): what moto adds is DynamoDB's
+    # conditional writes and SQS FIFO, and each kill there costs ~0.2 s; memory enumerates every call.
+    last = probe.count if isinstance(both.store, MemoryStore) else 3
+    for k in range(1, last + 1):
         prefix = f"k{k}"
         rows = rows_for(both.store, prefix, customers=1)
         queue, stripe = both.make_queue(), SimStripe(lambda: NOW)
