@@ -49,9 +49,9 @@ TICK_PERIOD_S = 20
 BATCH = 500
 REQUEST_S = 0.010  # one DynamoDB request in region
 STRIPE_CALL_S = 0.25
-SEND_CONCURRENCY = 8  # today's sender: 8 groups at a time, 32 calls/s
-# The send fanned out per customer (issue 19 part 4): 20 workers x 10 customers at 250 ms a call, as its own
-# bench models it (landing beside this model; the in-run sender before it made SEND_CONCURRENCY / STRIPE_CALL_S).
+SEND_CONCURRENCY = 8  # the in-run sender (still used without a send queue): 8 groups at a time, 32 calls/s
+# The send fanned out per customer (issue 19 part 4, landed): 20 workers x 10 customers at 250 ms a call, as its
+# own bench models it.
 SEND_FANOUT_RPS = 799
 LAMBDA_CPU_FACTOR = 2.0  # a 1 GB Lambda has a bit over half a vCPU: this machine's CPU seconds x 2
 ORGS_PER_TICKS = 50_000 / 30_000  # 50,000 orgs at the goal (12 sandboxes each)
