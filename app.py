@@ -13,7 +13,10 @@ from chalicelib.entrypoints.api.edge_app import make_app
 app = make_app(from_environment())
 
 
-@app.schedule(Rate(15, unit=Rate.MINUTES), name="rollup")
+# Every 5 minutes: a closed hour bucket waits at most one period for its coordinator and one for the run that
+# offers its rows to the send (docs/capacity.md: billed within 30 min of closing). A run with nothing to do
+# reads the cursors and the open bucket's record; fan-out claims keep it from enqueueing a bucket twice.
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="rollup")
 def scheduled_rollup(event: CloudWatchEvent) -> dict[str, Any]:
     return schedule.scheduled_rollup(app.container)
 
@@ -24,8 +27,12 @@ def scheduled_credits(event: CloudWatchEvent) -> dict[str, Any]:
 
 
 # One message per (bucket, shard) from the schedule's coordinator; the queue, its dead-letter queue and
-# the alarms are in infra/rollup.json. Concurrency bounded so the workers' reads stay within the table's.
-@app.on_sqs_message(queue="edge-billing-rollup-tasks", batch_size=10, name="rollup_worker", maximum_concurrency=50)
+# the alarms are in infra/rollup.json. One task per invocation: a shard of an hour at the goal is ~75 s of
+# work, so a batch of them handled one after another outlasts the timeout (docs/capacity.md). At most 25 at
+# once: each reads its own shard (one partition, <= 3,000 RCU/s) at ~1,500 RCU/s on average between its CPU,
+# so 25 stay within the samples table's 40,000 RRU/s on-demand quota, and 25 of the account's 1,000
+# concurrent Lambdas (shared) leave the rest to ingest and the send.
+@app.on_sqs_message(queue="edge-billing-rollup-tasks", batch_size=1, name="rollup_worker", maximum_concurrency=25)
 def rollup_worker_handler(event: SQSEvent) -> dict[str, Any]:
     return rollup_worker.on_sqs_records(app.container, [r.to_dict() for r in event])
 

@@ -11,9 +11,11 @@ docs/capacity.md shows the tables `tables()` prints; nothing here is timed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from chalicelib.adapters.dynamodb.parallel import AGGREGATE_PUTS_AT_ONCE, OUTBOX_PUTS_AT_ONCE
 
 # --- measured elsewhere (README, bench/ingest, bench/rollup, bench/credits, bench/parity) --------------------------
 WU_PER_TICK = 1.02  # ingest + rollup + send per on-time pro tick (1.0194 measured)
@@ -33,15 +35,17 @@ APIGW_RPS = 10_000  # REST API throttle per account and region
 SQS_STANDARD_RPS = 3_000  # not a limit for standard queues (nearly unlimited); batches of 10 per call
 STRIPE_LIVE_RPS = 1_000  # Stripe's live-mode rate limit (all calls); one concurrent call per customer and meter
 QUERY_PAGE_BYTES = 1 << 20
-WORKER_CONCURRENCY = 50  # app.py: the rollup worker's maximum_concurrency
-WORKER_TIMEOUT_S = 120  # .chalice/config.json, rollup_worker
-WORKER_BATCH = 10  # app.py: SQS messages per worker invocation, handled one after another
+# The rollup worker as deployed (tests/integration/test_infra.py checks the packaged template against these).
+WORKER_CONCURRENCY = 25  # app.py: maximum_concurrency
+WORKER_TIMEOUT_S = 300  # .chalice/config.json, rollup_worker (the queue's visibility timeout is 6x: 1,800 s)
+WORKER_BATCH = 1  # app.py: SQS messages per worker invocation
+LAMBDA_MAX_TIMEOUT_S = 900
 CREDITS_TIMEOUT_S = 60  # the spend pass, every minute
 FREE_SHARDS = 4  # chalicelib/core/credits.py: partitions of a free slot's ledger
 FREE_SLOT_S = 900
 LATE_INDEX_PARTITIONS = 8  # chalicelib/core/late.py LATE_SHARDS: a late slot's index partitions (one task each)
 GRACE_S = 600  # GRACE_SECONDS
-SCHEDULE_S = 900  # the rollup's schedule, rate(15 minutes)
+SCHEDULE_S = 300  # the rollup's schedule (the coordinator), rate(5 minutes)
 BUCKET_S = 3600
 
 # --- assumptions -------------------------------------------------------------------------------------------------
@@ -61,7 +65,13 @@ STRAGGLER_SHARE = 0.01
 FREE_SHARE = 0.10
 PARTITION_TARGET = 0.5  # shards sized so ingest uses half a partition's writes (replays after an outage)
 PROVISIONED_READ_S = 300  # provisioned mode: the samples table's read floor reads a bucket in 5 minutes
-OUTBOX_PUT_CONCURRENCY = 1  # the reducer creates outbox rows one conditional PutItem after another
+# The reducer's conditional puts in flight (chalicelib/adapters/dynamodb/parallel.py).
+OUTBOX_PUT_CONCURRENCY = OUTBOX_PUTS_AT_ONCE
+AGGREGATE_PUT_CONCURRENCY = AGGREGATE_PUTS_AT_ONCE
+# As it was before (docs/capacity.md keeps the comparison): 10 tasks an invocation one after another, 50 at
+# once, 120 s, outbox rows one by one, aggregates in batches of 25 one after another, the schedule every 15 min.
+BEFORE = {"batch": 10, "concurrency": 50, "timeout_s": 120, "outbox_concurrency": 1, "aggregate_concurrency": 25,
+          "schedule_s": 900}
 
 # --- prices, us-east-1, DynamoDB Standard table class (list prices since 2024-11-01; docs/capacity.md) -----------
 USD_M_WRU, USD_M_RRU = 0.625, 0.125  # on-demand, per million request units
@@ -97,7 +107,8 @@ def shards_for(ticks_per_s: float) -> int:
 
 def bucket(samples: int, m: Measured, send_rps: float = SEND_FANOUT_RPS, schedule_s: int = SCHEDULE_S,
            outbox_concurrency: int = OUTBOX_PUT_CONCURRENCY, batch: int = WORKER_BATCH,
-           timeout_s: int = WORKER_TIMEOUT_S) -> dict[str, Any]:
+           timeout_s: int = WORKER_TIMEOUT_S, concurrency: int = WORKER_CONCURRENCY,
+           aggregate_concurrency: int = AGGREGATE_PUT_CONCURRENCY) -> dict[str, Any]:
     """One hour bucket of `samples`, rolled by the fan-out: each phase in seconds."""
     ticks = samples / BUCKET_S
     shards = shards_for(ticks)
@@ -105,16 +116,24 @@ def bucket(samples: int, m: Measured, send_rps: float = SEND_FANOUT_RPS, schedul
     ru_shard = per_shard * SAMPLE_BYTES / 4096
     cpu_shard = per_shard * m.worker_us_per_sample_n * 1e-6 * LAMBDA_CPU_FACTOR
     read_shard = ru_shard / PARTITION_RCU  # whole pages of 256 RU: the partition's read rate binds, not latency
+    orgs = ticks * ORGS_PER_TICKS
+    # The shard's partial (a row per org and memory size) goes into one partition of its own.
+    write_shard = orgs * SIZES_PER_ORG * m.partial_row_bytes / 1024 / PARTITION_WCU
+    run_shard = cpu_shard + read_shard + write_shard
     # Worst case, every invocation gets a full batch of tasks and handles them one after another.
-    invocation_s = min(batch, shards) * (cpu_shard + read_shard)
-    waves = math.ceil(math.ceil(shards / batch) / WORKER_CONCURRENCY)
+    invocation_s = min(batch, shards) * run_shard
+    at_once = min(concurrency, math.ceil(shards / batch))
+    waves = math.ceil(math.ceil(shards / batch) / concurrency)
+    # A worker reads ru_shard over its run: the workers at once read that times their number, per second.
+    reads_per_s = at_once * ru_shard / run_shard
     table_read_s = samples * SAMPLE_BYTES / 4096 / TABLE_ONDEMAND_RRU
     workers_s = max(waves * invocation_s, table_read_s)
-    orgs = ticks * ORGS_PER_TICKS
     rows = shards * orgs * SIZES_PER_ORG
     reduce_cpu = rows * m.reducer_us_per_row * 1e-6 * LAMBDA_CPU_FACTOR
     reduce_read = rows * m.partial_row_bytes / QUERY_PAGE_BYTES * (256 / PARTITION_RCU)
-    aggregates_s = max(orgs / 25 * REQUEST_S, orgs * 1.0 / PARTITION_WCU)  # batches of 25, one partition
+    # Each aggregate a conditional put (a batch of 25 before: the same request rate as 25 in flight), all in
+    # one partition: its 1,000 WCU/s bound them too.
+    aggregates_s = max(orgs * REQUEST_S / aggregate_concurrency, orgs * 1.0 / PARTITION_WCU)
     events = orgs * METERS_PER_ORG
     outbox_s = events * REQUEST_S / outbox_concurrency
     reducer_s = reduce_cpu + reduce_read + aggregates_s + outbox_s
@@ -122,33 +141,45 @@ def bucket(samples: int, m: Measured, send_rps: float = SEND_FANOUT_RPS, schedul
     wait_s = GRACE_S + schedule_s  # the bucket's grace, then the next coordinator run (worst case)
     # The scheduled run offers the rolled bucket's rows to the send: the next run after the reduce (worst case).
     offer_s = schedule_s
-    # A worker that outlasts its timeout is killed and its tasks delivered again: the same work, never done.
-    fits = invocation_s <= timeout_s and reducer_s <= timeout_s
+    # The reduce runs in the invocation that wrote the last partial, after its batch (worst case). One that
+    # outlasts its timeout is killed and its tasks delivered again: the same work, never done.
+    fits = invocation_s + reducer_s <= timeout_s
     return {"samples": samples, "ticks_per_s": round(ticks), "shards": shards, "samples_per_shard": round(per_shard),
             "worker_cpu_s": round(cpu_shard, 1), "worker_read_s": round(read_shard, 1),
-            "worker_run_s": round(cpu_shard + read_shard, 1), "invocation_s": round(invocation_s, 1), "waves": waves,
+            "worker_write_s": round(write_shard, 1), "worker_run_s": round(run_shard, 1),
+            "invocation_s": round(invocation_s, 1), "waves": waves, "reads_per_s": round(reads_per_s),
             "workers_s": round(workers_s),
             "bucket_ru": round(samples * SAMPLE_BYTES / 4096), "partial_rows": round(rows),
             "reducer_cpu_s": round(reduce_cpu, 1), "reducer_read_s": round(reduce_read, 1),
-            "outbox_s": round(outbox_s), "reducer_s": round(reducer_s), "events": round(events),
+            "aggregates_s": round(aggregates_s, 1), "outbox_s": round(outbox_s), "reducer_s": round(reducer_s),
+            "last_invocation_s": round(invocation_s + reducer_s), "events": round(events),
             "send_s": round(send_s), "wait_s": wait_s, "offer_s": offer_s,
             "timeout_s": timeout_s, "fits_timeout": fits,
             "billed_after_close_min": round((wait_s + workers_s + reducer_s + offer_s + send_s) / 60, 1)
             if fits else None}
 
 
-def fanout_ceiling(m: Measured, batch: int) -> float:
-    """The highest rate (ticks/s) whose full worker batch fits the timeout and whose bucket is read within
-    the hour at the table's read quota (bisection: shards grow with the rate, so a shard's work plateaus)."""
-    def fits(ticks: float) -> bool:
-        b = bucket(round(ticks * BUCKET_S), m, batch=batch)
-        return b["invocation_s"] <= WORKER_TIMEOUT_S and b["workers_s"] <= BUCKET_S
-
+def ceiling(fits: Callable[[float], bool]) -> float:
+    """The highest rate (ticks/s) that `fits`, by bisection (every part's use grows with the rate)."""
     low, high = 1.0, 10_000_000.0
     for _ in range(60):
         mid = (low + high) / 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
+
+
+def fanout_ceiling(m: Measured, **deployed: Any) -> float:
+    """The workers: every shard's invocation fits its timeout and the bucket is read within the hour."""
+    def fits(ticks: float) -> bool:
+        b = bucket(round(ticks * BUCKET_S), m, **deployed)
+        return b["invocation_s"] <= b["timeout_s"] and b["workers_s"] <= BUCKET_S
+
+    return ceiling(fits)
+
+
+def reducer_ceiling(m: Measured, **deployed: Any) -> float:
+    """The reducer: the invocation that writes the last partial and reduces fits its timeout."""
+    return ceiling(lambda ticks: bool(bucket(round(ticks * BUCKET_S), m, **deployed)["fits_timeout"]))
 
 
 @dataclass(frozen=True)
@@ -165,7 +196,6 @@ class Part:
 def parts(ticks: float, m: Measured) -> list[Part]:
     """Every part at `ticks` per second on default quotas: its ceiling in ticks/s, and what lifts it."""
     b = bucket(round(ticks * BUCKET_S), m)
-    fixed = bucket(round(ticks * BUCKET_S), m, outbox_concurrency=32)
     shards = b["shards"]
     batches = ticks / BATCH
     orgs = ticks * ORGS_PER_TICKS
@@ -188,15 +218,17 @@ def parts(ticks: float, m: Measured) -> list[Part]:
              f"SAMPLE_SHARDS={shards}: {ticks * WU_SAMPLE / shards:,.0f} WCU/s each",
              shards * PARTITION_WCU / WU_SAMPLE, f"SAMPLE_SHARDS (setting; {shards} here, 32 by default: "
              f"{32 * PARTITION_WCU / WU_SAMPLE:,.0f} ticks/s)"),
-        Part("rollup fan-out", f"a worker's {WORKER_TIMEOUT_S} s for its batch of up to {WORKER_BATCH} tasks, one "
-             f"after another; {WORKER_CONCURRENCY} workers at once; {TABLE_ONDEMAND_RRU:,} RRU/s per table",
-             f"{shards} shards of {b['worker_run_s']} s each: a full batch {b['invocation_s']:,} s",
-             fanout_ceiling(m, WORKER_BATCH), f"config: the worker's batch_size 10 -> 1 (app.py): "
-             f"{fanout_ceiling(m, 1):,.0f} ticks/s, where the table's read quota binds (a bucket read in the hour)"),
-        Part("reducer", f"one worker, {WORKER_TIMEOUT_S} s", f"{b['partial_rows']:,} partial rows, "
-             f"{b['events']:,} outbox rows one by one: {b['reducer_s']:,} s", ticks * WORKER_TIMEOUT_S / b["reducer_s"],
-             f"code and config, not a quota: outbox rows created 32 at a time ({fixed['reducer_s']} s) and the "
-             f"worker's timeout to 300 s: {ticks * 300 / fixed['reducer_s']:,.0f} ticks/s"),
+        Part("rollup fan-out", f"{WORKER_CONCURRENCY} workers at once (sized to the samples table's "
+             f"{TABLE_ONDEMAND_RRU:,} RRU/s), one task each in {WORKER_TIMEOUT_S} s: a bucket read within the hour",
+             f"{shards} shards of {b['worker_run_s']} s each, {b['waves']} waves: {b['workers_s']} s, reading "
+             f"{b['reads_per_s']:,} RU/s", fanout_ceiling(m), f"maximum_concurrency with the samples table's read "
+             f"quota (a worker reads ~1,500 RU/s), above ~{fanout_ceiling(m):,.0f} ticks/s (before: batches of 10 in "
+             f"120 s, {fanout_ceiling(m, **BEFORE):,.0f})"),
+        Part("reducer", f"the last worker's {WORKER_TIMEOUT_S} s: its shard, then the reduce",
+             f"{b['partial_rows']:,} partial rows, {b['events']:,} outbox rows {OUTBOX_PUT_CONCURRENCY} at once: "
+             f"{b['worker_run_s']} + {b['reducer_s']:,} s", reducer_ceiling(m),
+             f"the worker's timeout to Lambda's 900 s: {reducer_ceiling(m, timeout_s=LAMBDA_MAX_TIMEOUT_S):,.0f} "
+             f"(before: rows one by one in 120 s, {reducer_ceiling(m, **BEFORE):,.0f})"),
         Part("parity", "29 s (API Gateway)", f"{PARITY_CPU_S} s of CPU, no raw sample, any size", math.inf, "-"),
         Part("send", f"Stripe {STRIPE_LIVE_RPS:,} calls/s live (Stripe raises it on request)",
              f"{orgs * METERS_PER_ORG:,.0f} events an hour: {b['send_s']} s at {SEND_FANOUT_RPS} calls/s "
@@ -270,14 +302,15 @@ def cost_table(ticks: float, worker_us_per_sample: float) -> str:
 def bucket_table(sizes: list[int], m: Measured) -> str:
     rows = []
     for n in sizes:
-        b = bucket(n, m, batch=1)
-        rows.append((f"{n:,}", f"{b['ticks_per_s']:,}", b["shards"], f"{b['samples_per_shard']:,}",
-                     f"{b['worker_cpu_s']} + {b['worker_read_s']} = {b['worker_run_s']} s", b["waves"],
-                     f"{b['bucket_ru'] / 1e6:.2f} M RU: {b['workers_s']} s", f"{b['partial_rows']:,}",
-                     f"{b['reducer_cpu_s']} + {b['reducer_read_s']} s"))
+        b = bucket(n, m)
+        shard = f"{b['worker_cpu_s']} + {b['worker_read_s']} + {b['worker_write_s']} = {b['worker_run_s']} s"
+        rows.append((f"{n:,}", f"{b['ticks_per_s']:,}", b["shards"], f"{b['samples_per_shard']:,}", shard,
+                     b["waves"], f"{b['bucket_ru'] / 1e6:.2f} M RU: {b['workers_s']} s", f"{b['partial_rows']:,}",
+                     f"{b['reducer_cpu_s']} + {b['reducer_read_s']} + {b['aggregates_s']} + {b['outbox_s']} s"))
     return markdown(("samples in the hour bucket", "ticks/s", "shards", "samples per shard",
-                     "one shard: CPU + read", "waves of 50 (batch 1)", "the bucket's read (all workers)",
-                     "partial rows", "reducer: CPU + read"), rows)
+                     "one shard: CPU + read + partial write", f"waves of {WORKER_CONCURRENCY}",
+                     "the bucket's read (all workers)", "partial rows",
+                     "reducer: CPU + read + aggregates + outbox rows"), rows)
 
 
 def parts_table(ticks: float, m: Measured) -> str:
@@ -293,21 +326,22 @@ def parts_table(ticks: float, m: Measured) -> str:
 def billing_cases(ticks: float, m: Measured) -> list[tuple[str, dict[str, Any]]]:
     """When an hour bucket is billed: as the code stands, and as each change the model asks for adds up."""
     n = round(ticks * BUCKET_S)
-    done = {"batch": 1, "outbox_concurrency": 32, "timeout_s": 300}
+    before = dict(BEFORE)
     return [
-        ("as built: worker batches of 10, outbox rows one by one, 120 s, schedule 15 min", bucket(n, m)),
-        ("+ worker batch_size 1", bucket(n, m, batch=1)),
-        ("+ outbox rows created 32 at a time", bucket(n, m, batch=1, outbox_concurrency=32)),
-        ("+ the worker's timeout 300 s", bucket(n, m, **done)),
-        ("+ the schedule every 5 minutes", bucket(n, m, schedule_s=300, **done)),
-        ("(the same with the in-run sender, 32 calls/s)",
-         bucket(n, m, schedule_s=300, send_rps=SEND_CONCURRENCY / STRIPE_CALL_S, **done)),
+        ("before: worker batches of 10 (50 at once) in 120 s, outbox rows one by one, schedule 15 min",
+         bucket(n, m, **before)),
+        ("+ worker batch_size 1 (25 at once)", bucket(n, m, **(before | {"batch": 1, "concurrency": 25}))),
+        ("+ outbox rows 32 and aggregates 8 at once", bucket(n, m, schedule_s=900, timeout_s=120)),
+        ("+ the worker's timeout 300 s", bucket(n, m, schedule_s=900)),
+        ("+ the schedule every 5 minutes: as built", bucket(n, m)),
+        ("(as built, with the in-run sender, 32 calls/s)", bucket(n, m, send_rps=SEND_CONCURRENCY / STRIPE_CALL_S)),
     ]
 
 
 def billing_table(ticks: float, m: Measured) -> str:
     rows = [(name, f"{b['wait_s'] // 60} min", f"{b['workers_s']} s (a batch {b['invocation_s']:,} s)",
-             f"{b['reducer_s']:,} s ({b['outbox_s']:,} s of it outbox rows)", f"{b['offer_s'] // 60} min",
+             f"{b['reducer_s']:,} s ({b['outbox_s']:,} s of it outbox rows; the last invocation "
+             f"{b['last_invocation_s']:,} s)", f"{b['offer_s'] // 60} min",
              f"{b['send_s']:,} s",
              f"**{b['billed_after_close_min']} min**" if b["fits_timeout"]
              else f"never: a worker outlasts its {b['timeout_s']} s")

@@ -95,21 +95,25 @@ def workers(pool: list[dict[str, Any]], shards: int, per_shard: int, processes: 
 
 
 def reducer(pool: list[dict[str, Any]], shards: int, items: dict[int, list[dict[str, Any]]],
-            orgs: dict[str, Org]) -> dict[str, Any]:
-    """The reduce of one bucket over every shard's partial items: CPU per partial row."""
-    store = WireShards(pool, 0, shards)
-    store.items = items
-    for org in orgs.values():
-        store.put_org(org)
+            orgs: dict[str, Org], repeat: int = 1) -> dict[str, Any]:
+    """The reduce of one bucket over every shard's partial items: CPU per partial row (the best of `repeat`
+    reduces, each on a store of its own)."""
     rows = sum(len(partial_rows(T0, i)) for its in items.values() for i in its)
     row_bytes = sum(len(i["rows"]["S"]) for its in items.values() for i in its) / rows
     cfg = settings(SHADOW="false")
-    began = time.process_time()
-    report = reduce_bucket(store, cfg, T0, "bench", T0 + BUCKET_S + 3600, state=None)  # not settled yet
-    cpu = time.process_time() - began
-    assert report is not None and report["rows"] > 0
+    cpu, planned = float("inf"), 0
+    for _ in range(repeat):
+        store = WireShards(pool, 0, shards)
+        store.items = items
+        for org in orgs.values():
+            store.put_org(org)
+        began = time.process_time()
+        report = reduce_bucket(store, cfg, T0, "bench", T0 + BUCKET_S + 3600, state=None)  # not settled yet
+        cpu = min(cpu, time.process_time() - began)
+        assert report is not None and report["rows"] > 0
+        planned = report["rows"]
     return {"partial_rows": rows, "row_bytes": round(row_bytes, 1), "cpu_s": round(cpu, 3),
-            "us_per_row": round(cpu / rows * 1e6, 3), "outbox_rows": report["rows"]}
+            "us_per_row": round(cpu / rows * 1e6, 3), "outbox_rows": planned}
 
 
 @dataclass(frozen=True)
@@ -143,4 +147,4 @@ def measure(pool: list[dict[str, Any]], orgs: dict[str, Org], shards: int, per_s
         manys.append(workers(pool, shards, per_shard, processes))
     one, many = best(ones), best(manys)
     assert one["items"] == many["items"]  # the partials do not depend on who computed them
-    return OneAndN(one, many, reducer(pool, shards, one["items"], orgs))
+    return OneAndN(one, many, reducer(pool, shards, one["items"], orgs, repeat))

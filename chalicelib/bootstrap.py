@@ -20,6 +20,7 @@ from chalicelib.adapters.dynamodb.accounts import DynamoAccounts
 from chalicelib.adapters.dynamodb.cells import DynamoCells
 from chalicelib.adapters.dynamodb.credits import DynamoCredits
 from chalicelib.adapters.dynamodb.meter_errors import DynamoMeterErrors
+from chalicelib.adapters.dynamodb.parallel import OUTBOX_PUTS_AT_ONCE
 from chalicelib.adapters.dynamodb.seam import DynamoSeam
 from chalicelib.adapters.dynamodb.store import DynamoStore
 from chalicelib.adapters.dynamodb.tables import create_tables as create_stage_tables
@@ -161,7 +162,8 @@ class Container:
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
-    dynamodb = boto3.client("dynamodb", config=_BOTO)
+    # A connection per conditional put in flight (the reducer's outbox rows; botocore keeps 10 by default).
+    dynamodb = boto3.client("dynamodb", config=_BOTO.merge(Config(max_pool_connections=OUTBOX_PUTS_AT_ONCE)))
     s3 = boto3.client("s3", config=_BOTO)
     return Container(
         settings=settings,

@@ -135,7 +135,7 @@ class SeamLoop:
 
         A run hands a closed bucket to the rollup's workers (the fan-out) and sends what is rolled: while a
         run's answer names buckets still with the workers, the next run comes a second later, not a bucket
-        later, so a bucket's rows are sent as soon as the workers rolled it (on AWS the 15-minute schedule)."""
+        later, so a bucket's rows are sent as soon as the workers rolled it (on AWS the 5-minute schedule)."""
         end = self.rolled_through + self.bucket
         again = self.workers_busy and now_us >= self.last_run_us + US
         if now_us < (end + self.grace) * US + US // 2 and not again:

@@ -141,7 +141,7 @@ def rollup(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the run's JSON only"),
 ) -> None:
-    """Run one rollup now (the same run the 15-minute schedule makes)."""
+    """Run one rollup now (the same run the 5-minute schedule makes)."""
     from chalicelib.services.rollup import run_rollup
 
     emit(run_rollup(container(ctx), trigger="cli").body(), as_json=json_out)

@@ -1,4 +1,4 @@
-"""The scheduled rollup (EventBridge, every 15 minutes): one run, then the operator's metrics;
+"""The scheduled rollup (EventBridge, every 5 minutes): one run, then the operator's metrics;
 and the free tier's round (every minute): the spend pass and the halt/resume pushes."""
 
 from __future__ import annotations

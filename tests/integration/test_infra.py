@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import fleet_model as fm
 from chalicelib.adapters.dynamodb.tables import TEMPLATE, table_specs
 from infra.capacity import infra_stack
 from infra.merge import deep_merge, merge_template
@@ -38,9 +39,10 @@ def test_packaged_template_is_deployable_and_lints(packaged: dict[str, Any]) -> 
         for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
         for event in (r["Properties"].get("Events") or {}).values() if event.get("Type") == "Schedule"
     ]
-    assert sorted(s for _, s in schedules) == ["rate(1 minute)", "rate(15 minutes)"], schedules
+    assert sorted(s for _, s in schedules) == ["rate(1 minute)", "rate(5 minutes)"], schedules
     by_rate = {s: name.lower() for name, s in schedules}
-    assert "rollup" in by_rate["rate(15 minutes)"] and "credits" in by_rate["rate(1 minute)"]
+    assert "rollup" in by_rate["rate(5 minutes)"] and "credits" in by_rate["rate(1 minute)"]
+    assert fm.SCHEDULE_S == 300, "docs/capacity.md's model runs the coordinator as deployed"
 
 
 def test_packaged_functions_carry_stage_flags_not_secrets(packaged: dict[str, Any]) -> None:
@@ -104,6 +106,10 @@ def test_the_rollup_workers_queue_redrives_to_a_dead_letter_queue_with_alarms(pa
     event = worker["Events"]["RollupWorkerSqsEventSource"]["Properties"]
     assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert event["ScalingConfig"]["MaximumConcurrency"] >= 2
+    # What docs/capacity.md's model takes as deployed: one task an invocation, its timeout, how many at once.
+    assert (event["BatchSize"], worker["Timeout"], event["ScalingConfig"]["MaximumConcurrency"]) == (
+        fm.WORKER_BATCH, fm.WORKER_TIMEOUT_S, fm.WORKER_CONCURRENCY) == (1, 300, 25)
+    assert queue["VisibilityTimeout"] == 1800
     assert event["Queue"]["Fn::Sub"].endswith(":" + queue["QueueName"])
     alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
               if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "AWS/SQS"

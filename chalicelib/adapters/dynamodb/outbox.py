@@ -6,21 +6,26 @@ from typing import Any
 
 from chalicelib.adapters.dynamodb.common import Tables, conditional_update, conditional_write, guarded, to_item
 from chalicelib.adapters.dynamodb.items import outbox_from_item, outbox_to_item
+from chalicelib.adapters.dynamodb.parallel import OUTBOX_PUTS_AT_ONCE, count_each
 from chalicelib.core.outbox import INDEXED_STATES, OutboxRow, State, queue_key, queue_keys
 
 
 class OutboxRecords(Tables):
+    outbox_puts_at_once = OUTBOX_PUTS_AT_ONCE  # 1: one after another (a test's deterministic order)
+
     @guarded
     def create_outbox_rows(self, rows: list[OutboxRow]) -> int:
-        created = 0
+        # Each row its own conditional put, several in flight; an id twice in `rows` is put once (its first
+        # row), as one after another would: two puts of one id at once must not both ask DynamoDB.
+        first: dict[str, OutboxRow] = {}
         for row in rows:
-            created += conditional_write(
-                self.client.put_item,
-                TableName=self.outbox_table,
-                Item=outbox_to_item(row),
-                ConditionExpression="attribute_not_exists(id)",
-            )
-        return created
+            first.setdefault(row.id, row)
+
+        def put(row: OutboxRow) -> bool:
+            return conditional_write(self.client.put_item, TableName=self.outbox_table, Item=outbox_to_item(row),
+                                     ConditionExpression="attribute_not_exists(id)")
+
+        return count_each(put, list(first.values()), self.outbox_puts_at_once)
 
     @guarded
     def outbox_queue(self, queue: str, min_bucket: int = 0, limit: int = 1000) -> list[OutboxRow]:
