@@ -128,7 +128,8 @@ class AggregateStore(Protocol):
 
     @abstractmethod
     def save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
-        """Store a closed bucket's aggregates once; False if another writer already did."""
+        """Store a closed bucket's aggregates once; False if another writer already did. Each aggregate is
+        created only if absent: one stored already (a late slot may have added to it) is kept as it is."""
 
     @abstractmethod
     def aggregates(self, bucket_start: int) -> list[OrgAggregate]: ...

@@ -168,6 +168,16 @@ def test_aggregates_are_saved_once(store: BillingStore) -> None:
     assert store.bucket_state(B) == BucketState(B, "aggregated", 2)
 
 
+def test_aggregates_are_created_only_where_none_is_stored(store: BillingStore) -> None:
+    # A late slot's addition made before the record (an aggregate stored, no bucket record) is kept: the
+    # reducer's put of the on-time sums never overwrites an aggregate (tests/integration/test_aggregate_race.py).
+    assert store.apply_late(SLOT, [OrgAggregate("o1", B, {1024: Decimal(5)}, 1)]) == 1
+    assert store.save_aggregates(B, AGGS, {})
+    o1, o2 = store.aggregates(B)
+    assert (o1.seconds_by_memory, o1.samples, o1.late_slots) == ({1024: Decimal(5)}, 1, {SLOT})
+    assert o2 == sorted(AGGS, key=lambda a: a.org_id)[1]
+
+
 def test_an_empty_bucket_is_settled_too(store: BillingStore) -> None:
     assert store.save_aggregates(B, [], {})
     state = store.bucket_state(B)

@@ -13,6 +13,7 @@ from chalicelib.adapters.dynamodb.items import (
     partial_rows,
     partial_to_items,
 )
+from chalicelib.adapters.dynamodb.parallel import AGGREGATE_PUTS_AT_ONCE, count_each
 from chalicelib.core.aggregation import BucketState, OrgAggregate
 
 # Orgs per partial item: ~150 bytes each leaves an item well under DynamoDB's 400 KB.
@@ -24,6 +25,8 @@ def _done(start: int, late: bool) -> str:
 
 
 class ControlRecords(Tables):
+    aggregate_puts_at_once = AGGREGATE_PUTS_AT_ONCE  # 1: one after another (a test's deterministic order)
+
     @guarded
     def bucket_state(self, bucket_start: int) -> BucketState | None:
         out = self.client.get_item(
@@ -84,11 +87,16 @@ class ControlRecords(Tables):
         if self.bucket_state(bucket_start) is not None:
             return False
         expires = bucket_start + self.retention_seconds
-        # Identical content from every writer, so racing writers put the same items.
-        self._batch_write(
-            self.control_table,
-            [{"PutRequest": {"Item": aggregate_to_item(a, expires)}} for a in aggregates],
-        )
+
+        # Each aggregate only if it is not there: a reducer that found the bucket unsettled may put its
+        # aggregates after another settled and rolled it and a late slot ADDed stragglers into them; a plain
+        # put would overwrite those additions (parity under-counted them for good). Every reducer's content
+        # is identical, so one already there (a reducer killed half way) is the same aggregate.
+        def put(a: OrgAggregate) -> bool:
+            return conditional_write(self.client.put_item, TableName=self.control_table,
+                                     Item=aggregate_to_item(a, expires), ConditionExpression="attribute_not_exists(pk)")
+
+        count_each(put, aggregates, self.aggregate_puts_at_once)
         return conditional_write(
             self.client.put_item,
             TableName=self.control_table,

@@ -71,8 +71,8 @@ class MemoryAggregates:
     def _save_aggregates(self, bucket_start: int, aggregates: list[OrgAggregate], report: dict[str, Any]) -> bool:
         if bucket_start in self.tables.buckets:
             return False
-        for a in aggregates:
-            self.tables.aggregates[(bucket_start, a.org_id)] = Aggregate(dict(a.seconds_by_memory), a.samples)
+        for a in aggregates:  # each only if absent, as DynamoStore's: a late slot's additions are kept
+            self.tables.aggregates.setdefault((bucket_start, a.org_id), Aggregate(dict(a.seconds_by_memory), a.samples))
         # What bucket_state reads back (DynamoStore's item carries the same, plus its keys and TTL).
         self.tables.buckets[bucket_start] = {"state": "aggregated", "orgs": len(aggregates),
                                              "report": json.dumps(report, sort_keys=True, default=str)}
