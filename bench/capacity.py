@@ -15,6 +15,7 @@ earlier writes in this run (the request alone does not show the whole item).
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Accountant:
     # Optional: (operation, request) -> a label; the write units of labelled requests are summed per label too.
     tagger: Callable[[str, dict[str, Any]], str | None] | None = None
     tagged: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # The reducer's conditional puts run several at once (chalicelib/adapters/dynamodb/parallel.py): the
+    # hooks fire on its threads, and a total added to from two at once would lose units.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def for_tables(cls, specs: list[dict[str, Any]]) -> Accountant:
@@ -102,6 +106,10 @@ class Accountant:
 
     # --- hooks -------------------------------------------------------------
     def _before(self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        with self.lock:
+            self._count(model, params, context)
+
+    def _count(self, model: Any, params: dict[str, Any], context: dict[str, Any]) -> None:
         if not self.enabled:
             return
         op = model.name
@@ -119,8 +127,9 @@ class Accountant:
         if not self.enabled or params is None or model.name not in READ_OPS:
             return
         units = self._read(model.name, params, parsed)
-        self.ru += units
-        self.units[f"{model.name} {_tables(params)}"] += units
+        with self.lock:
+            self.ru += units
+            self.units[f"{model.name} {_tables(params)}"] += units
 
     # --- pricing -------------------------------------------------------------
     def _key(self, table: str, item: dict[str, Any]) -> tuple[str, str]:
