@@ -7,8 +7,9 @@ once more a day later (past Stripe's 24 h identifier window: a row re-sent then 
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chalicelib.adapters.clock import FixedClock
@@ -16,6 +17,7 @@ from chalicelib.adapters.memory.archive import MemoryArchive
 from chalicelib.adapters.memory.faults import Crash
 from chalicelib.adapters.memory.queue import MemoryQueue
 from chalicelib.adapters.memory.store import MemoryStore
+from chalicelib.adapters.memory.tables import MemoryTables
 from chalicelib.bootstrap import Container
 from chalicelib.core.envelopes import parse_batch
 from chalicelib.ports import BillingStore, StoreUnavailable
@@ -30,6 +32,11 @@ from tests.simulation.engine import SimStripe, Steps, fail
 BUCKET = 3600
 GRACE = 600
 LEASE = 360
+
+
+def copy_tables(tables: MemoryTables) -> MemoryTables:
+    """Another store's worth of items, equal to these and sharing none (a lock of its own)."""
+    return MemoryTables(**{f.name: copy.deepcopy(getattr(tables, f.name)) for f in fields(tables) if f.name != "lock"})
 
 
 def edge_settings(shadow: bool, bill_from: int = 0) -> Settings:
@@ -58,6 +65,19 @@ class Edge:
 
     def settings(self) -> Settings:
         return edge_settings(self.shadow, self.bill_from)
+
+    def fork(self) -> Edge:
+        """An independent edge in this one's state: its items, Stripe's events and the clock, copied. A scenario
+        starts from a fork of a world built once, not from a world rebuilt (the same state, minus the building)."""
+        if self.queue is not None:
+            raise ValueError("fork an edge before its queue is made: a queue's clock is its edge's")
+        clock = FixedClock(self.clock.now())
+        store = MemoryStore(copy_tables(self.store.tables), self.store.retention_seconds,
+                            sample_shards=self.store.sample_shards)
+        edge = Edge(clock, store, self.shadow, self.bill_from)
+        edge.stripe = SimStripe(clock.now, **{f.name: copy.deepcopy(getattr(self.stripe, f.name))
+                                              for f in fields(self.stripe) if f.name != "clock"})
+        return edge
 
     def ingest(self, envelopes: list[dict[str, Any]]) -> bool:
         return self.ingest_body(json.dumps(envelopes).encode())

@@ -21,11 +21,10 @@ partial was present would bill a bucket short of a shard: the ledger check fails
 
 from __future__ import annotations
 
-import copy
 import functools
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -38,9 +37,8 @@ from chalicelib.adapters.memory.tables import MemoryTables
 from chalicelib.core.fanout import ShardTask
 from chalicelib.core.late import LATE_SHARDS
 from chalicelib.core.orgs import Org
-from chalicelib.ports import StoreUnavailable
 from chalicelib.services.rollup_fanout import on_messages
-from tests.simulation.edge import BUCKET, GRACE, Edge, check
+from tests.simulation.edge import BUCKET, GRACE, Edge, check, copy_tables
 from tests.simulation.engine import (
     Action,
     FaultLog,
@@ -50,6 +48,8 @@ from tests.simulation.engine import (
     Usage,
     crash_after,
     crash_before,
+    failer,
+    killer,
     ledger,
     record,
     seeds,
@@ -110,15 +110,11 @@ def _ingested(seed: int) -> tuple[MemoryTables, list[Tick]]:
     return edge.store.tables, ticks
 
 
-def _copy(tables: MemoryTables) -> MemoryTables:
-    return MemoryTables(**{f.name: copy.deepcopy(getattr(tables, f.name)) for f in fields(tables) if f.name != "lock"})
-
-
 def world(seed: int) -> World:
     tables, ticks = _ingested(seed)
     clock = FixedClock(T0 + 3 * BUCKET + GRACE)
     queue = MemoryQueue(clock.now, visibility=120)
-    edge = Edge(clock, store=MemoryStore(_copy(tables), sample_shards=SHARDS), shadow=False, queue=queue)
+    edge = Edge(clock, store=MemoryStore(copy_tables(tables), sample_shards=SHARDS), shadow=False, queue=queue)
     edge.rollup()  # the coordinator: tasks for the closed buckets, and for the closed late slot
     assert len(queue) == 3 * SHARDS + LATE_SHARDS
     return World(edge, queue, ticks, FaultLog(), random.Random(seed))
@@ -134,22 +130,8 @@ def steps_of_a(seed: int) -> int:
 Make = Callable[[World], Action]
 
 
-def kill_before(w: World) -> Action:
-    w.log.note("worker_killed")
-    return crash_before
-
-
-def kill_after(w: World) -> Action:
-    w.log.note("worker_killed")
-    return crash_after
-
-
-def call_fails(w: World) -> Action:
-    def act(name: str, run: Callable[[], Any]) -> Any:
-        w.log.note("store_throttled")
-        raise StoreUnavailable(f"injected: {name} throttled")
-
-    return act
+kill_before, kill_after = killer("worker_killed", crash_before), killer("worker_killed", crash_after)
+call_fails = failer("store_throttled")
 
 
 def _again(w: World) -> None:

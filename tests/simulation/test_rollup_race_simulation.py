@@ -21,6 +21,7 @@ no outbox row pending, shadow or failed, no sample lost or left late, the free o
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ import pytest
 
 from chalicelib.adapters.clock import FixedClock
 from chalicelib.core.orgs import Org
-from chalicelib.ports import StoreUnavailable
 from tests.simulation.edge import BUCKET, GRACE, LEASE, Edge, check
 from tests.simulation.engine import (
     Action,
@@ -41,6 +41,8 @@ from tests.simulation.engine import (
     Usage,
     crash_after,
     crash_before,
+    failer,
+    killer,
     ledger,
     record,
     seeds,
@@ -63,8 +65,9 @@ class World:
         self.edge.rollup(steps)
 
 
-def world(seed: int) -> World:
-    """Everything up to the moment run A starts."""
+@functools.lru_cache(maxsize=4)
+def _before_a(seed: int) -> World:
+    """Everything up to the moment run A starts (built once per seed; each scenario starts from a fork)."""
     rng = random.Random(seed)
     edge = Edge(FixedClock(T0), shadow=False)
     for o in [*PRO, FREE]:
@@ -92,6 +95,14 @@ def world(seed: int) -> World:
     return World(edge, ticks, FaultLog(), rng)
 
 
+def world(seed: int) -> World:
+    """A world of its own at the moment run A starts."""
+    w = _before_a(seed)
+    rng = random.Random()
+    rng.setstate(w.rng.getstate())
+    return World(w.edge.fork(), w.ticks, FaultLog(), rng)
+
+
 def steps_of_a(seed: int) -> int:
     w = world(seed)
     steps = Steps()
@@ -104,24 +115,16 @@ def steps_of_a(seed: int) -> int:
 Make = Callable[[World], Action]
 
 
-def kill_before(w: World) -> Action:
-    w.log.note("rollup_killed")
-    return crash_before
-
-
-def kill_after(w: World) -> Action:
-    w.log.note("rollup_killed")
-    return crash_after
+kill_before, kill_after = killer("rollup_killed", crash_before), killer("rollup_killed", crash_after)
 
 
 def call_fails(w: World) -> Action:
     def act(name: str, run: Callable[[], Any]) -> Any:
-        if name == "send_meter_event":
-            w.edge.stripe.faults.append(w.rng.choice(["5xx", "lost"]))
-            w.log.note("stripe_meter_lost" if w.edge.stripe.faults[-1] == "lost" else "stripe_meter_5xx")
-            return run()
-        w.log.note("store_throttled")
-        raise StoreUnavailable(f"injected: {name} throttled")
+        if name != "send_meter_event":
+            return failer("store_throttled")(w)(name, run)
+        w.edge.stripe.faults.append(w.rng.choice(["5xx", "lost"]))
+        w.log.note("stripe_meter_lost" if w.edge.stripe.faults[-1] == "lost" else "stripe_meter_5xx")
+        return run()
 
     return act
 
