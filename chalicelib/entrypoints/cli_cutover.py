@@ -10,6 +10,7 @@ local stack's app; AWS stages: print the `chalice deploy` to run).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -105,8 +106,21 @@ def write_flags(config: Path, stage: str, updates: dict[str, str], local: LocalS
         load_settings(dict(read_stage(new, stage).env))
     except SettingsError as exc:
         raise fail(f"refusing to write flags that would not start: {exc}") from None
-    config.write_text(new)
+    replace_file(config, new)
     return apply(stage, config, local)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` so that a reader sees the old text or the new, never an empty or half-written file: the local
+    stack's pollers re-read the config every loop while `arm` and `rollback` rewrite it (a torn read killed one).
+    Written beside it, then renamed over it (atomic on one file system); the file keeps its mode."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def plan_steps(stage: str, t: int) -> list[str]:
