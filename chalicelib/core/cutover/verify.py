@@ -10,7 +10,8 @@ from chalicelib.core.cell_reports import CellStatus
 from chalicelib.core.cutover.checks import Check, StageFlags, span
 from chalicelib.core.outbox import OutboxRow
 
-# The schedule rolls every 15 minutes: a closed bucket may wait that long for its run.
+# The margin verify gives a closed bucket's rows to be rolled and sent. The schedule runs every 5 minutes
+# (app.py), but a big hour's workers and its send take minutes more (docs/capacity.md): kept at 15 minutes.
 RUN_EVERY_SECONDS = 900
 
 
