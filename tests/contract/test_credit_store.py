@@ -6,22 +6,25 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.adapters.dynamodb.credits import DynamoCredits
 from chalicelib.adapters.memory.credits import MemoryCredits
 from chalicelib.core.credits import (
+    FREE_SHARDS,
     Change,
     FreeTick,
     HaltedOrg,
     Pending,
     apply_late,
     apply_slots,
+    crc_shard,
     end_credits,
     grant,
     new_account,
 )
 from chalicelib.credit_ports import CreditStore
-from chalicelib.ports import StoreRejected
+from chalicelib.ports import StoreRejected, StoreUnavailable
 from tests.conftest import PREFIX
 
 SLOT = 1_700_000_400
@@ -46,6 +49,15 @@ def test_on_time_ticks_are_idempotent_puts_read_back_per_slot(credits: CreditSto
     assert got == [("e1", "o1", 1_500, False), ("e2", "o2", 7, False)]
     assert [t.event_id for t in credits.slot_ticks(SLOT + 600)] == ["e3"]
     assert credits.late_free_ticks() == []
+
+
+def test_a_slot_reads_back_every_tick_of_every_shard_whole(credits: CreditStore) -> None:
+    """The spend pass reads a slot's shards at once, and only the attributes a tick needs: every field of
+    every tick comes back, from every shard, none twice."""
+    ticks = [tick(f"ev-{i:03d}", f"org-{i % 5}", 1_000 + i, late=i % 9 == 0) for i in range(60)]
+    credits.put_free_ticks(ticks)
+    assert len({crc_shard(t.event_id, FREE_SHARDS) for t in ticks}) == FREE_SHARDS
+    assert sorted(credits.slot_ticks(SLOT), key=lambda t: t.event_id) == ticks
 
 
 def test_a_late_tick_enters_the_late_index_once_and_never_when_it_replays_a_stored_one(credits: CreditStore) -> None:
@@ -140,3 +152,20 @@ def test_pending_shards_are_replaced_whole_and_read_through_the_layout(credits: 
 def test_a_plain_change_without_side_effects(credits: CreditStore) -> None:
     assert credits.commit_account(Change(new_account("o9", 3)), 0)
     assert credits.accounts(["o9"])["o9"].seed_micro == 3_000_000
+
+
+def test_one_shard_failing_fails_the_whole_slot_read(dynamodb: Any) -> None:
+    """A slot read with a shard missing would under-count the org's spend: one shard's throttling fails the
+    read (StoreUnavailable: the pass retries next minute), whichever shard it is."""
+    credits = DynamoCredits(dynamodb, PREFIX)
+    credits.put_free_ticks([tick(f"ev-{i}") for i in range(20)])
+    real = credits._query
+
+    def throttled_on_shard_2(**kw: Any) -> Any:
+        if kw["ExpressionAttributeValues"][":pk"]["S"].endswith("#2"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Query")
+        return real(**kw)
+
+    credits._query = throttled_on_shard_2  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        credits.slot_ticks(SLOT)
