@@ -1,8 +1,8 @@
 """The capacity model of the fanned-out edge: what one deployment carries, what breaks first, what it costs.
 
 Pure arithmetic over three kinds of inputs, kept apart:
-- measured: CPU per sample of the rollup's worker and per partial row of its reducer (bench/capacity_model
-  measures them in the same run), and the units per tick of bench/ingest, bench/rollup and bench/credits;
+- measured: CPU of the rollup's worker, its reducer and the spend pass (bench/capacity_model, in one run), and
+  the units per tick of bench/ingest, bench/rollup and bench/credits;
 - documented: AWS's and Stripe's limits and default quotas, and us-east-1 list prices (dated below);
 - assumed: latencies, fleet shape (orgs, memory sizes, meters, stragglers, free share), stated here.
 docs/capacity.md shows the tables `tables()` prints; nothing here is timed.
@@ -201,11 +201,12 @@ def parts(ticks: float, m: Measured) -> list[Part]:
     orgs = ticks * ORGS_PER_TICKS
     free = ticks * FREE_SHARE
     late_per_hour = ticks * STRAGGLER_SHARE * BUCKET_S
-    # The spend pass reads every tick of the open 15-minute slots each minute: up to a slot of free ticks.
+    # The spend pass reads every tick of the open 15-minute slots each minute: up to a slot of free ticks, its
+    # shards at once (a partition each, at its own read rate); its CPU counted as overlapping none of the reads.
     pass_ticks = free * FREE_SLOT_S
-    # Its shards are read one after another; each page is bound by its partition's read rate.
     free_shards = math.ceil(free * WU_PER_FREE_TICK / PARTITION_WCU / PARTITION_TARGET)
-    pass_s = pass_ticks * (m.free_tick_us * 1e-6 * LAMBDA_CPU_FACTOR + m.free_tick_bytes / 4096 / PARTITION_RCU)
+    pass_s = pass_ticks * (m.free_tick_us * 1e-6 * LAMBDA_CPU_FACTOR + m.free_tick_bytes / 4096 / PARTITION_RCU
+                           / FREE_SHARDS)
     return [
         Part("ingest: API Gateway", f"{APIGW_RPS:,} requests/s (account)", f"{batches:,.0f} requests/s of {BATCH}",
              APIGW_RPS * BATCH, "-"),
@@ -243,9 +244,8 @@ def parts(ticks: float, m: Measured) -> list[Part]:
         Part("credits", f"{FREE_SHARDS} ledger partitions x {PARTITION_WCU:,} WCU/s; the pass in {CREDITS_TIMEOUT_S} s",
              f"{free:,.0f} free ticks/s ({FREE_SHARE:.0%}); a pass reads {pass_ticks:,.0f} in {pass_s:,.0f} s",
              min(FREE_SHARDS * PARTITION_WCU / WU_PER_FREE_TICK, free * CREDITS_TIMEOUT_S / pass_s) / FREE_SHARE,
-             f"code: FREE_SHARDS {FREE_SHARDS} -> {free_shards} for the writes; the pass re-reads the open "
-             "slot every minute (O(slot)), so past "
-             f"{free * CREDITS_TIMEOUT_S / pass_s / FREE_SHARE:,.0f} ticks/s it must read only new ticks"),
+             f"code: FREE_SHARDS {FREE_SHARDS} -> {free_shards} for the writes; the pass re-reads the open slot every "
+             f"minute: past {free * CREDITS_TIMEOUT_S / pass_s / FREE_SHARE:,.0f} ticks/s it must read only new ticks"),
     ]
 
 
