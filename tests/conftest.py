@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -100,9 +101,15 @@ def aws(_moto: None) -> Iterator[None]:
         yield
 
 
+@functools.cache
+def aws_client(service: str) -> Any:
+    """One client per service per worker: building one costs 3-6 ms, and the moto tests took two or three each."""
+    return BOTO.client(service)
+
+
 @pytest.fixture(scope="session")
 def _tables(_moto: None) -> dict[str, list[str]]:
-    client = BOTO.client("dynamodb")
+    client = aws_client("dynamodb")
     create_tables(client, PREFIX)
     return {spec["create"]["TableName"]: [k["AttributeName"] for k in spec["create"]["KeySchema"]]
             for spec in table_specs(PREFIX)}
@@ -110,7 +117,7 @@ def _tables(_moto: None) -> dict[str, list[str]]:
 
 @pytest.fixture
 def dynamodb(aws: None, _tables: dict[str, list[str]]) -> Any:
-    client = BOTO.client("dynamodb")
+    client = aws_client("dynamodb")
     create_tables(client, PREFIX)  # a no-op, unless a test dropped a table
     empty_tables(list(_tables))
     return client
@@ -121,13 +128,13 @@ def empty_tables(names: list[str]) -> None:
 
 
 def empty_bucket(name: str) -> None:
-    moto_patches.empty_bucket(name, BOTO.client("s3"))
+    moto_patches.empty_bucket(name, aws_client("s3"))
 
 
 @pytest.fixture
 def s3(aws: None) -> Any:
     empty_bucket(ARCHIVE)
-    return BOTO.client("s3")
+    return aws_client("s3")
 
 
 @pytest.fixture
