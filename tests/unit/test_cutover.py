@@ -32,7 +32,7 @@ from chalicelib.core.cutover.preflight import (
     soak_window,
 )
 from chalicelib.core.cutover.rollback import ADJUST_WINDOW_SECONDS, plan_rollback
-from chalicelib.core.cutover.verify import check_flowing, seam
+from chalicelib.core.cutover.verify import check_cells_stood_down, check_flowing, seam
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.stage_config import read_stage, with_flags
 from chalicelib.entrypoints.cli_cutover import plan_steps
@@ -270,3 +270,8 @@ def test_rollback_touches_exactly_the_rows_every_cell_billed(cell_offsets: list[
     assert {r.id for r in plan.cancel} | {r.id for r, _ in plan.manual} >= sent_everyone
     assert all(NOW - (r.sent_at or 0) < ADJUST_WINDOW_SECONDS for r in plan.cancel)
     assert {r.id for r in plan.demote} == {r.id for r in rows if r.id in everyone and r.state == "pending"}
+
+
+def test_verify_with_no_cell_reporting_fails_saying_so() -> None:
+    """Found first by the fuzz (untraced by coverage: tests/coverage_scope.py)."""
+    assert check_cells_stood_down([], T) == [Check("cells", False, "no cell has reported its status")]
