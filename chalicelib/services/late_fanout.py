@@ -62,8 +62,9 @@ def reduce_late(store: LateFanoutStore, settings: Settings, slot: int, run_id: s
 
 
 def handle_late_task(store: LateFanoutStore, settings: Settings, task: ShardTask, run_id: str,
-                     now: int) -> dict[str, Any] | None:
-    """A worker's one late task: its index partition's partial, then the reduce if it was the last one."""
+                     now: int, reduce: bool = True) -> dict[str, Any] | None:
+    """A worker's one late task: its index partition's partial, then the reduce if it was the last one
+    (`reduce` False: a later task of the same slot in the worker's batch reduces after it)."""
     slot = task.bucket_start
     state = store.late_slot(slot)
     if state is None:
@@ -72,7 +73,7 @@ def handle_late_task(store: LateFanoutStore, settings: Settings, task: ShardTask
         return None
     # Written without asking first whether it is there (a read per task): deterministic content, as a bucket's.
     store.put_partial(slot, task.shard, aggregate_late(store.late_slot_samples(slot, task.shard)), late=True)
-    return reduce_late(store, settings, slot, run_id, now)
+    return reduce_late(store, settings, slot, run_id, now) if reduce else None
 
 
 def enqueue_late(store: LateFanoutStore, queue: TaskQueue, settings: Settings, slot: int, now: int,

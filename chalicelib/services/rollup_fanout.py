@@ -6,7 +6,8 @@
 - A WORKER reads its one shard (strongly consistent) and stores the shard's partial: per (org,
   memory size) seconds and samples, deterministic content, so a duplicate delivery or a retry after
   a kill writes the same items again.
-- The REDUCER runs in whichever worker (or coordinator) finds every partial present: it combines
+- The REDUCER runs in whichever worker (or coordinator) finds every partial present (a worker looks
+  once per bucket of its batch, after the batch's last partial of it): it combines
   them, stores the aggregates once (conditional on the bucket record), and continues the chain that
   was always there: outbox rows (`attribute_not_exists`), then the mark `aggregated -> rolled`.
   Two reducers at once write identical aggregates and rows; one mark wins.
@@ -83,9 +84,10 @@ def reduce_bucket(
 
 
 def handle_task(
-    store: FanoutStore, settings: Settings, task: ShardTask, run_id: str, now: int
+    store: FanoutStore, settings: Settings, task: ShardTask, run_id: str, now: int, reduce: bool = True
 ) -> dict[str, Any] | None:
-    """A worker's one task: its shard's partial, then the reduce if it was the last one missing."""
+    """A worker's one task: its shard's partial, then the reduce if it was the last one missing (`reduce`
+    False: a later task of the same bucket in the worker's batch reduces after it)."""
     b = task.bucket_start
     state = store.bucket_state(b)
     if state is not None and state.rolled:
@@ -96,6 +98,8 @@ def handle_task(
         # Written without asking first whether it is there (a read per task): the partial's content is
         # deterministic, so a duplicate delivery writes the same items again; the reduce reads the markers.
         store.put_partial(b, task.shard, aggregate(b, store.shard_samples(b, task.shard)))
+    if not reduce:
+        return None
     # The state read above is handed on, not read again (a read per task): if another reducer settled the
     # bucket meanwhile, this one's save_aggregates is refused by its condition and roll_bucket reads the
     # state afresh before any row or mark.
@@ -138,13 +142,14 @@ def on_messages(store: FanoutStore, settings: Settings, messages: Sequence[tuple
     queue (partial batch failure), the rest are done. A message that is no task fails every time and
     ends on the dead-letter queue, where the alarm sees it."""
     out = Drained()
-    for message_id, body in messages:
+    reducers = last_of_each(messages)
+    for i, (message_id, body) in enumerate(messages):
         try:
             task = parse_task(body)
             if task.late:
-                report = handle_late_task(store, settings, task, run_id, now())
+                report = handle_late_task(store, settings, task, run_id, now(), reduce=i in reducers)
             else:
-                report = handle_task(store, settings, task, run_id, now())
+                report = handle_task(store, settings, task, run_id, now(), reduce=i in reducers)
         except TaskError as exc:
             logger.error("rollup_task_unusable", extra={"message_id": message_id, "error": str(exc)})
             out.failed.append(message_id)
@@ -156,6 +161,22 @@ def on_messages(store: FanoutStore, settings: Settings, messages: Sequence[tuple
         if report is not None:
             (out.swept if task.late else out.rolled)[task.bucket_start] = report
     return out
+
+
+def last_of_each(messages: Sequence[tuple[Hashable, str]]) -> set[int]:
+    """The positions of each bucket's (and late slot's) last task in a batch: only it reduces, once the
+    batch's other partials of its bucket are written. An earlier one's reduce would read the markers only
+    to find missing a partial this batch is about to write (a query per task, for nothing). If that last
+    task fails, it is retried and reduces then; the coordinator's walk reduces every bucket it finds
+    complete as well."""
+    last: dict[tuple[int, bool], int] = {}
+    for i, (_, body) in enumerate(messages):
+        try:
+            task = parse_task(body)
+        except TaskError:
+            continue  # answered as unusable by the loop
+        last[(task.bucket_start, task.late)] = i
+    return set(last.values())
 
 
 def drain(store: FanoutStore, settings: Settings, queue: QueueConsumer, run_id: str,

@@ -69,3 +69,25 @@ def test_a_coordinator_every_5_minutes_enqueues_each_task_once_per_retry_period_
         assert not WRITES & set(calls), calls
         assert sum(calls.values()) <= 12, calls
     assert len(queue) == 0 and dict(fake.totals) == billed
+
+
+def test_a_worker_reads_a_buckets_markers_once_after_its_batchs_last_partial_of_it_and_rolls_it(
+    svc: Container, clock: FixedClock, orgs: None, fake: FakeStripe
+) -> None:
+    """Every shard's task in one batch (some twice, as SQS may deliver them): one read of the partial markers
+    for the bucket, not one per task (on DynamoDB, a query each), and the batch's worker rolls it."""
+    memory: MemoryStore = svc.store  # type: ignore[assignment]
+    queue = MemoryQueue(clock.now, visibility=60)
+    armed = live(svc)
+    memory.advance_cursor("rollup", T0)
+    clock.set(T0 + H + 10)
+    send_ticks(svc, hour_of_ticks("a", "leg", T0, n=60))
+    clock.set(T0 + H + armed.settings.GRACE_SECONDS)
+    run_rollup(Container(armed.settings, memory, svc.archive, clock, meter_gateway=fake, task_queue=queue), "schedule")
+    batch = queue.receive(100)
+    shards = memory.bucket_shard_count(T0)
+    assert len(batch) == shards > 1
+    worker = memory.handle(Faults(BillingStore.__abstractmethods__))
+    done = on_messages(worker, armed.settings, batch + batch[:3], "worker", clock.now)
+    assert done.rolled.keys() == {T0} and done.failed == []
+    assert (worker.faults.calls("put_partial"), worker.faults.calls("partial_shards")) == (shards + 3, 1)
