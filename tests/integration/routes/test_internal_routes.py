@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from chalicelib.adapters.clock import FixedClock
+from chalicelib.adapters.memory.accounts import MemoryAccounts
+from chalicelib.adapters.memory.archive import MemoryArchive
+from chalicelib.adapters.memory.cells import MemoryCells
+from chalicelib.adapters.memory.credits import MemoryCredits
+from chalicelib.adapters.memory.store import MemoryStore
 from chalicelib.bootstrap import Container
 from chalicelib.core.cap_tokens import verify
 from chalicelib.core.hmac_auth import sign_get
 from chalicelib.core.orgs import Org
 from chalicelib.services.rollup import run_rollup
+from chalicelib.settings import Settings
 from tests.conftest import PREFIX, SECRET, T0, iso, signed_get, signed_post, tick
 
 PARITY = "/internal/usage-parity"
@@ -25,7 +32,30 @@ def parity(client: Any, svc: Container, start: int, end: int) -> Any:
 
 
 @pytest.fixture
+def mem_svc(settings: Settings, clock: FixedClock) -> Container:
+    """The same app on the in-memory store: parity's answers over a rolled hour without moto's cost per call.
+    DynamoDB's side of those reads: test_parity_never_reads_a_raw_sample here, and tests/contract."""
+    store = MemoryStore(retention_seconds=settings.sample_retention_seconds, sample_shards=settings.SAMPLE_SHARDS)
+    return Container(settings, store, MemoryArchive(), clock, account_store=MemoryAccounts(), cell_store=MemoryCells(),
+                     credit_store=MemoryCredits())
+
+
+@pytest.fixture
+def mem_client(serve: Callable[[Container], Any], mem_svc: Container) -> Any:
+    return serve(mem_svc)
+
+
+@pytest.fixture
+def mem_usage(mem_client: Any, mem_svc: Container, clock: FixedClock) -> None:
+    rolled_hours(mem_client, mem_svc, clock)
+
+
+@pytest.fixture
 def usage(client: Any, svc: Container, clock: FixedClock) -> None:
+    rolled_hours(client, svc, clock)
+
+
+def rolled_hours(client: Any, svc: Container, clock: FixedClock) -> None:
     svc.store.put_org(Org("org-a", plan="pro"))
     svc.store.put_org(Org("org-b", plan="pro", billing_mode="unified"))
     svc.store.put_org(Org("org-free", plan="free"))
@@ -40,7 +70,8 @@ def usage(client: Any, svc: Container, clock: FixedClock) -> None:
     clock.set(T0 + 7200)
 
 
-def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Container, usage: None) -> None:
+def test_parity_exact_gb_seconds_per_pro_org(mem_client: Any, mem_svc: Container, mem_usage: None) -> None:
+    client, svc = mem_client, mem_svc
     res = parity(client, svc, T0, T0 + 3600)
     assert res.status_code == 200
     body = res.json_body
@@ -51,12 +82,16 @@ def test_parity_exact_gb_seconds_per_pro_org(client: Any, svc: Container, usage:
     ]
 
 
-def test_parity_next_hour_gets_the_other_half_of_a_split_tick(client: Any, svc: Container, usage: None) -> None:
+def test_parity_next_hour_gets_the_other_half_of_a_split_tick(
+    mem_client: Any, mem_svc: Container, mem_usage: None
+) -> None:
+    client, svc = mem_client, mem_svc
     res = parity(client, svc, T0 + 3600, T0 + 7200)
     assert res.json_body["orgs"] == [{"org_id": "org-b", "gb_seconds": 10.0, "samples": 1}]
 
 
-def test_parity_window_must_be_whole_buckets(client: Any, svc: Container, usage: None) -> None:
+def test_parity_window_must_be_whole_buckets(mem_client: Any, mem_svc: Container, mem_usage: None) -> None:
+    client, svc = mem_client, mem_svc
     res = parity(client, svc, T0 + 1800, T0 + 3600)
     assert res.status_code == 400 and "bucket boundaries" in res.json_body["error"]
 
@@ -192,7 +227,10 @@ def test_a_closed_unsettled_bucket_is_handed_to_the_pipeline_once(
     assert parity(client, svc, T0, T0 + 3600).status_code == 200
 
 
-def test_stragglers_not_swept_yet_count_from_the_late_index(client: Any, svc: Container, usage: None) -> None:
+def test_stragglers_not_swept_yet_count_from_the_late_index(
+    mem_client: Any, mem_svc: Container, mem_usage: None
+) -> None:
+    client, svc = mem_client, mem_svc
     late = [tick("late-1", "org-b", iso(T0 + 1000), interval_s=20, memory_mb=2048)]
     res = client.http.post("/ingest", **signed_post(late, svc.now()))
     assert res.json_body["late"] == 1
