@@ -27,25 +27,23 @@ AGGREGATE_PUTS_AT_ONCE = 8
 
 
 def count_each(write: Callable[[T], bool], items: Sequence[T], at_once: int) -> int:
-    """Run `write` on every item, up to `at_once` at a time; how many returned True. With `at_once` 1 (or one
-    item) the writes run in order in the caller's thread. The first failure is raised once the writes
-    already running end; the ones not started are not made (a retry makes them, each still conditional)."""
+    """Run `write` on every item, up to `at_once` at a time; how many returned True (see `each_at_once`: a retry
+    after a failure makes the writes not made, each still conditional)."""
+    return sum(each_at_once(write, items, at_once))
+
+
+def each_at_once(call: Callable[[T], R], items: Sequence[T], at_once: int) -> list[R]:
+    """`call` on every item, up to `at_once` at a time; the answers in the items' order. With `at_once` 1 (or one
+    item) the calls run in order in the caller's thread. Reads of separate partitions (each bound by its own
+    3,000 RCU/s) overlap instead of queueing. The first failure is raised once the calls already running end;
+    the ones not started are not made."""
     if at_once <= 1 or len(items) <= 1:
-        return sum(write(i) for i in items)
+        return [call(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(at_once, len(items))) as pool:
-        futures = [pool.submit(write, i) for i in items]
+        futures = [pool.submit(call, i) for i in items]
         try:
-            return sum(f.result() for f in futures)
+            return [f.result() for f in futures]
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
-
-
-def each_at_once(call: Callable[[T], R], items: Sequence[T], at_once: int) -> list[R]:
-    """`call` on every item, up to `at_once` at a time; the answers in the items' order. Reads of separate
-    partitions (each bound by its own 3,000 RCU/s) overlap instead of queueing. The first failure is raised."""
-    if at_once <= 1 or len(items) <= 1:
-        return [call(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(at_once, len(items))) as pool:
-        return list(pool.map(call, items))
