@@ -118,13 +118,32 @@ def _tables(_moto: None) -> dict[str, list[str]]:
 @pytest.fixture
 def dynamodb(aws: None, _tables: dict[str, list[str]]) -> Any:
     client = aws_client("dynamodb")
-    create_tables(client, PREFIX)  # a no-op, unless a test dropped a table
+    if not set(_tables) <= moto_patches.table_names(BOTO.region_name):
+        create_tables(client, PREFIX)  # a test dropped a table
     empty_tables(list(_tables))
     return client
 
 
 def empty_tables(names: list[str]) -> None:
     moto_patches.empty_tables(names, BOTO.region_name)
+
+
+_WORLDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def written_once(name: str, write: Callable[[], None]) -> None:
+    """The tables as `write` leaves them: written through the API by a worker's first test that asks, put back
+    in place for the next ones (moto_patches.restore_tables), where writing them was most of a test's cost.
+    `write` must write the same each time (fixed clock, nothing from the test's parameters); the tables must
+    be as they were the first time, or this fails rather than hand a test a world it would not have built."""
+    names = [spec["create"]["TableName"] for spec in table_specs(PREFIX)]
+    before = moto_patches.snapshot_tables(names, BOTO.region_name)
+    if name not in _WORLDS:
+        write()
+        _WORLDS[name] = (before, moto_patches.snapshot_tables(names, BOTO.region_name))
+        return
+    assert before == _WORLDS[name][0], f"written_once({name!r}): the tables were not as the first time"
+    moto_patches.restore_tables(_WORLDS[name][1], BOTO.region_name)
 
 
 def empty_bucket(name: str) -> None:

@@ -98,7 +98,7 @@ def uninstall() -> None:
     Table.all_items = MOTO_ALL_ITEMS  # type: ignore[method-assign, assignment]
 
 
-# --- 2. Emptying moto's tables and bucket in place --------------------------------------------------------
+# --- 2. Emptying (or restoring) moto's tables and bucket in place ---------------------------------------------
 
 def empty_tables(names: list[str], region: str = "us-east-1") -> None:
     """Empty moto's tables in place. Scanning and deleting through the API cost ~8 % of the suite (in
@@ -115,6 +115,26 @@ def empty_bucket(name: str, s3_client: Any) -> None:
     if name not in buckets:
         s3_client.create_bucket(Bucket=name)
     buckets[name].keys.clear()
+
+
+def table_names(region: str = "us-east-1") -> set[str]:
+    """The tables moto holds (what ListTables answers, without a request: the fixtures ask before every test)."""
+    return set(dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables)
+
+
+def snapshot_tables(names: list[str], region: str = "us-east-1") -> dict[str, Any]:
+    """A copy of moto's tables' items, for `restore_tables`: a fixture's world written through the API once
+    per worker, then put back in place for each test that wants it (same dict as empty_tables; same check)."""
+    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
+    return {name: copy.deepcopy(tables[name].items) for name in names}
+
+
+def restore_tables(snapshot: dict[str, Any], region: str = "us-east-1") -> None:
+    """Each table's items become a fresh copy of the snapshot's (a test's writes never reach the snapshot)."""
+    tables = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
+    for name, items in snapshot.items():
+        tables[name].items.clear()
+        tables[name].items.update(copy.deepcopy(items))
 
 
 # --- 3. One backup per table per transaction (the benches) ---------------------------------------------

@@ -23,7 +23,7 @@ from chalicelib.core.meter_events import MeterEvent, Outcome
 from chalicelib.core.outbox import OutboxRow
 from chalicelib.core.stage_config import read_stage, with_flags
 from chalicelib.ports import StoreRejected, StoreUnavailable
-from tests.conftest import PREFIX, T0
+from tests.conftest import PREFIX, T0, written_once
 
 H = 3600
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,16 +82,22 @@ SOAK = (T0 + 4 * H, T0 + 28 * H)  # soak_window(NOW, 3600, 600)
 
 @pytest.fixture
 def ready(cut: Container, sc: stripe.StripeClient, clock: FixedClock) -> Container:
-    """Everything preflight wants: catalog, one endpoint, two cells with 24 clean hours, shadow flags."""
+    """Everything preflight wants: catalog, one endpoint, two cells with 24 clean hours, shadow flags. The
+    tables' part (50 conditional puts) is written through the ports once per worker and restored after."""
     clock.set(NOW)
-    entries = [CatalogEntry(s.catalog_key, f"price_{s.catalog_key}", s.lookup_key, s.meter) for s in price_specs()]
-    cut.accounts().publish_catalog(entries, NOW)
     sc.v1.webhook_endpoints.create({"url": "https://edge.example/api/webhooks/stripe",
                                     "enabled_events": list(REQUIRED_WEBHOOK_EVENTS)})
-    for cell_id in ("cell-a", "cell-b"):
-        status(cut, cell_id, SOAK[1])
-        for h in range(SOAK[0], SOAK[1], H):
-            parity(cut, cell_id, h)
+
+    def write() -> None:
+        entries = [CatalogEntry(s.catalog_key, f"price_{s.catalog_key}", s.lookup_key, s.meter)
+                   for s in price_specs()]
+        cut.accounts().publish_catalog(entries, NOW)
+        for cell_id in ("cell-a", "cell-b"):
+            status(cut, cell_id, SOAK[1])
+            for h in range(SOAK[0], SOAK[1], H):
+                parity(cut, cell_id, h)
+
+    written_once("cutover-ready", write)
     return cut
 
 

@@ -1,17 +1,20 @@
-"""The fixtures empty moto's tables and bucket in place, not through the API: check that what the API
-sees afterwards is empty, indexes included, on the moto version installed (an upgrade that moved moto's
-items elsewhere fails here, not as leftovers leaking between tests)."""
+"""The fixtures empty (or restore) moto's tables and bucket in place, not through the API: check that what the
+API sees afterwards is empty (or as it was), indexes included, on the moto version installed (an upgrade that
+moved moto's items elsewhere fails here, not as leftovers leaking between tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.adapters.dynamodb.tables import table_specs
 from tests import moto_patches
-from tests.conftest import ARCHIVE, BOTO, PREFIX, empty_bucket, empty_tables
+from tests.conftest import ARCHIVE, BOTO, PREFIX, empty_bucket, empty_tables, written_once
 
 
 def item(spec: dict[str, Any], n: int) -> dict[str, dict[str, str]]:
@@ -48,6 +51,49 @@ def test_emptied_in_place_means_empty_through_the_api(dynamodb: Any, s3: Any) ->
             assert index_query(client, spec, index) == 0
     assert s3.list_objects_v2(Bucket=ARCHIVE).get("KeyCount") == 0
     assert s3.head_bucket(Bucket=ARCHIVE)  # the bucket itself stays
+
+
+def scanned(client: Any, specs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Every table's items and every index's answer for item 0, as the API gives them."""
+    return {spec["TableName"]: [client.scan(TableName=spec["TableName"], ConsistentRead=True)["Items"]]
+            + [index_query(client, spec, index) for index in spec.get("GlobalSecondaryIndexes", [])]
+            for spec in specs}
+
+
+def test_a_restored_snapshot_is_what_the_api_saw_and_later_writes_do_not_reach_it(dynamodb: Any) -> None:
+    specs = [spec["create"] for spec in table_specs(PREFIX)]
+    assert moto_patches.table_names() == set(dynamodb.list_tables()["TableNames"])
+    for spec in specs:
+        for n in range(3):
+            dynamodb.put_item(TableName=spec["TableName"], Item=item(spec, n))
+    seen = scanned(dynamodb, specs)
+    snapshot = moto_patches.snapshot_tables([spec["TableName"] for spec in specs])
+    for _ in range(2):  # the second restore: the writes after the first one did not reach the snapshot
+        for spec in specs:
+            key = {k["AttributeName"]: item(spec, 0)[k["AttributeName"]] for k in spec["KeySchema"]}
+            dynamodb.delete_item(TableName=spec["TableName"], Key=key)
+            dynamodb.put_item(TableName=spec["TableName"], Item=item(spec, 7))
+        assert scanned(dynamodb, specs) != seen
+        moto_patches.restore_tables(snapshot)
+        assert scanned(BOTO.client("dynamodb"), specs) == seen
+
+
+def test_written_once_refuses_tables_not_as_they_were_the_first_time(dynamodb: Any) -> None:
+    spec = table_specs(PREFIX)[0]["create"]
+    writes: list[int] = []
+
+    def write() -> None:
+        writes.append(1)
+        dynamodb.put_item(TableName=spec["TableName"], Item=item(spec, 1))
+
+    name = f"moto-state-check-{id(writes)}"
+    written_once(name, write)
+    empty_tables([spec["TableName"]])
+    written_once(name, write)  # restored, not written again
+    assert writes == [1] and dynamodb.scan(TableName=spec["TableName"])["Count"] == 1
+    dynamodb.put_item(TableName=spec["TableName"], Item=item(spec, 2))  # a write before it: refused
+    with pytest.raises(AssertionError, match="not as the first time"):
+        written_once(name, write)
 
 
 # --- moto's Query, reading only its candidates (tests/moto_patches.py): the same answers as moto's ---------
@@ -93,36 +139,51 @@ def pages(client: Any, table: str, query: dict[str, Any]) -> list[Any]:
             return answers
 
 
+@pytest.fixture
+def check_tables(dynamodb: Any) -> Iterator[dict[bool, str]]:
+    """A table with a sort key and one without, both with the two indexes: made once for all of Hypothesis's
+    examples (each empties its own in place first, as the fixtures do: checked above), dropped after."""
+    tables = {ranged: f"moto-query-check-{'ranged' if ranged else 'hash'}" for ranged in (True, False)}
+    for ranged, table in tables.items():
+        key_schema = [{"AttributeName": "pk", "KeyType": "HASH"}] + (
+            [{"AttributeName": "sk", "KeyType": "RANGE"}] if ranged else [])
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=key_schema,
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                                  for a, t in [("pk", "S"), ("sk", "N"), ("gk", "S"), ("gr", "N")]
+                                  if ranged or a != "sk"],
+            GlobalSecondaryIndexes=[
+                {"IndexName": "by_g", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"},
+                               {"AttributeName": "gr", "KeyType": "RANGE"}]},
+                {"IndexName": "by_g_hash_only", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}]},
+            ])
+    try:
+        yield tables
+    finally:
+        for table in tables.values():
+            dynamodb.delete_table(TableName=table)
+
+
 @given(case=tables_and_queries())
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_query_reading_its_candidates_answers_as_moto_does(
-    dynamodb: Any, case: tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]
+    dynamodb: Any, check_tables: dict[bool, str], case: tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]
 ) -> None:
     ranged, items, queries = case
-    table = "moto-query-check"
-    key_schema = [{"AttributeName": "pk", "KeyType": "HASH"}] + (
-        [{"AttributeName": "sk", "KeyType": "RANGE"}] if ranged else [])
-    dynamodb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=key_schema,
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
-                              for a, t in [("pk", "S"), ("sk", "N"), ("gk", "S"), ("gr", "N")]
-                              if ranged or a != "sk"],
-        GlobalSecondaryIndexes=[
-            {"IndexName": "by_g", "Projection": {"ProjectionType": "ALL"},
-             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}, {"AttributeName": "gr", "KeyType": "RANGE"}]},
-            {"IndexName": "by_g_hash_only", "Projection": {"ProjectionType": "ALL"},
-             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}]},
-        ])
-    try:
-        for item in items:
-            dynamodb.put_item(TableName=table, Item=item)
-        for query in queries:
-            ours = pages(dynamodb, table, query)
-            moto_patches.uninstall()
-            try:
-                theirs = pages(dynamodb, table, query)
-            finally:
-                moto_patches.install()
-            assert ours == theirs, query
-    finally:
-        dynamodb.delete_table(TableName=table)
+    table = check_tables[ranged]
+    empty_tables([table])
+    # The table as the items put one after another leave it (a later item with the same key replaces the
+    # earlier one; "1" and "1.0" are one key), written in one request: a batch may not name a key twice.
+    stored = {(item["pk"]["S"], Decimal(item["sk"]["N"]) if ranged else None): item for item in items}
+    if stored:
+        dynamodb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": i}} for i in stored.values()]})
+    for query in queries:
+        ours = pages(dynamodb, table, query)
+        moto_patches.uninstall()
+        try:
+            theirs = pages(dynamodb, table, query)
+        finally:
+            moto_patches.install()
+        assert ours == theirs, query
