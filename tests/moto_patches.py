@@ -30,6 +30,14 @@ from typing import Any
 
 import moto
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.serialize import (
+    DEFAULT_ALIAS_PROVIDERS,
+    AttributePickerContext,
+    ResponseSerializer,
+    XFormedAttributePicker,
+)
+from moto.core.utils import MISSING
+from moto.core.utils import get_value as moto_get_value
 from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
@@ -88,14 +96,55 @@ def candidate_items(self: Table) -> list[Any]:
     return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
 
 
+# --- 1b. moto's response serializer, reading a dict's keys without asking every alias each time -------------
+#
+# moto 5.2 serializes a response by walking the operation's output shape and asking, for every member of
+# every structure, each of six alias providers (and botocore's xform_name of each) for the member's value.
+# A DynamoDB item is a map of AttributeValue structures of ten members, one of them present: a Query of 24
+# items asked ~5,000 questions, and the serializer was over half of moto's time (profiled on
+# tests/integration/test_cutover_cli.py). For a plain dict, what the providers answer depends only on the
+# member's name, its shape and its parent's: here they are asked once per (service, parent, member) and the
+# answer kept; the value is then the first of those keys the dict holds, as moto's picker finds it. Anything
+# else (an object, a dict subclass, a picker with response transformers) goes to moto's own code.
+# tests/integration/test_moto_state.py checks that responses are the same with and without it.
+
+MOTO_GET_VALUE: Callable[..., Any] = ResponseSerializer.get_value
+_ALIASES: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def get_value_with_known_aliases(self: ResponseSerializer, value: Any, key: str, shape: Any) -> Any:
+    picker = self._value_picker
+    if (type(value) is not dict or type(picker) is not XFormedAttributePicker or picker.response_transformers
+            or picker.alias_providers is not DEFAULT_ALIAS_PROVIDERS):
+        return MOTO_GET_VALUE(self, value, key, shape)
+    parent = getattr(shape, "parent", None)
+    asked = (self.service_model.service_name, key, shape.name, shape.type_name, shape.serialization.get("name"),
+             hasattr(shape, "parent"), getattr(parent, "type_name", None), getattr(parent, "name", None))
+    keys = _ALIASES.get(asked)
+    if keys is None:
+        context = AttributePickerContext(obj={}, key=key, shape=shape, operation_model=self.operation_model,
+                                         service_model=self.service_model)
+        keys = _ALIASES[asked] = tuple(picker.get_possible_keys(context))
+    for possible in keys:
+        if "." in possible:  # a path: moto's get_value walks it
+            found = moto_get_value(value, possible, MISSING)
+            if found is not MISSING:
+                return found
+        elif possible in value:
+            return value[possible]
+    return None
+
+
 def install() -> None:
     Table.query = query_with_candidates  # type: ignore[method-assign]
     Table.all_items = candidate_items  # type: ignore[method-assign]
+    ResponseSerializer.get_value = get_value_with_known_aliases  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     Table.query = MOTO_QUERY  # type: ignore[method-assign]
     Table.all_items = MOTO_ALL_ITEMS  # type: ignore[method-assign, assignment]
+    ResponseSerializer.get_value = MOTO_GET_VALUE  # type: ignore[method-assign]
 
 
 # --- 2. Emptying (or restoring) moto's tables and bucket in place ---------------------------------------------

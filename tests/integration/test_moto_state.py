@@ -187,3 +187,80 @@ def test_a_query_reading_its_candidates_answers_as_moto_does(
         finally:
             moto_patches.install()
         assert ours == theirs, query
+
+
+# --- moto's serializer, reading a dict's keys with the aliases asked once (tests/moto_patches.py) ----------
+
+RICH = {"pk": {"S": "a"}, "sk": {"N": "1"}, "gk": {"S": "g"}, "gr": {"N": "2.50"}, "b": {"B": b"\x00z\xff"},
+        "bs": {"BS": [b"x", b"y"]}, "ns": {"NS": ["1", "-2.5"]}, "ss": {"SS": ["p", "q"]}, "nul": {"NULL": True},
+        "m": {"M": {"l": {"L": [{"S": "s"}, {"BOOL": False}, {"M": {}}, {"L": []}]}, "n": {"N": "0"}}}}
+
+
+def requests(table: str) -> list[tuple[str, dict[str, Any]]]:
+    """One of each request the product and the tests make, with every kind of attribute value and of error."""
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    cost = {"ReturnConsumedCapacity": "INDEXES"}
+    return [
+        ("put_item", {"TableName": table, "Item": RICH, "ReturnValues": "ALL_OLD", **cost}),
+        ("put_item", {"TableName": table, "Item": RICH | {"x": {"S": "again"}}, "ReturnValues": "ALL_OLD"}),
+        ("put_item", {"TableName": table, "Item": RICH, "ConditionExpression": "attribute_not_exists(pk)",
+                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}),
+        ("get_item", {"TableName": table, "Key": key, "ConsistentRead": True, **cost}),
+        ("get_item", {"TableName": table, "Key": {"pk": {"S": "none"}, "sk": {"N": "1"}}}),
+        ("update_item", {"TableName": table, "Key": key, "UpdateExpression": "SET n2 = :v ADD ns :s",
+                         "ExpressionAttributeValues": {":v": {"N": "7"}, ":s": {"NS": ["9"]}},
+                         "ReturnValues": "ALL_NEW"}),
+        ("update_item", {"TableName": table, "Key": key, "UpdateExpression": "REMOVE x",
+                         "ReturnValues": "UPDATED_OLD"}),
+        ("batch_write_item", {"RequestItems": {table: [{"PutRequest": {"Item": RICH | {"sk": {"N": str(n)}}}}
+                                                       for n in range(2, 6)]}}),
+        ("query", {"TableName": table, "KeyConditionExpression": "pk = :p", "Limit": 2,
+                   "ExpressionAttributeValues": {":p": {"S": "a"}}, **cost}),
+        ("query", {"TableName": table, "IndexName": "by_g", "KeyConditionExpression": "gk = :g",
+                   "ExpressionAttributeValues": {":g": {"S": "g"}}, "ProjectionExpression": "pk, m.l[0]"}),
+        ("query", {"TableName": table, "KeyConditionExpression": "pk = :p", "Select": "COUNT",
+                   "ExpressionAttributeValues": {":p": {"S": "a"}}}),
+        ("scan", {"TableName": table, "FilterExpression": "sk > :n", "ExpressionAttributeValues": {":n": {"N": "2"}}}),
+        ("batch_get_item", {"RequestItems": {table: {"Keys": [key, {"pk": {"S": "a"}, "sk": {"N": "3"}}]}}}),
+        ("transact_get_items", {"TransactItems": [{"Get": {"TableName": table, "Key": key}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": table, "Item": RICH | {"sk": {"N": "9"}}}},
+            {"Update": {"TableName": table, "Key": key, "UpdateExpression": "SET t = :t",
+                        "ExpressionAttributeValues": {":t": {"BOOL": True}}}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"ConditionCheck": {"TableName": table, "Key": key, "ConditionExpression": "attribute_not_exists(pk)",
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]}),
+        ("delete_item", {"TableName": table, "Key": key, "ReturnValues": "ALL_OLD"}),
+        ("describe_table", {"TableName": table}),
+        ("describe_time_to_live", {"TableName": table}),
+        ("list_tables", {}),
+        ("get_item", {"TableName": "no-such-table", "Key": key}),
+    ]
+
+
+def answers(client: Any, table: str) -> list[Any]:
+    out: list[Any] = []
+    for method, kwargs in requests(table):
+        try:
+            answer = getattr(client, method)(**kwargs)
+        except client.exceptions.ClientError as error:
+            answer = error.response
+        out.append((method, {k: v for k, v in answer.items() if k != "ResponseMetadata"}))
+    return out
+
+
+def test_responses_are_motos_own_with_the_aliases_asked_once(check_tables: dict[bool, str]) -> None:
+    client, table = BOTO.client("dynamodb"), check_tables[True]
+    empty_tables([table])
+    before = moto_patches.snapshot_tables([table])
+    ours = answers(client, table)
+    moto_patches.restore_tables(before)
+    moto_patches.uninstall()
+    try:
+        theirs = answers(client, table)
+    finally:
+        moto_patches.install()
+    assert ours == theirs
+    errors = [a for _, a in ours if "Error" in a]
+    assert len(errors) == 3 and errors[0]["Item"]["b"] == {"B": b"\x00z\xff"}, "each kind of answer was made"
+    assert ours[8][1]["Count"] == 2 and ours[8][1]["ConsumedCapacity"]["Table"] and "LastEvaluatedKey" in ours[8][1]
