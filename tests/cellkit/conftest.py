@@ -23,32 +23,51 @@ JWT_SECRET = "cell-test-jwt-secret-of-32-bytes-or-more"
 # 2026-11-25T00:00:00Z, a bucket boundary.
 T0 = 1795564800
 T0_US = T0 * 1_000_000
+PG_DATABASE = "cells"  # the session's database on pg_server; every test has a schema of its own in it
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
-    """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too)."""
+    """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too).
+
+    A scratch server: no fsync, no full-page writes, commits not waiting for the WAL's flush. They decide what
+    survives a crash of the machine, which no test here makes (test_pg_restart runs its own server); without
+    them the stop's checkpoint took seconds and every commit waited for the disk."""
     root = tempfile.mkdtemp(prefix="cellkit-pg-")
     # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
     import pgserver
+    import psycopg
 
     server = pgserver.get_server(root, cleanup_mode="stop")
+    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+            admin.execute(f"ALTER SYSTEM SET {setting} = off")
+        admin.execute("SELECT pg_reload_conf()")
+        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
     yield server
     server.cleanup()
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_store(pg_server: Any) -> Iterator[CellStore]:
+def pg_dsn(pg_server: Any, prefix: str = "cell") -> str:
+    """A fresh, empty schema of its own (a database's worth of tables for one test): its DSN.
+
+    One schema per test in one database: a database per test copied the template's ~300 files each time."""
     import psycopg
 
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.get_uri(database=PG_DATABASE)
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return f"{dsn}&options=-c%20search_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_store(pg_server: Any) -> Iterator[CellStore]:
     from cellkit.adapters.postgres import PostgresStore
 
-    name = "cell_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    store = PostgresStore(pg_server.get_uri(database=name))
+    store = PostgresStore(pg_dsn(pg_server))
     yield store
     store.close()
 

@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,7 +28,7 @@ from cellkit.adapters.sql import SqlStore
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.services.forwarder import Forwarder
 from cellkit.services.ticker import SandboxAlreadyRunning, SandboxNotRunning, Ticker
-from tests.cellkit.conftest import SECRET, T0_US
+from tests.cellkit.conftest import SECRET, T0_US, pg_dsn
 from tests.cellkit.fake_edge import FakeEdge
 from tests.cellkit.tiling import assert_ticks_tile
 
@@ -38,24 +37,37 @@ TICK_AT = T0_US + 20 * US
 END = T0_US + 100 * US
 ACTORS = ("start", "resize", "stop", "move", "tick", "forward")
 STEPS = ("_begin", "_commit", "_rollback", "_raw_exec", "_raw_many", "_raw_query")
+# What the seed and the actors write. The forwarder's lease too: each race's forwarder is a new holder on a
+# clock that never moves, so a lease left by an earlier race kept every later forwarder standing by (it sent
+# nothing in all but the first race of a test).
+TABLES = ("spool", "spool_aside", "sandboxes", "sandbox_scale_events", "leases")
 LOG = logging.getLogger("cellkit.test.races")
 
 
 @dataclass
 class World:
-    """Two connections to one database (A's and B's) and the edge; ``reset`` seeds a fresh scenario."""
+    """Two connections to one database (A's and B's) and the edge; ``reset`` restores the seeded scenario."""
 
     a: SqlStore
     b: SqlStore
     waiting: Callable[[SqlStore], bool]  # is this connection waiting for a lock (PostgreSQL)?
     edge: FakeEdge
     sqlite: bool
+    seeded: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
 
     def reset(self) -> None:
+        """Seeds the world the first time; afterwards writes the seed's rows back in one transaction (the seed
+        is the same every race: its five commits, ~700 times a store, were most of this file's time)."""
         with self.a.transaction():
-            for table in ("spool", "spool_aside", "sandboxes", "sandbox_scale_events"):
+            for table in TABLES:
                 self.a._raw_exec(f"DELETE FROM {table}", ())
-        seed(self.a)
+            for table, rows in self.seeded.items():
+                if rows:
+                    marks = ", ".join("?" * len(rows[0]))
+                    self.a._raw_many(f"INSERT INTO {table} VALUES ({marks})", rows)
+        if not self.seeded:
+            seed(self.a)
+            self.seeded.update({t: self.a._query(f"SELECT * FROM {t}") for t in TABLES})
         self.edge.state.received.clear()
 
 
@@ -83,7 +95,9 @@ class Run:
     store: SqlStore
     gate: Callable[[str], None]
     holds_lock: bool = False  # between a BEGIN and its COMMIT (SQLite: the database's write lock)
+    in_statement: bool = False  # only a statement under way can be waiting for a lock
     done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # set at every change the race waits for
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
@@ -99,7 +113,13 @@ class Run:
 
         def step(*args: Any) -> Any:
             self.gate(name)
-            out = inner(*args)
+            self.in_statement = True
+            self.wake.set()
+            try:
+                out = inner(*args)
+            finally:
+                self.in_statement = False
+                self.wake.set()
             if name == "_begin":
                 self.holds_lock = True
             elif name in ("_commit", "_rollback"):
@@ -118,18 +138,25 @@ class Run:
                 self.error = exc
             finally:
                 self.done.set()
+                self.wake.set()
 
         thread = threading.Thread(target=body, daemon=True)
         thread.start()
         return thread
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_for(predicate: Callable[[], bool], wake: threading.Event, what: str, poll: Callable[[], float | None],
+             timeout: float = 20.0) -> None:
+    """Until ``predicate`` holds: woken by ``wake`` (set after every change it reads), or after ``poll()``
+    seconds when part of it is outside this process (a PostgreSQL lock wait); None: no such part now."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
+        wait = poll()
+        wake.wait(left if wait is None else min(wait, left))
+        wake.clear()  # a change after this is seen by the next predicate, or sets it again
 
 
 def race(world: World, a_name: str, b_name: str, k: int, life_at: int) -> bool:
@@ -142,6 +169,7 @@ def race(world: World, a_name: str, b_name: str, k: int, life_at: int) -> bool:
     def gate_a(_: str) -> None:
         if count[0] == k:
             paused.set()
+            a.wake.set()
             resume.wait()
         count[0] += 1
 
@@ -152,15 +180,19 @@ def race(world: World, a_name: str, b_name: str, k: int, life_at: int) -> bool:
         # of sleeping in SQLite's busy handler (the same order, deterministically).
         if world.sqlite and name == "_begin" and a.holds_lock and not a.done.is_set():
             b_waits.set()
+            b.wake.set()
             a.done.wait()
 
     b_waits = threading.Event()
     b = Run(store_b, gate_b)
     thread_a = a.start(actor(a_name, store_a, world.edge, life_at))
-    wait_for(lambda: paused.is_set() or a.done.is_set(), "A to pause")
+    wait_for(lambda: paused.is_set() or a.done.is_set(), a.wake, "A to pause", lambda: None)
     reached = paused.is_set()
     thread_b = b.start(actor(b_name, store_b, world.edge, life_at))
-    wait_for(lambda: b.done.is_set() or b_waits.is_set() or world.waiting(store_b), "B to finish or wait")
+    # PostgreSQL: B's statement may wait for A's row lock; pg_stat_activity says so, asked every 2 ms while
+    # a statement of B's is under way (before: every 1 ms throughout).
+    wait_for(lambda: b.done.is_set() or b_waits.is_set() or (b.in_statement and world.waiting(store_b)), b.wake,
+             "B to finish or wait", lambda: 0.002 if b.in_statement and not world.sqlite else None)
     resume.set()
     thread_a.join(30)
     thread_b.join(30)
@@ -199,11 +231,14 @@ def edge() -> Iterator[FakeEdge]:
     fake.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, tmp_path: Any, edge: FakeEdge) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, edge: FakeEdge) -> Iterator[World]:
+    """One database per store for the module: every race resets the tables it writes (``World.reset``)."""
     if request.param == "sqlite":
-        path = str(tmp_path / "cell.db")
-        a, b = SqliteStore(path), SqliteStore(path)
+        path = str(tmp_path_factory.mktemp("races") / "cell.db")
+        # synchronous=NORMAL: when the WAL reaches the disk, not what locks or sees what (an fsync a commit was
+        # ~3 ms of wall each; durability across a power cut is tests/cellkit/adapters/test_sqlite_durability.py's).
+        a, b = SqliteStore(path, durable=False), SqliteStore(path, durable=False)
         yield World(a, b, lambda _: False, edge, sqlite=True)
         a.close()
         b.close()
@@ -212,12 +247,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Any, edge: FakeEdge) -> Iter
 
     from cellkit.adapters.postgres import PostgresStore
 
-    server = request.getfixturevalue("pg_server")
-    name = "races_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        admin.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")  # a scratch database: no fsync wait
-    dsn = server.get_uri(database=name)
+    dsn = pg_dsn(request.getfixturevalue("pg_server"), "races")
     a, b = PostgresStore(dsn), PostgresStore(dsn)
     monitor = psycopg.connect(dsn, autocommit=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,17 +13,14 @@ from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.postgres import PostgresStore
 from cellkit.ports import SpoolItem, StoreUnavailable
 from cellkit.services.ticker import Ticker
-from tests.cellkit.conftest import T0_US
+from tests.cellkit.conftest import T0_US, pg_dsn
 
 US = 1_000_000
 
 
 @pytest.fixture
 def dsn(pg_server: Any) -> str:
-    name = "reconnect_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return str(pg_server.get_uri(database=name))
+    return pg_dsn(pg_server, "reconnect")
 
 
 @pytest.fixture

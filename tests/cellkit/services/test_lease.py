@@ -23,7 +23,7 @@ from cellkit.adapters.http import EdgeClient
 from cellkit.adapters.sqlite import SqliteStore
 from cellkit.ports import CellStore, HttpResponse, SpoolItem
 from cellkit.services.forwarder import Forwarder
-from tests.cellkit.conftest import SECRET, T0_US
+from tests.cellkit.conftest import SECRET, T0_US, pg_dsn
 
 ENVELOPES = 7
 BATCH = 3
@@ -80,17 +80,12 @@ def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
             opened.append(SqliteStore(path))
             return opened[-1]
     else:
-        import psycopg
-
         from cellkit.adapters.postgres import PostgresStore
 
-        server = request.getfixturevalue("pg_server")
-        name = "lease_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
+        dsn = pg_dsn(request.getfixturevalue("pg_server"), "lease")
 
         def open_one() -> CellStore:
-            opened.append(PostgresStore(server.get_uri(database=name)))
+            opened.append(PostgresStore(dsn))
             return opened[-1]
 
     yield open_one
