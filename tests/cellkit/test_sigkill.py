@@ -1,4 +1,5 @@
-"""A real cell process (``python -m cellkit run``) SIGKILLed at random moments and restarted.
+"""A real cell process (``python -m cellkit run``'s entry point, forked: forked_cell.py) SIGKILLed at random
+moments and restarted.
 
 It ticks three sandboxes every few milliseconds and forwards in small batches
 to a fake edge that dedupes by envelope id. After the kills, the sandboxes are
@@ -14,8 +15,6 @@ import logging
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -29,8 +28,8 @@ from cellkit.services.forwarder import Forwarder
 from cellkit.services.ticker import Ticker
 from tests.cellkit.conftest import SECRET
 from tests.cellkit.fake_edge import FakeEdge
+from tests.cellkit.forked_cell import Zygote
 
-ROOT = Path(__file__).resolve().parents[2]
 KILLS = 8
 
 
@@ -51,21 +50,21 @@ def test_sigkill_at_random_points_loses_nothing_and_counts_nothing_twice(tmp_pat
     env.pop("OPENSANDBOX_USAGE_PARITY_URL", None)
     rng = random.Random(int(os.environ.get("CELLKIT_KILL_SEED", "20261130")))
     try:
-        for k in range(KILLS):
-            proc = subprocess.Popen([sys.executable, "-m", "cellkit", "run"], cwd=ROOT, env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if k % 2:
-                # Every other kill waits until this process is forwarding (a loaded machine starts slowly),
-                # so kills land mid-work whatever the load; the others may land in start-up too.
-                seen = edge.state.ingest_requests
-                deadline = time.monotonic() + 20
-                while edge.state.ingest_requests < seen + 3 and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                time.sleep(rng.uniform(0, 0.5))
-            else:
-                time.sleep(rng.uniform(0.2, 1.6))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        with Zygote(env) as zygote:  # each cell a fork of one process that imported the kit (forked_cell.py)
+            for k in range(KILLS):
+                pid = zygote.start(env)
+                if k % 2:
+                    # Every other kill waits until this process is forwarding (a loaded machine starts slowly),
+                    # so kills land mid-work whatever the load; the others may land in start-up too.
+                    seen = edge.state.ingest_requests
+                    deadline = time.monotonic() + 20
+                    while edge.state.ingest_requests < seen + 3 and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    time.sleep(rng.uniform(0, 0.5))
+                else:
+                    time.sleep(rng.uniform(0.2, 1.6))
+                os.kill(pid, signal.SIGKILL)
+                assert zygote.ended() == -signal.SIGKILL
         assert edge.state.deliveries > 0, "the cell process never delivered anything before being killed"
         stop_at = SystemClock().now_us()
         for sid in starts:
