@@ -43,7 +43,7 @@ def test_a_single_test_file_leaves_the_checkout_clean_and_packages_nothing(tmp_p
     basetemp, tmp = tmp_path / "run", tmp_path / "tmp"
     tmp.mkdir()
     # Without the parent run's coverage and xdist variables: the child is a developer's plain `pytest FILE`.
-    parents = ("COV_CORE", "PYTEST_", "COVERAGE", "EDGE_BILLING_")
+    parents = ("SLIPCOVER_", "PYTEST_", "EDGE_BILLING_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(parents)}
     env["TMPDIR"] = str(tmp)
     run = subprocess.run(

@@ -1,7 +1,7 @@
 """Edges of what a request may carry that the fuzz found first, pinned by example on the in-memory store.
 
-tests/fuzz runs untraced by coverage (tests/coverage_scope.py): these keep the branches it alone reached
-measured, and fail on a regression without Hypothesis having to find the input again.
+They keep the branches the fuzz reached covered by plain examples, and fail on a regression
+without Hypothesis having to find the input again.
 """
 
 from __future__ import annotations

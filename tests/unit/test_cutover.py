@@ -273,5 +273,5 @@ def test_rollback_touches_exactly_the_rows_every_cell_billed(cell_offsets: list[
 
 
 def test_verify_with_no_cell_reporting_fails_saying_so() -> None:
-    """Found first by the fuzz (untraced by coverage: tests/coverage_scope.py)."""
+    """Found first by the fuzz (tests/fuzz), pinned by example."""
     assert check_cells_stood_down([], T) == [Check("cells", False, "no cell has reported its status")]

@@ -44,9 +44,6 @@ def test_printable_ascii() -> None:
     assert is_printable_id("org a:b/c", ascii_only=True)
 
 
-# Untraced (tests/coverage_scope.py): Hypothesis building nested values was 3.7 CPU-s traced, and every line
-# and branch of deeper_than is reached by other tests too (measured with per-test contexts).
-@pytest.mark.no_cover
 @given(st.recursive(st.integers() | st.text(), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c,
        max_size=3), max_leaves=20))
 def test_deeper_than_matches_a_recursive_count(value: object) -> None:

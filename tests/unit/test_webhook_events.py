@@ -39,7 +39,7 @@ def test_malformed(payload: Any) -> None:
         parse_event(payload)
 
 
-# Edges the fuzz found first (tests/fuzz runs untraced by coverage: tests/coverage_scope.py), pinned by example.
+# Edges the fuzz found first (tests/fuzz), pinned by example.
 
 def test_an_event_without_created_orders_before_any_other() -> None:
     assert parse_event(event({"id": "cs_1"}) | {"created": None}).created == 0
