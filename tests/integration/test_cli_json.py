@@ -54,11 +54,13 @@ def argv(command: tuple[str, ...], config: Path) -> list[str]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    """The dev stage (300 s buckets, 200 s grace: not what the shell exports) on the test tables."""
+    """The dev stage (300 s buckets, 200 s grace: not what the shell exports) on the test tables, live since
+    T0 + 24 h: the seam that verify and rollback read is the 24 buckets to cell-a's T0 + 26 h (from T0, it
+    was 312 buckets, a moto query each, for the same answers' shape)."""
     path = tmp_path / "config.json"
     shutil.copy(ROOT / ".chalice" / "config.json", path)
     path.write_text(with_flags(path.read_text(), "dev", {"TABLE_PREFIX": PREFIX, "BUCKET_SECONDS": "300",
-                                                         "GRACE_SECONDS": "200", "BILL_FROM": str(T0)}))
+                                                         "GRACE_SECONDS": "200", "BILL_FROM": str(T0 + 24 * H)}))
     return path
 
 
