@@ -18,7 +18,7 @@ from chalicelib.core.quarantine import QuarantineItem
 from chalicelib.entrypoints.status_page import render
 from chalicelib.services.status import status
 from chalicelib.settings import load_settings
-from tests.conftest import T0
+from tests.conftest import T0, written_once
 
 H = 3600
 NOW = T0 + 30 * H
@@ -32,21 +32,26 @@ def report(cell: str, start: int, drift: str = "0") -> ParityReport:
 
 @pytest.fixture
 def seeded(svc: Container, clock: FixedClock) -> Container:
+    """Two cells, a day of parity reports with a gap and a drift, outbox rows, quarantine and the rollup's
+    cursor: written through the ports by a worker's first test (~50 conditional puts), restored after."""
     clock.set(NOW)
-    cells = svc.cells()
-    cells.put_cell_status(CellStatus("cell-a", "cell", True, T0 + 20 * H, 3, 7, NOW - 60, NOW - 60))
-    cells.put_cell_status(CellStatus("cell-b", "edge", False, T0 + 20 * H, 0, 0, NOW - 4000, NOW - 4000))
-    _, end = (NOW - 600 - H) // H * H - 24 * H, (NOW - 600 - H) // H * H
-    for b in range(end - 24 * H, end, H):
-        cells.put_parity_report(report("cell-a", b, "0.05" if b == end - H else "0"))
-        if b != end - 3 * H:  # a gap
-            cells.put_parity_report(report("cell-b", b))
-    svc.store.create_outbox_rows([OutboxRow("acme:1:m", "acme", T0 + 25 * H, T0 + 26 * H, "m", Decimal(1), "first",
-                                            "pending"),
-                                  OutboxRow("acme:2:m", "acme", T0 + 26 * H, T0 + 27 * H, "m", Decimal(1), "first",
-                                            "failed")])
-    svc.store.put_quarantine([QuarantineItem("q1", "invalid", "bad", "cell-a", "{}", NOW)])
-    svc.store.advance_cursor("rollup", T0 + 29 * H)
+
+    def write() -> None:
+        cells = svc.cells()
+        cells.put_cell_status(CellStatus("cell-a", "cell", True, T0 + 20 * H, 3, 7, NOW - 60, NOW - 60))
+        cells.put_cell_status(CellStatus("cell-b", "edge", False, T0 + 20 * H, 0, 0, NOW - 4000, NOW - 4000))
+        end = (NOW - 600 - H) // H * H
+        for b in range(end - 24 * H, end, H):
+            cells.put_parity_report(report("cell-a", b, "0.05" if b == end - H else "0"))
+            if b != end - 3 * H:  # a gap
+                cells.put_parity_report(report("cell-b", b))
+        svc.store.create_outbox_rows([
+            OutboxRow("acme:1:m", "acme", T0 + 25 * H, T0 + 26 * H, "m", Decimal(1), "first", "pending"),
+            OutboxRow("acme:2:m", "acme", T0 + 26 * H, T0 + 27 * H, "m", Decimal(1), "first", "failed")])
+        svc.store.put_quarantine([QuarantineItem("q1", "invalid", "bad", "cell-a", "{}", NOW)])
+        svc.store.advance_cursor("rollup", T0 + 29 * H)
+
+    written_once("status-seeded", write)
     return svc
 
 
