@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.adapters.dynamodb.tables import table_specs
+from chalicelib.adapters.dynamodb.tables import create_tables, table_specs
 from tests import moto_patches
 from tests.conftest import ARCHIVE, BOTO, PREFIX, empty_bucket, empty_tables, written_once
 
@@ -63,6 +63,7 @@ def scanned(client: Any, specs: list[dict[str, Any]]) -> dict[str, list[Any]]:
 def test_a_restored_snapshot_is_what_the_api_saw_and_later_writes_do_not_reach_it(dynamodb: Any) -> None:
     specs = [spec["create"] for spec in table_specs(PREFIX)]
     assert moto_patches.table_names() == set(dynamodb.list_tables()["TableNames"])
+    assert create_tables(dynamodb, PREFIX) == [], "all there: what the dynamodb fixture takes a match to mean"
     for spec in specs:
         for n in range(3):
             dynamodb.put_item(TableName=spec["TableName"], Item=item(spec, n))
