@@ -204,17 +204,29 @@ def client(svc: Container, serve: Callable[[Container], Any]) -> Any:
 
 
 @pytest.fixture
-def run_cli(svc: Container) -> Callable[..., Any]:
-    """The operator CLI handed this test's container, as `main()` hands it one built from the environment."""
+def run_cli(svc: Container, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The operator CLI handed this test's container, as `main()` hands it one built from the environment.
+    Its Click command is built once per worker, as `edge-billing` builds it once: Typer's CliRunner rebuilt
+    the whole tree on each invoke (as in tests/cellkit/conftest.py)."""
+    import typer.testing
     from typer.testing import CliRunner
 
     from chalicelib.entrypoints.cli import app as edge_cli
     from chalicelib.entrypoints.cli_output import Handed
 
+    monkeypatch.setattr(typer.testing, "_get_command", _click_command)
+
     def invoke(args: list[str], container: Container | None = None, **kwargs: Any) -> Any:
         return CliRunner().invoke(edge_cli, args, obj=Handed(container or svc), **kwargs)
 
     return invoke
+
+
+@functools.cache
+def _click_command(app: Any) -> Any:
+    import typer.main
+
+    return typer.main.get_command(app)
 
 
 def signed_post(body: Any, now: int, cell_id: str | None = "cell-a", secret: str = SECRET) -> dict[str, Any]:
