@@ -138,7 +138,7 @@ def get_value_with_known_aliases(self: ResponseSerializer, value: Any, key: str,
 
 # Before each action moto lists its handler class's methods with inspect.getmembers (~0.5 ms a request, ~3 % of
 # a moto test): a class's methods do not change between requests, so the list is made once per class.
-MOTO_METHOD_NAMES: Callable[[object], list[str]] = moto_responses.method_names_from_class
+MOTO_METHOD_NAMES = moto_responses.method_names_from_class
 _METHOD_NAMES: dict[object, list[str]] = {}
 
 
