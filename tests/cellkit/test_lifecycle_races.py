@@ -145,18 +145,20 @@ class Run:
         return thread
 
 
-def wait_for(predicate: Callable[[], bool], wake: threading.Event, what: str, poll: Callable[[], float | None],
+def wait_for(settled: Callable[[], bool], run: Run, what: str, blocked: Callable[[], bool] = lambda: False,
              timeout: float = 20.0) -> None:
-    """Until ``predicate`` holds: woken by ``wake`` (set after every change it reads), or after ``poll()``
-    seconds when part of it is outside this process (a PostgreSQL lock wait); None: no such part now."""
+    """Until ``settled()``, woken by ``run.wake`` (set after every change it reads), or ``blocked()``: a state
+    outside this process (a PostgreSQL lock wait), asked once a statement of the run's has gone 2 ms without
+    an end (before: every 1 ms throughout)."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not settled():
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"timed out waiting for {what}")
-        wait = poll()
-        wake.wait(left if wait is None else min(wait, left))
-        wake.clear()  # a change after this is seen by the next predicate, or sets it again
+        woke = run.wake.wait(min(0.002, left) if run.in_statement else left)
+        run.wake.clear()  # a change after this is seen by the next settled(), or sets it again
+        if not woke and run.in_statement and blocked():
+            return
 
 
 def race(world: World, a_name: str, b_name: str, k: int, life_at: int) -> bool:
@@ -186,13 +188,11 @@ def race(world: World, a_name: str, b_name: str, k: int, life_at: int) -> bool:
     b_waits = threading.Event()
     b = Run(store_b, gate_b)
     thread_a = a.start(actor(a_name, store_a, world.edge, life_at))
-    wait_for(lambda: paused.is_set() or a.done.is_set(), a.wake, "A to pause", lambda: None)
+    wait_for(lambda: paused.is_set() or a.done.is_set(), a, "A to pause")
     reached = paused.is_set()
     thread_b = b.start(actor(b_name, store_b, world.edge, life_at))
-    # PostgreSQL: B's statement may wait for A's row lock; pg_stat_activity says so, asked every 2 ms while
-    # a statement of B's is under way (before: every 1 ms throughout).
-    wait_for(lambda: b.done.is_set() or b_waits.is_set() or (b.in_statement and world.waiting(store_b)), b.wake,
-             "B to finish or wait", lambda: 0.002 if b.in_statement and not world.sqlite else None)
+    # PostgreSQL: a statement of B's may wait for A's row lock; pg_stat_activity says so.
+    wait_for(lambda: b.done.is_set() or b_waits.is_set(), b, "B to finish or wait", lambda: world.waiting(store_b))
     resume.set()
     thread_a.join(30)
     thread_b.join(30)
