@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -9,6 +10,8 @@ import tempfile
 import uuid
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,28 +32,50 @@ T0_US = T0 * 1_000_000
 PG_DATABASE = "cells"  # the session's database on pg_server; every test has a schema of its own in it
 
 
+@contextmanager
+def _run_lock(path: Path) -> Iterator[None]:
+    """Exclusive among this run's workers (flock: released by the kernel if a worker dies holding it)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
-    """A real PostgreSQL 16 from the pgserver wheel, started once per session (works as root too).
+    """A real PostgreSQL 16 from the pgserver wheel (works as root too), one for the whole run: xdist's workers
+    share it (pgserver counts their handles; the last one to leave stops it), where each started its own
+    (initdb and start: ~0.5 CPU-s and 1-4 s each). Every test has a schema of its own (``pg_dsn``).
 
     A scratch server: no fsync, no full-page writes, commits not waiting for the WAL's flush. They decide what
     survives a crash of the machine, which no test here makes (test_pg_restart runs its own server); without
     them the stop's checkpoint took seconds and every commit waited for the disk."""
-    root = tempfile.mkdtemp(prefix="cellkit-pg-")
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+    root = Path(tempfile.gettempdir()) / f"cellkit-pg-{run[:16]}"
+    lock = root.with_name("cellkit-pg.lock")  # one file for every run (a lock per run would pile up in /tmp)
     # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
     import pgserver
     import psycopg
 
-    server = pgserver.get_server(root, cleanup_mode="stop")
-    with psycopg.connect(server.get_uri(), autocommit=True) as admin:
-        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
-            admin.execute(f"ALTER SYSTEM SET {setting} = off")
-        admin.execute("SELECT pg_reload_conf()")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
+    # Under one lock, start or join, and leave or stop: a worker that starts late never finds a half-removed
+    # data directory of a worker that finished early.
+    with _run_lock(lock):
+        root.mkdir(exist_ok=True)
+        server = pgserver.get_server(root, cleanup_mode="stop")
+        with psycopg.connect(server.get_uri(), autocommit=True) as admin:
+            for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+                admin.execute(f"ALTER SYSTEM SET {setting} = off")
+            admin.execute("SELECT pg_reload_conf()")
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone() is None:
+                admin.execute(f"CREATE DATABASE {PG_DATABASE}")
     yield server
-    server.cleanup()
-    shutil.rmtree(root, ignore_errors=True)
+    with _run_lock(lock):
+        server.cleanup()  # stops the server only if no other worker still holds it
+        if not (root / "postmaster.pid").exists():
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def pg_dsn(pg_server: Any, prefix: str = "cell") -> str:
