@@ -37,7 +37,8 @@ $(AXE):
 
 # Tests in parallel, with branch coverage; the core and the services must stay >= 90 %. One worker more than
 # cores: about a sixth of the suite's time is spent waiting (subprocesses, sockets, Stripe's retry back-off), and
-# idle workers steal queued tests. The local-stack runs (real processes, wall time) are `make test-e2e`; CI runs both.
+# idle workers steal queued tests. The local-stack runs (real processes, wall time) and the packaged template's
+# tests are `make test-e2e`; CI runs both.
 WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) + 1 )))
 test: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -49,18 +50,19 @@ test: $(STAMP)
 suite: $(STAMP)
 	@# On a fresh clone each worker would compile the project and rewrite every test module's asserts itself
 	@# (~1.5 CPU-s a worker); one collection first leaves those caches for all (beside mypy).
-	@$(BIN)/python -m pytest --collect-only -q -m "not slow" >/dev/null 2>&1 || true
+	@$(BIN)/python -m pytest --collect-only -q -m "not slow and not package" >/dev/null 2>&1 || true
 	@mkdir -p out
 	@# PYTHONWARNINGS: SlipCover cannot measure branches in pytest's rewritten test modules; it measures none of
 	@# them here (--source), so its warning that it cannot is noise.
 	PYTHONWARNINGS='ignore:Unable to activate pytest branch coverage' \
 		$(BIN)/python -m slipcover --branch --source chalicelib,cellkit --json --out out/coverage.json \
-		-m pytest -n $(WORKERS) --dist worksteal -m "not slow"
+		-m pytest -n $(WORKERS) --dist worksteal -m "not slow and not package"
 
 # The local stack end to end, one run at a time, unloaded (10 s buckets in wall time): `make run`'s whole cutover,
-# shorter; the fleet-only run; the app restart that `cutover arm --stage local` uses.
+# shorter; the fleet-only run; the app restart that `cutover arm --stage local` uses. And the deployable template's
+# tests (`-m package`: `chalice package --stage prod` once, then cfn-lint, IAM, queues, alarms, locked routes).
 test-e2e: $(STAMP)
-	$(BIN)/python -m pytest -m slow -p no:randomly
+	$(BIN)/python -m pytest -m "slow or package" -p no:randomly
 
 # The threaded webhook race, many times over (moto serialized per request): RACE_REPEAT=200 make test-race
 test-race: $(STAMP)

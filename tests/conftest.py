@@ -344,6 +344,11 @@ def emulator(emulator_session: Any) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The deployable template's tests are `make test-e2e`'s (`-m package`): `chalice package` is a real process
+    # that, on a machine that never packaged, fetches the Lambda platform's wheels (~11 s of waiting there).
+    for item in items:
+        if "packaged" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.package)
     # Stripe test mode is opt-in: without a key these tests are deselected (not skipped), and we say so once.
     if os.environ.get("STRIPE_TEST_API_KEY"):
         return
