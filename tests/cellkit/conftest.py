@@ -43,6 +43,14 @@ def _run_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def xdg_runtime_dir() -> None:
+    """platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
+    One directory for every run, not one per worker and run left behind in the temp dir."""
+    path = Path(tempfile.gettempdir()) / "cellkit-xdg"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(path))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
     """A real PostgreSQL 16 from the pgserver wheel (works as root too), one for the whole run: xdist's workers
@@ -55,8 +63,7 @@ def pg_server() -> Iterator[Any]:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
     root = Path(tempfile.gettempdir()) / f"cellkit-pg-{run[:16]}"
     lock = root.with_name("cellkit-pg.lock")  # one file for every run (a lock per run would pile up in /tmp)
-    # platformdirs (imported by pgserver) warns when XDG_RUNTIME_DIR is unset (root without a login session).
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
+    xdg_runtime_dir()
     import pgserver
     import psycopg
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +21,7 @@ import pytest
 from cellkit.adapters.postgres import PostgresStore
 from cellkit.bootstrap import build, run
 from cellkit.settings import CellSettings
-from tests.cellkit.conftest import SECRET
+from tests.cellkit.conftest import SECRET, xdg_runtime_dir
 from tests.cellkit.fake_edge import FakeEdge
 from tests.cellkit.tiling import assert_ticks_tile
 
@@ -38,7 +36,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) ->
 
 
 def test_postgres_restart_mid_run_loses_nothing_and_needs_no_cell_restart(tmp_path: Path) -> None:
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="cellkit-xdg-"))
+    xdg_runtime_dir()
     import pgserver
     from pgserver._commands import pg_ctl as run_pg_ctl
 
