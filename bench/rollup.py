@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -28,6 +27,7 @@ from typing import Any, cast
 
 import stripe
 
+from bench.aggregation import aggregation
 from bench.capacity import Accountant
 from bench.emulator import control, emulator_process
 from bench.harness import T0, Workload, moto_store, report, settings
@@ -41,7 +41,6 @@ from chalicelib.core.metering import meter_values
 from chalicelib.core.orgs import Org
 from chalicelib.core.outbox import OutboxRow, first_identifier
 from chalicelib.core.pricing import OVERAGE_METER, TIERS
-from chalicelib.core.samples import StoredSample
 from chalicelib.ports import Archive, BillingStore
 from chalicelib.services.ingest import ingest_batch
 from chalicelib.services.rollup import run_rollup
@@ -219,36 +218,6 @@ def seed_cost(work: Workload) -> dict[str, Any]:
         # The seed sends sequentially: its send cost is the same row writes, measured in send_speed below.
         return {"ticks": len(ticks), "wu_per_tick": round(accountant.wu / len(ticks), 4),
                 "ru_per_tick": round(accountant.ru / len(ticks), 4), "requests": dict(accountant.requests)}
-
-
-def synthetic_samples(n: int, orgs: int = 200) -> Iterator[StoredSample]:
-    tiers = (1024, 4096, 8192, 16384)
-    twenty = Decimal("20.000001")
-    for i in range(n):
-        yield StoredSample(f"e{i}", f"org-{i % orgs}", tiers[i % 4], T0, Decimal(T0), Decimal(T0 + 20), twenty, False)
-
-
-def aggregation(n: int) -> dict[str, Any]:
-    samples = list(synthetic_samples(n))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        aggregate(T0, samples)
-        best = min(best, time.perf_counter() - start)
-    peaks = {}
-    for size in (n // 4, n):
-        # tracemalloc counts every thread's allocations (a test runner's I/O thread too): the least of three.
-        peaks[size] = min(_streaming_peak(size) for _ in range(3))
-    return {"samples": n, "samples_per_s": int(n / best),
-            "peak_bytes_streaming": {str(k): v for k, v in peaks.items()}}
-
-
-def _streaming_peak(size: int) -> int:
-    tracemalloc.start()
-    aggregate(T0, synthetic_samples(size))  # streamed: samples are never all in memory
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
 
 
 class MemoryOutbox:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bench.aggregation import aggregation
 from bench.harness import Workload
-from bench.rollup import aggregation, end_to_end
+from bench.rollup import end_to_end
 
 
 def test_one_stripe_call_per_org_bucket_meter_plus_deltas() -> None:
