@@ -204,17 +204,12 @@ def client(svc: Container, serve: Callable[[Container], Any]) -> Any:
 
 
 @pytest.fixture
-def run_cli(svc: Container, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The operator CLI handed this test's container, as `main()` hands it one built from the environment.
-    Its Click command is built once per worker, as `edge-billing` builds it once: Typer's CliRunner rebuilt
-    the whole tree on each invoke (as in tests/cellkit/conftest.py)."""
-    import typer.testing
+def run_cli(svc: Container) -> Callable[..., Any]:
+    """The operator CLI handed this test's container, as `main()` hands it one built from the environment."""
     from typer.testing import CliRunner
 
     from chalicelib.entrypoints.cli import app as edge_cli
     from chalicelib.entrypoints.cli_output import Handed
-
-    monkeypatch.setattr(typer.testing, "_get_command", _click_command)
 
     def invoke(args: list[str], container: Container | None = None, **kwargs: Any) -> Any:
         return CliRunner().invoke(edge_cli, args, obj=Handed(container or svc), **kwargs)
@@ -227,6 +222,19 @@ def _click_command(app: Any) -> Any:
     import typer.main
 
     return typer.main.get_command(app)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cli_commands_built_once() -> Iterator[None]:
+    """Each Typer app's Click command built once per worker, for the edge's CLI and the cell kit's alike: Typer's
+    CliRunner rebuilt the whole command tree (every signature and annotation) on each invoke, most of an
+    in-process CLI test's time. A Click command serves any number of invocations, each with its own context,
+    as `edge-billing` and `python -m cellkit` build theirs once."""
+    import typer.testing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", _click_command)
+        yield
 
 
 def signed_post(body: Any, now: int, cell_id: str | None = "cell-a", secret: str = SECRET) -> dict[str, Any]:

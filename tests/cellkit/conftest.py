@@ -8,15 +8,12 @@ import os
 import shutil
 import tempfile
 import uuid
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-import typer.testing
 
 from cellkit.adapters.clock import ManualClock
 from cellkit.adapters.memory import MemoryStore
@@ -137,24 +134,6 @@ def edge(clock: ManualClock) -> Iterator[FakeEdge]:
     fake = FakeEdge(SECRET, now=lambda: clock.now_us() // 1_000_000)
     yield fake
     fake.stop()
-
-
-_COMMANDS: weakref.WeakKeyDictionary[typer.Typer, Any] = weakref.WeakKeyDictionary()
-
-
-def _command(app: typer.Typer) -> Any:
-    """The app's Click command, built once: Typer's CliRunner rebuilds the whole command tree (every signature
-    and annotation of every command) on each invoke, most of an in-process CLI test's time. A Click command
-    serves any number of invocations (each gets its own context), as `python -m cellkit` builds it once too."""
-    command = _COMMANDS.get(app)
-    if command is None:
-        command = _COMMANDS[app] = typer.main.get_command(app)
-    return command
-
-
-@pytest.fixture(autouse=True)
-def _cli_command_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(typer.testing, "_get_command", _command)
 
 
 class Captured(logging.Handler):
